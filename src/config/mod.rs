@@ -1,0 +1,571 @@
+//! Configuration: every `CRONLOCK_*` variable, read once into typed values.
+//!
+//! Sources, as in the original: the environment, then a config file whose
+//! values override it (`CRONLOCK_CONFIG`, else `cronlock.conf` beside the
+//! executable, else `/etc/cronlock.conf`). An empty value means "unset",
+//! because the original applies its defaults with `[ -z "$VAR" ]`.
+
+pub mod file;
+mod url;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// The largest number of seconds any duration setting accepts (about 31
+/// years). Lua numbers are doubles and timestamps are added to these values,
+/// so an unbounded value could lose precision or overflow.
+const MAX_SECONDS: i64 = 1_000_000_000;
+
+/// Names a config file may set. Anything else starting with `CRONLOCK_` in a
+/// file is a typo and an error; unknown names in the environment are left
+/// alone because other tools (and our own test harness) use the prefix too.
+const KNOWN: &[&str] = &[
+    "HOST", "PORT", "AUTH", "USER", "DB", "REDIS_TIMEOUT", "GRACE", "RELEASE",
+    "RECONNECT_ATTEMPTS", "RECONNECT_BACKOFF", "KEY", "PREFIX", "VERBOSE", "RESET",
+    "NTPDATE", "TIMEOUT", "CONFIG", "USE_SENTINEL", "SENTINEL_MASTER", "SENTINEL_HOST",
+    "SENTINEL_PORT", "SENTINEL_AUTH", "TLS", "TLS_SKIP_VERIFY", "TLS_CA_FILE",
+    "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_SERVER_NAME", "URL",
+];
+
+/// The variables as strings, as envy maps them (`CRONLOCK_REDIS_TIMEOUT` →
+/// `redis_timeout`). Typed parsing happens afterwards so that every message
+/// can name the variable and its value.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    host: Option<String>,
+    port: Option<String>,
+    auth: Option<String>,
+    user: Option<String>,
+    db: Option<String>,
+    redis_timeout: Option<String>,
+    grace: Option<String>,
+    release: Option<String>,
+    reconnect_attempts: Option<String>,
+    reconnect_backoff: Option<String>,
+    key: Option<String>,
+    prefix: Option<String>,
+    verbose: Option<String>,
+    reset: Option<String>,
+    ntpdate: Option<String>,
+    timeout: Option<String>,
+    use_sentinel: Option<String>,
+    sentinel_master: Option<String>,
+    sentinel_host: Option<String>,
+    sentinel_port: Option<String>,
+    sentinel_auth: Option<String>,
+    tls: Option<String>,
+    tls_skip_verify: Option<String>,
+    tls_ca_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_server_name: Option<String>,
+    url: Option<String>,
+}
+
+/// Where locks live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// A Redis server (standalone, found through Sentinel, or a cluster node).
+    Redis(RedisTarget),
+    /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
+    Directory(PathBuf),
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or address (`CRONLOCK_HOST`).
+    pub host: String,
+    /// TCP port (`CRONLOCK_PORT`).
+    pub port: u16,
+    /// ACL user name (`CRONLOCK_USER`), sent with the password.
+    pub user: Option<String>,
+    /// Password (`CRONLOCK_AUTH`); never printed.
+    pub password: Option<String>,
+    /// Database number (`CRONLOCK_DB`).
+    pub db: i64,
+    /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub reconnect_attempts: u32,
+    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub reconnect_backoff: u64,
+    /// Where to ask for the master, when `CRONLOCK_USE_SENTINEL=yes`.
+    pub sentinel: Option<Sentinel>,
+    /// TLS settings, when `CRONLOCK_TLS=yes` or the URL says `rediss://`.
+    pub tls: Option<Tls>,
+}
+
+/// Sentinel lookup settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinel {
+    /// The monitored master's name (`CRONLOCK_SENTINEL_MASTER`).
+    pub master: String,
+    /// Sentinels to ask in turn (`CRONLOCK_SENTINEL_HOST` may list several `host:port`).
+    pub nodes: Vec<(String, u16)>,
+    /// Password for the sentinels themselves (`CRONLOCK_SENTINEL_AUTH`).
+    pub password: Option<String>,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Skip certificate verification (`CRONLOCK_TLS_SKIP_VERIFY`).
+    pub skip_verify: bool,
+    /// PEM bundle to trust instead of the system's roots (`CRONLOCK_TLS_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain for mutual TLS (`CRONLOCK_TLS_CERT_FILE`).
+    pub cert_file: Option<PathBuf>,
+    /// Client private key for mutual TLS (`CRONLOCK_TLS_KEY_FILE`).
+    pub key_file: Option<PathBuf>,
+    /// Name to verify instead of the host (`CRONLOCK_TLS_SERVER_NAME`).
+    pub server_name: Option<String>,
+}
+
+/// Everything a run needs, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where locks live.
+    pub store: Store,
+    /// Seconds the lock is kept after the command, counted from the start (`CRONLOCK_GRACE`).
+    pub grace: i64,
+    /// Seconds after which a running holder's lock may be taken over (`CRONLOCK_RELEASE`).
+    pub release: i64,
+    /// Key to use instead of the md5 of the command line (`CRONLOCK_KEY`).
+    pub key: Option<String>,
+    /// Prefix of every key (`CRONLOCK_PREFIX`).
+    pub prefix: String,
+    /// Information lines on stderr (`CRONLOCK_VERBOSE`).
+    pub verbose: bool,
+    /// Delete the key and exit 200 (`CRONLOCK_RESET`).
+    pub reset: bool,
+    /// `CRONLOCK_NTPDATE=yes` was asked for; see the README for what we do instead.
+    pub ntpdate: bool,
+    /// Seconds before the command's process group is killed; 0 for never (`CRONLOCK_TIMEOUT`).
+    pub timeout: u64,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// `export`ed assignments of the file, passed on to the command's environment.
+    pub exported: Vec<(String, String)>,
+    /// Notes to show with verbose output (e.g. ignored lines of the file).
+    pub notes: Vec<String>,
+}
+
+/// Where to look for a config file when `CRONLOCK_CONFIG` is not set.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// `cronlock.conf` beside the executable.
+    pub beside_exe: Option<PathBuf>,
+    /// `/etc/cronlock.conf`.
+    pub system: PathBuf,
+}
+
+impl Search {
+    /// The standard places.
+    pub fn standard() -> Search {
+        let beside_exe = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("cronlock.conf")));
+        Search { beside_exe, system: PathBuf::from("/etc/cronlock.conf") }
+    }
+}
+
+/// Reads the configuration from `env` (the process environment in production).
+pub fn load(env: impl IntoIterator<Item = (OsString, OsString)>, search: &Search) -> Result<Config> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str().filter(|n| n.starts_with("CRONLOCK_")) else { continue };
+        let suffix = &name["CRONLOCK_".len()..];
+        if !KNOWN.contains(&suffix) {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|v| anyhow!("{name}={:?}: not valid UTF-8", v))?;
+        vars.insert(name.to_string(), value);
+    }
+
+    let mut notes = Vec::new();
+    let mut exported = Vec::new();
+    let file = config_path(vars.get("CRONLOCK_CONFIG").map(String::as_str), search)?;
+    if let Some(path) = &file {
+        for assignment in read_file(path, &mut notes)? {
+            if assignment.exported {
+                exported.push((assignment.name.clone(), assignment.value.clone()));
+            }
+            vars.insert(assignment.name, assignment.value);
+        }
+    }
+
+    // An empty value is the same as an unset one, as `[ -z "$VAR" ]` sees it.
+    vars.retain(|_, value| !value.is_empty());
+    let raw: Raw = envy::prefixed("CRONLOCK_")
+        .from_iter(vars)
+        .context("reading CRONLOCK_* variables")?;
+    build(raw, file, exported, notes)
+}
+
+fn config_path(configured: Option<&str>, search: &Search) -> Result<Option<PathBuf>> {
+    if let Some(path) = configured.filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("CRONLOCK_CONFIG={:?}: no such file", path.display().to_string());
+        }
+        return Ok(Some(path));
+    }
+    Ok([search.beside_exe.clone(), Some(search.system.clone())]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file()))
+}
+
+fn read_file(path: &Path, notes: &mut Vec<String>) -> Result<Vec<file::Assignment>> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("config file {shown}"))?;
+    check_permissions(path, &meta)?;
+    let content = std::fs::read(path).with_context(|| format!("config file {shown}"))?;
+    let (assignments, errors) = file::parse(&content);
+    if let Some(first) = errors.first() {
+        let more = match errors.len() {
+            1 => String::new(),
+            n => format!(" (and {} more bad lines)", n - 1),
+        };
+        bail!("{shown}:{}: {}{more}", first.line, first.message);
+    }
+    let mut kept = Vec::new();
+    for assignment in assignments {
+        match assignment.name.strip_prefix("CRONLOCK_") {
+            Some(suffix) if KNOWN.contains(&suffix) => kept.push(assignment),
+            Some(_) => bail!("{shown}:{}: unknown setting {}", assignment.line, assignment.name),
+            None => notes.push(format!(
+                "{shown}:{}: {} is not a cronlock setting; ignored",
+                assignment.line, assignment.name
+            )),
+        }
+    }
+    Ok(kept)
+}
+
+/// A config file names the Redis server and its password: one that others
+/// could rewrite would let them redirect every job. It is never executed,
+/// but it is still refused when writable by anyone but its owner and root.
+fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let mode = meta.mode();
+    let shown = path.display();
+    if mode & 0o002 != 0 {
+        bail!("config file {shown} is writable by everyone (mode {:o}); run chmod o-w on it", mode & 0o7777);
+    }
+    if mode & 0o020 != 0 && meta.gid() != 0 {
+        // A group of one's own (the usual user private group) is fine.
+        let owner_group = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map(|user| user.gid.as_raw());
+        if owner_group != Some(meta.gid()) {
+            bail!("config file {shown} is writable by its group (mode {:o}); run chmod g-w on it", mode & 0o7777);
+        }
+    }
+    Ok(())
+}
+
+fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes: Vec<String>) -> Result<Config> {
+    let verbose = boolean("VERBOSE", raw.verbose.as_deref(), false)?;
+    let reset = boolean("RESET", raw.reset.as_deref(), false)?;
+    let ntpdate = boolean("NTPDATE", raw.ntpdate.as_deref(), false)?;
+    let grace = seconds("GRACE", raw.grace.as_deref(), 40, -MAX_SECONDS)?;
+    let release = seconds("RELEASE", raw.release.as_deref(), 86400, 0)?;
+    let timeout = seconds("TIMEOUT", raw.timeout.as_deref(), 0, 0)? as u64;
+    let redis_timeout = seconds("REDIS_TIMEOUT", raw.redis_timeout.as_deref(), 30, 0)? as u64;
+    let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.reconnect_attempts.as_deref(), 5, 0)?;
+    let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.reconnect_backoff.as_deref(), 5, 0)? as u64;
+    if reconnect_attempts > 1000 {
+        bail!("CRONLOCK_RECONNECT_ATTEMPTS={reconnect_attempts:?}: at most 1000");
+    }
+
+    let mut target = RedisTarget {
+        host: raw.host.unwrap_or_else(|| "localhost".to_string()),
+        port: port("PORT", raw.port.as_deref(), 6379)?,
+        user: raw.user,
+        password: raw.auth,
+        db: integer("DB", raw.db.as_deref(), 0, 0, i64::from(i32::MAX))?,
+        timeout: (redis_timeout > 0).then(|| Duration::from_secs(redis_timeout)),
+        reconnect_attempts: reconnect_attempts as u32,
+        reconnect_backoff,
+        sentinel: None,
+        tls: None,
+    };
+
+    let use_tls = boolean("TLS", raw.tls.as_deref(), false)?;
+    let skip_verify = boolean("TLS_SKIP_VERIFY", raw.tls_skip_verify.as_deref(), false)?;
+    let mut store = None;
+    if let Some(url) = raw.url.as_deref() {
+        match url::parse(url)? {
+            url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::Redis { tls, host, port, user, password, db } => {
+                target.host = host;
+                target.port = port;
+                target.user = user.or(target.user);
+                target.password = password.or(target.password);
+                target.db = db.unwrap_or(target.db);
+                if tls && !use_tls {
+                    target.tls = Some(Tls::default_with(skip_verify));
+                }
+            }
+        }
+    }
+    let tls_files_set = raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some();
+    if use_tls || target.tls.is_some() {
+        let tls = Tls {
+            skip_verify,
+            ca_file: raw.tls_ca_file.map(PathBuf::from),
+            cert_file: raw.tls_cert_file.map(PathBuf::from),
+            key_file: raw.tls_key_file.map(PathBuf::from),
+            server_name: raw.tls_server_name,
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+        }
+        target.tls = Some(tls);
+    } else if tls_files_set || skip_verify {
+        bail!("CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)");
+    }
+
+    if boolean("USE_SENTINEL", raw.use_sentinel.as_deref(), false)? {
+        let default_port = port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
+        let hosts = raw.sentinel_host.unwrap_or_else(|| "localhost".to_string());
+        let nodes = hosts
+            .split(',')
+            .map(|node| sentinel_node(node.trim(), default_port))
+            .collect::<Result<Vec<_>>>()?;
+        target.sentinel = Some(Sentinel {
+            master: raw.sentinel_master.unwrap_or_else(|| "mymaster".to_string()),
+            nodes,
+            password: raw.sentinel_auth,
+        });
+    } else {
+        // Checked even when unused, so a typo is not silently carried around.
+        port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
+    }
+
+    if target.user.is_some() && target.password.is_none() {
+        bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
+    }
+
+    Ok(Config {
+        store: store.unwrap_or(Store::Redis(target)),
+        grace,
+        release,
+        key: raw.key,
+        prefix: raw.prefix.unwrap_or_else(|| "cronlock.".to_string()),
+        verbose,
+        reset,
+        ntpdate,
+        timeout,
+        file,
+        exported,
+        notes,
+    })
+}
+
+impl Tls {
+    fn default_with(skip_verify: bool) -> Tls {
+        Tls { skip_verify, ca_file: None, cert_file: None, key_file: None, server_name: None }
+    }
+}
+
+fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {
+    if node.is_empty() {
+        bail!("CRONLOCK_SENTINEL_HOST: empty entry in the list; write host or host:port, separated by commas");
+    }
+    // A bare IPv6 address has colons of its own; it needs brackets to carry a port.
+    if let Some(rest) = node.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| anyhow!("CRONLOCK_SENTINEL_HOST={node:?}: missing ']'"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), port("SENTINEL_HOST", Some(p), default_port)?)),
+            None if after.is_empty() => Ok((host.to_string(), default_port)),
+            None => bail!("CRONLOCK_SENTINEL_HOST={node:?}: expected [address]:port"),
+        };
+    }
+    match node.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') => Ok((host.to_string(), port("SENTINEL_HOST", Some(p), default_port)?)),
+        _ => Ok((node.to_string(), default_port)),
+    }
+}
+
+/// yes/no/true/false/1/0 in any case.
+pub fn boolean(name: &str, value: Option<&str>, default: bool) -> Result<bool> {
+    let Some(value) = value else { return Ok(default) };
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => bail!("CRONLOCK_{name}={value:?}: expected yes or no (also true/false, 1/0)"),
+    }
+}
+
+fn port(name: &str, value: Option<&str>, default: u16) -> Result<u16> {
+    let Some(value) = value else { return Ok(default) };
+    match value.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => bail!("CRONLOCK_{name}={value:?}: not a port number (1-65535)"),
+    }
+}
+
+fn seconds(name: &str, value: Option<&str>, default: i64, min: i64) -> Result<i64> {
+    integer(name, value, default, min, MAX_SECONDS)
+}
+
+fn integer(name: &str, value: Option<&str>, default: i64, min: i64, max: i64) -> Result<i64> {
+    let Some(value) = value else { return Ok(default) };
+    let parsed = value
+        .parse::<i64>()
+        .map_err(|_| anyhow!("CRONLOCK_{name}={value:?}: not a whole number"))?;
+    if parsed < min || parsed > max {
+        bail!("CRONLOCK_{name}={value:?}: out of range ({min} to {max})");
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_files() -> Search {
+        Search { beside_exe: None, system: PathBuf::from("/nonexistent/cronlock.conf") }
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Config> {
+        load(pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))), &no_files())
+    }
+
+    fn redis(config: &Config) -> &RedisTarget {
+        match &config.store {
+            Store::Redis(target) => target,
+            other => panic!("expected redis, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let config = load_env(&[]).unwrap();
+        let target = redis(&config);
+        assert_eq!((target.host.as_str(), target.port, target.db), ("localhost", 6379, 0));
+        assert_eq!(target.timeout, Some(Duration::from_secs(30)));
+        assert_eq!((target.reconnect_attempts, target.reconnect_backoff), (5, 5));
+        assert_eq!((config.grace, config.release, config.timeout), (40, 86400, 0));
+        assert_eq!(config.prefix, "cronlock.");
+        assert!(!config.verbose && !config.reset && !config.ntpdate);
+        assert!(target.sentinel.is_none() && target.tls.is_none());
+    }
+
+    #[test]
+    fn empty_values_mean_the_default() {
+        let config = load_env(&[("CRONLOCK_PORT", ""), ("CRONLOCK_PREFIX", "")]).unwrap();
+        assert_eq!(redis(&config).port, 6379);
+        assert_eq!(config.prefix, "cronlock.");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_value() {
+        for (name, value, expected) in [
+            ("CRONLOCK_PORT", "abc", "CRONLOCK_PORT=\"abc\": not a port number"),
+            ("CRONLOCK_PORT", "0", "not a port number"),
+            ("CRONLOCK_PORT", "65536", "not a port number"),
+            ("CRONLOCK_DB", "x", "CRONLOCK_DB=\"x\": not a whole number"),
+            ("CRONLOCK_TIMEOUT", "1.5", "CRONLOCK_TIMEOUT=\"1.5\": not a whole number"),
+            ("CRONLOCK_TIMEOUT", "-1", "out of range"),
+            ("CRONLOCK_RELEASE", "99999999999999999999", "not a whole number"),
+            ("CRONLOCK_GRACE", "2000000000", "out of range"),
+            ("CRONLOCK_VERBOSE", "maybe", "CRONLOCK_VERBOSE=\"maybe\": expected yes or no"),
+            ("CRONLOCK_TLS_SKIP_VERIFY", "yes", "TLS is off"),
+        ] {
+            let err = format!("{:#}", load_env(&[(name, value)]).unwrap_err());
+            assert!(err.contains(expected), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn booleans_take_several_spellings() {
+        for yes in ["yes", "YES", "True", "1"] {
+            assert!(load_env(&[("CRONLOCK_VERBOSE", yes)]).unwrap().verbose);
+        }
+        for no in ["no", "FALSE", "0"] {
+            assert!(!load_env(&[("CRONLOCK_VERBOSE", no)]).unwrap().verbose);
+        }
+    }
+
+    #[test]
+    fn negative_grace_is_allowed() {
+        assert_eq!(load_env(&[("CRONLOCK_GRACE", "-1")]).unwrap().grace, -1);
+    }
+
+    #[test]
+    fn non_utf8_values_are_an_error_not_a_panic() {
+        use std::os::unix::ffi::OsStringExt;
+        let env = vec![(OsString::from("CRONLOCK_KEY"), OsString::from_vec(vec![0xff, 0xfe]))];
+        let err = format!("{:#}", load(env, &no_files()).unwrap_err());
+        assert!(err.contains("CRONLOCK_KEY"), "{err}");
+    }
+
+    #[test]
+    fn sentinel_hosts_may_be_a_list() {
+        let config = load_env(&[
+            ("CRONLOCK_USE_SENTINEL", "yes"),
+            ("CRONLOCK_SENTINEL_HOST", "a, b:26380,[::1]:26381"),
+        ])
+        .unwrap();
+        let sentinel = redis(&config).sentinel.clone().unwrap();
+        assert_eq!(sentinel.master, "mymaster");
+        assert_eq!(
+            sentinel.nodes,
+            vec![("a".into(), 26379), ("b".into(), 26380), ("::1".into(), 26381)]
+        );
+    }
+
+    #[test]
+    fn url_overrides_the_separate_variables() {
+        let config = load_env(&[
+            ("CRONLOCK_HOST", "ignored"),
+            ("CRONLOCK_AUTH", "kept"),
+            ("CRONLOCK_URL", "redis://10.0.0.5:6380/3"),
+        ])
+        .unwrap();
+        let target = redis(&config);
+        assert_eq!((target.host.as_str(), target.port, target.db), ("10.0.0.5", 6380, 3));
+        assert_eq!(target.password.as_deref(), Some("kept"));
+        let dir = load_env(&[("CRONLOCK_URL", "file:///var/lock/cronlock")]).unwrap();
+        assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
+    }
+
+    #[test]
+    fn config_file_overrides_the_environment() {
+        let dir = std::env::temp_dir().join(format!("cronlock-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cronlock.conf");
+        std::fs::write(&path, b"CRONLOCK_PORT=6388\nexport CRONLOCK_PREFIX='p.'\nOTHER=1\n").unwrap();
+        let env = [("CRONLOCK_PORT", "7000"), ("CRONLOCK_CONFIG", path.to_str().unwrap())];
+        let config = load_env(&env).unwrap();
+        assert_eq!(redis(&config).port, 6388);
+        assert_eq!(config.prefix, "p.");
+        assert_eq!(config.exported, vec![("CRONLOCK_PREFIX".to_string(), "p.".to_string())]);
+        assert_eq!(config.notes.len(), 1);
+
+        std::fs::write(&path, b"CRONLOCK_PROT=6388\n").unwrap();
+        let err = format!("{:#}", load_env(&env).unwrap_err());
+        assert!(err.ends_with("cronlock.conf:1: unknown setting CRONLOCK_PROT"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_named_config_file_is_an_error() {
+        let err = format!("{:#}", load_env(&[("CRONLOCK_CONFIG", "/nonexistent/x.conf")]).unwrap_err());
+        assert!(err.contains("no such file"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! cronlock: run a command only if a shared lock can be taken, so that the
+//! same crontab on many hosts runs each job once.
+
+pub mod config;
+pub mod connect;
+pub mod exit;
+pub mod key;
+pub mod lock;
+pub mod report;
+pub mod signals;
+pub mod store;
+pub mod supervise;

@@ -1,0 +1,170 @@
+//! The lock protocol, shared by every store, and its Redis implementation.
+//!
+//! Interop with the original script is the point: the key holds the unix
+//! time at which the lock expires (start + RELEASE + 1 while the command
+//! runs, start + GRACE + 1 afterwards); a value now or in the future means
+//! held, one in the past may be taken over. The original reaches this with
+//! SETNX/GET/GETSET/EXPIREAT; we do each step as one Lua script, so a
+//! takeover has exactly one winner and the release never clobbers a lock
+//! that someone else has taken over since.
+
+use anyhow::{anyhow, bail, Result};
+use redis::Value;
+
+use crate::config::RedisTarget;
+use crate::connect::{Retry, Session};
+use crate::report::Report;
+
+/// A lock we hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The full key (prefix included).
+    pub key: Vec<u8>,
+    /// When we took it (unix seconds, the store's clock).
+    pub start: i64,
+    /// The value we wrote: start + RELEASE + 1.
+    pub expires_at: i64,
+}
+
+/// The result of trying to take the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// Nobody held it.
+    Taken(Lease),
+    /// A holder whose time had run out was replaced.
+    TakenOver {
+        /// Our lease.
+        lease: Lease,
+        /// How many seconds ago the previous holder's time ran out.
+        expired_ago: i64,
+    },
+    /// Someone holds it; `expires_in` seconds are left (0: expiring now).
+    Held {
+        /// Seconds until it may be taken over.
+        expires_in: i64,
+    },
+}
+
+/// What the release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The lock stays until this unix time (the grace).
+    Kept {
+        /// Unix time at which it expires.
+        until: i64,
+    },
+    /// The grace was already over: the lock is gone.
+    Dropped,
+    /// Someone else holds it now; it was left alone.
+    NotOurs,
+}
+
+/// A place where locks live.
+pub trait LockStore {
+    /// Tries to take `key`, writing start + `release` + 1 as its value.
+    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire>;
+    /// After the command: keep the lock until start + `grace` + 1, if it is still ours.
+    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release>;
+    /// Removes `key` whoever holds it; true if it existed.
+    fn reset(&mut self, key: &[u8]) -> Result<bool>;
+}
+
+const PRELUDE: &str = include_str!("lock/prelude.lua");
+
+fn script(body: &str) -> String {
+    format!("{PRELUDE}\n{body}")
+}
+
+/// Locks in Redis.
+pub struct RedisLock<'a> {
+    session: Session<'a>,
+    db: i64,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    acquire: String,
+    release: String,
+    reset: String,
+}
+
+impl<'a> RedisLock<'a> {
+    /// A store on `target`; nothing is sent until the first call.
+    pub fn new(target: &'a RedisTarget, report: &'a Report) -> RedisLock<'a> {
+        RedisLock {
+            session: Session::new(target, report),
+            db: target.db,
+            scripts: Scripts {
+                acquire: script(include_str!("lock/acquire.lua")),
+                release: script(include_str!("lock/release.lua")),
+                reset: script(include_str!("lock/reset.lua")),
+            },
+        }
+    }
+
+    /// EVAL with the script text every time: one round trip, no NOSCRIPT
+    /// fallback, and the server caches the compiled script anyway.
+    fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Value>> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(body).arg(1).arg(key).arg(self.db);
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        match self.session.query(&cmd, retry)? {
+            Value::Array(items) => Ok(items),
+            Value::Int(n) => Ok(vec![Value::Int(n)]),
+            other => bail!("{}: unexpected reply to the lock script: {other:?}", self.session.describe()),
+        }
+    }
+}
+
+fn int(values: &[Value], index: usize) -> Result<i64> {
+    match values.get(index) {
+        Some(Value::Int(n)) => Ok(*n),
+        other => Err(anyhow!("unexpected reply from the lock script: {other:?}")),
+    }
+}
+
+/// The previous value as the original's bash arithmetic reads it: not a number → 0.
+fn previous_value(values: &[Value]) -> i64 {
+    match values.get(2) {
+        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0),
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    }
+}
+
+impl LockStore for RedisLock<'_> {
+    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
+        let body = self.scripts.acquire.clone();
+        let reply = self.eval(&body, key, &[release], Retry::OnlyIfUnsent)?;
+        let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
+        let lease = Lease { key: key.to_vec(), start: now, expires_at: now + release + 1 };
+        match status {
+            1 => Ok(Acquire::Taken(lease)),
+            2 => Ok(Acquire::TakenOver { lease, expired_ago: now - previous_value(&reply) }),
+            0 => Ok(Acquire::Held { expires_in: previous_value(&reply) - now }),
+            other => bail!("unexpected status {other} from the lock script"),
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
+        let body = self.scripts.release.clone();
+        let reply = self.eval(&body, &lease.key, &[lease.start, grace, lease.expires_at], Retry::Idempotent)?;
+        match int(&reply, 0)? {
+            1 => Ok(Release::Kept { until: lease.start + grace + 1 }),
+            2 => Ok(Release::Dropped),
+            -1 => Ok(Release::NotOurs),
+            other => bail!("unexpected status {other} from the release script"),
+        }
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let body = self.scripts.reset.clone();
+        let reply = self.eval(&body, key, &[], Retry::Idempotent)?;
+        Ok(int(&reply, 0)? > 0)
+    }
+}

@@ -1,0 +1,18 @@
+-- ARGV[2]: CRONLOCK_RELEASE. Returns {status, now, value before}:
+-- status 1 = taken, 2 = taken over from a stale holder, 0 = held by another.
+local expire_at = now + tonumber(ARGV[2]) + 1
+local current = redis.call('GET', KEYS[1])
+local status = 1
+if current then
+  -- The original reads the value with bash arithmetic, where anything that
+  -- is not a number counts as 0: such a lock is stale.
+  local value = tonumber(current) or 0
+  -- Held while its expiry time is now or later, as in the original.
+  if value >= now then return {0, now, current} end
+  status = 2
+end
+redis.call('SET', KEYS[1], string.format('%d', expire_at))
+-- One second past the value, so the key outlives the "expiring now" second
+-- in which the original still treats the lock as held.
+redis.call('EXPIREAT', KEYS[1], expire_at + 1)
+return {status, now, current or ''}

@@ -1,0 +1,21 @@
+-- ARGV[2]: start time, ARGV[3]: CRONLOCK_GRACE, ARGV[4]: the value we wrote.
+-- Returns {status, now}: 1 = kept for the grace, 2 = deleted (grace over),
+-- -1 = left alone because another holder owns it now.
+local ours = tonumber(ARGV[4])
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[4] then
+  local value = tonumber(current) or 0
+  -- A later value means someone took the lock over after our RELEASE ran
+  -- out; never clobber them. An equal-or-earlier value while our time is not
+  -- up is still ours (an original-script host that lost the takeover race
+  -- rewrites the value with its own, slightly earlier, expiry).
+  if value > ours or now > ours then return {-1, now} end
+end
+local keep_until = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 1
+if keep_until <= now then
+  redis.call('DEL', KEYS[1])
+  return {2, now}
+end
+redis.call('SET', KEYS[1], string.format('%d', keep_until))
+redis.call('EXPIREAT', KEYS[1], keep_until)
+return {1, now}

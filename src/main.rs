@@ -1,0 +1,147 @@
+//! The `cronlock` binary: every argument is the command to run under the lock.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use cronlock::config::{self, Config, Search, Store};
+use cronlock::exit::Outcome;
+use cronlock::key;
+use cronlock::lock::{Acquire, LockStore, RedisLock, Release};
+use cronlock::report::Report;
+use cronlock::signals;
+use cronlock::store::file::DirectoryLock;
+use cronlock::supervise::{self, Ended, Job};
+
+/// How long a command that was passed SIGTERM (or INT/HUP/QUIT) gets before SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match run(&args) {
+        Ok(outcome) => outcome.into(),
+        Err(err) => {
+            eprintln!("cronlock: {err:#}");
+            Outcome::Error.into()
+        }
+    }
+}
+
+fn run(args: &[OsString]) -> Result<Outcome> {
+    // Blocked from the start: a SIGTERM that arrives while we take the lock
+    // must not leave a taken lock with no command behind it.
+    signals::block()?;
+    let config = config::load(std::env::vars_os(), &Search::standard())?;
+    let report = Report { verbose: config.verbose };
+    if let Some(file) = &config.file {
+        report.info(format_args!("including config from {}", file.display()));
+    }
+    for note in &config.notes {
+        report.info(format_args!("{note}"));
+    }
+    if config.ntpdate {
+        report.info(format_args!(
+            "CRONLOCK_NTPDATE=yes: not running ntpdate; lock times come from the Redis server's clock"
+        ));
+    }
+    if args.is_empty() && !config.reset {
+        anyhow::bail!("usage: cronlock COMMAND [ARGUMENTS...] (settings come from CRONLOCK_* variables; see the README)");
+    }
+
+    let utf8 = key::locale_is_utf8(env_bytes("LC_ALL").as_deref(), env_bytes("LC_CTYPE").as_deref(), env_bytes("LANG").as_deref());
+    let key = key::lock_key(config.prefix.as_bytes(), config.key.as_deref().map(str::as_bytes), args, utf8);
+
+    match &config.store {
+        Store::Redis(target) => run_with(&mut RedisLock::new(target, &report), &config, &report, args, &key),
+        Store::Directory(dir) => run_with(&mut DirectoryLock::new(dir)?, &config, &report, args, &key),
+    }
+}
+
+fn env_bytes(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name).map(|v| v.as_bytes().to_vec())
+}
+
+fn run_with(store: &mut dyn LockStore, config: &Config, report: &Report, args: &[OsString], key: &[u8]) -> Result<Outcome> {
+    let shown = String::from_utf8_lossy(key);
+    if config.reset {
+        let existed = store.reset(key)?;
+        report.info(format_args!("reset {shown}: {}", if existed { "deleted" } else { "was not set" }));
+        return Ok(Outcome::ResetDone);
+    }
+
+    let lease = match store.acquire(key, config.release)? {
+        Acquire::Held { expires_in: 0 } => {
+            report.info(format_args!("lock {shown} is held, expiring now"));
+            return Ok(Outcome::Held);
+        }
+        Acquire::Held { expires_in } => {
+            report.info(format_args!("lock {shown} is held (expires in {expires_in}s)"));
+            return Ok(Outcome::Held);
+        }
+        Acquire::Taken(lease) => {
+            report.info(format_args!("lock {shown} acquired"));
+            lease
+        }
+        Acquire::TakenOver { lease, expired_ago } => {
+            report.info(format_args!("lock {shown} had expired {expired_ago}s ago; taken over"));
+            lease
+        }
+    };
+
+    // Told to stop while taking the lock: give it back without running.
+    let ended = match signals::take_pending_termination() {
+        Some(signal) => {
+            report.info(format_args!("received {signal} before starting the command"));
+            Ended::Signaled(signal as i32)
+        }
+        None => supervise::run(&Job {
+            argv: args,
+            env: &config.exported,
+            timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+            kill_after: KILL_AFTER,
+        }),
+    };
+
+    let outcome = match ended {
+        Ended::Exited(code) => Outcome::Exited(code),
+        Ended::Signaled(signal) => Outcome::Signaled(signal),
+        Ended::NotFound => Outcome::NotFound,
+        Ended::NotExecutable => Outcome::NotExecutable,
+        Ended::TimedOut => {
+            let mut line = b"emergency: had to kill '".to_vec();
+            line.extend_from_slice(&join(args));
+            line.extend_from_slice(format!("' after {}s timeout\n", config.timeout).as_bytes());
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(&line).and_then(|()| stdout.flush());
+            Outcome::TimedOut
+        }
+    };
+
+    match store.release(&lease, config.grace) {
+        Ok(Release::Kept { until }) => report.info(format_args!("lock {shown} kept until {until} (grace)")),
+        Ok(Release::Dropped) => report.info(format_args!("lock {shown} released")),
+        Ok(Release::NotOurs) => report.info(format_args!("lock {shown} belongs to another run now; left alone")),
+        Err(err) => {
+            return Err(err.context(format!(
+                "the command ended (exit status {}) but the lock could not be released",
+                outcome.code()
+            )))
+        }
+    }
+    Ok(outcome)
+}
+
+/// The arguments joined by spaces, as `'${@}'` expands inside a string.
+fn join(args: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out
+}

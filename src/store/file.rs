@@ -1,0 +1,251 @@
+//! The local backend: lock files in a directory, for a single host without
+//! Redis (`CRONLOCK_URL=file:///var/lock/cronlock`).
+//!
+//! Each key is a file holding "<expiry> running|done". The holder keeps an
+//! exclusive `flock` on it while the command runs, so the kernel itself tells
+//! a live holder from a crashed one: a "running" file nobody holds belongs to
+//! a run that died, and is taken over at once. Every state change happens
+//! under a short `flock` on the directory, so two contenders never interleave.
+//! Grace and RELEASE keep their Redis meaning: after a run the file says
+//! "done" until start + GRACE + 1, and a live holder past start + RELEASE + 1
+//! is replaced by a new file (the old holder notices at release and leaves
+//! the new one alone).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::lock::{Acquire, Lease, LockStore, Release};
+
+/// Lock files in one directory.
+pub struct DirectoryLock {
+    dir: PathBuf,
+    /// The file we hold while the command runs.
+    held: Option<Flock<File>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Running(i64),
+    Done(i64),
+    Unknown,
+}
+
+impl DirectoryLock {
+    /// A store in `dir`, created (mode 0755) if missing.
+    pub fn new(dir: &Path) -> Result<DirectoryLock> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("lock directory {}", dir.display()))?;
+        Ok(DirectoryLock { dir: dir.to_path_buf(), held: None })
+    }
+
+    fn mutex(&self) -> Result<Flock<File>> {
+        let dir = File::open(&self.dir).with_context(|| format!("lock directory {}", self.dir.display()))?;
+        Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("locking directory {}", self.dir.display()))
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        self.dir.join(file_name(key))
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn open_run_file(path: &Path, create_new: bool) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).mode(0o644);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true);
+    }
+    options.open(path).with_context(|| format!("lock file {}", path.display()))
+}
+
+fn read_state(file: &mut File) -> State {
+    let mut text = String::new();
+    if file.seek(SeekFrom::Start(0)).is_err() || file.read_to_string(&mut text).is_err() {
+        return State::Unknown;
+    }
+    let mut words = text.split_whitespace();
+    match (words.next().and_then(|w| w.parse::<i64>().ok()), words.next()) {
+        (Some(at), Some("running")) => State::Running(at),
+        (Some(at), Some("done")) => State::Done(at),
+        _ => State::Unknown,
+    }
+}
+
+fn write_state(file: &mut File, expiry: i64, state: &str) -> Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(format!("{expiry} {state}\n").as_bytes())?;
+    Ok(())
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+impl LockStore for DirectoryLock {
+    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
+        let _mutex = self.mutex()?;
+        let path = self.path(key);
+        let start = now();
+        let expires_at = start + release + 1;
+        let lease = Lease { key: key.to_vec(), start, expires_at };
+        let file = open_run_file(&path, false)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut file) => {
+                // Nobody is running: only a finished run's grace can hold us back.
+                let state = read_state(&mut file);
+                let outcome = match state {
+                    State::Done(at) if at >= start => return Ok(Acquire::Held { expires_in: at - start }),
+                    State::Done(at) | State::Running(at) => Acquire::TakenOver { lease, expired_ago: start - at },
+                    State::Unknown => Acquire::Taken(lease),
+                };
+                write_state(&mut file, expires_at, "running")?;
+                self.held = Some(file);
+                Ok(outcome)
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let at = match read_state(&mut file) {
+                    State::Running(at) | State::Done(at) => at,
+                    State::Unknown => i64::MAX,
+                };
+                if at >= start {
+                    return Ok(Acquire::Held { expires_in: at.saturating_sub(start) });
+                }
+                // A live holder past its RELEASE: replace its file, as Redis
+                // lets a stale lock be taken over.
+                fs::remove_file(&path).with_context(|| format!("lock file {}", path.display()))?;
+                let fresh = open_run_file(&path, true)?;
+                let mut fresh = Flock::lock(fresh, FlockArg::LockExclusiveNonblock)
+                    .map_err(|(_, errno)| errno)
+                    .with_context(|| format!("locking {}", path.display()))?;
+                write_state(&mut fresh, expires_at, "running")?;
+                self.held = Some(fresh);
+                Ok(Acquire::TakenOver { lease, expired_ago: start - at })
+            }
+            Err((_, errno)) => Err(errno).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
+        let _mutex = self.mutex()?;
+        let path = self.path(&lease.key);
+        let keep_until = lease.start + grace + 1;
+        let Some(mut held) = self.held.take() else {
+            return Ok(Release::NotOurs);
+        };
+        let ours = same_file(&held, &path);
+        if !ours && path.exists() {
+            return Ok(Release::NotOurs);
+        }
+        if keep_until <= now() {
+            if ours {
+                fs::remove_file(&path).with_context(|| format!("lock file {}", path.display()))?;
+            }
+            return Ok(Release::Dropped);
+        }
+        if !ours {
+            // Reset while we ran: claim the grace again, as the original does.
+            held = Flock::lock(open_run_file(&path, true)?, FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, errno)| errno)
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        write_state(&mut held, keep_until, "done")?;
+        Ok(Release::Kept { until: keep_until })
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let _mutex = self.mutex()?;
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err).with_context(|| format!("lock file {}", path.display())),
+        }
+    }
+}
+
+/// A file name for any key: safe bytes as they are, the rest %-escaped, and
+/// very long keys shortened with their md5 so the name fits any file system.
+fn file_name(key: &[u8]) -> String {
+    let mut name = String::with_capacity(key.len());
+    for (i, &b) in key.iter().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if name.len() > 200 {
+        name.truncate(160);
+        name.push_str(&format!("~{:x}", md5::compute(key)));
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cronlock-file-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn file_names_are_safe_for_any_key() {
+        assert_eq!(file_name(b"cronlock.abc"), "cronlock.abc");
+        assert_eq!(file_name(b"../x y/\xff"), "%2E.%2Fx%20y%2F%FF");
+        assert!(file_name(&[b'a'; 1000]).len() <= 200);
+    }
+
+    #[test]
+    fn second_taker_is_held_then_grace_applies() {
+        let dir = temp_dir("grace");
+        let mut first = DirectoryLock::new(&dir).unwrap();
+        let lease = match first.acquire(b"k", 100).unwrap() {
+            Acquire::Taken(lease) => lease,
+            other => panic!("{other:?}"),
+        };
+        let mut second = DirectoryLock::new(&dir).unwrap();
+        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Held { .. }));
+        assert!(matches!(first.release(&lease, 30).unwrap(), Release::Kept { .. }));
+        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Held { .. }));
+        assert!(second.reset(b"k").unwrap());
+        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Taken(_)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn negative_grace_drops_the_lock_and_a_crashed_run_is_taken_over() {
+        let dir = temp_dir("crash");
+        let mut first = DirectoryLock::new(&dir).unwrap();
+        let Acquire::Taken(lease) = first.acquire(b"k", 100).unwrap() else { panic!() };
+        assert_eq!(first.release(&lease, -1).unwrap(), Release::Dropped);
+        // A run that "crashed": its file says running but nobody holds it.
+        let Acquire::Taken(_) = first.acquire(b"k", 100).unwrap() else { panic!() };
+        drop(first);
+        let mut second = DirectoryLock::new(&dir).unwrap();
+        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::TakenOver { .. }));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

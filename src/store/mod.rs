@@ -1,0 +1,3 @@
+//! Lock stores other than Redis.
+
+pub mod file;
