@@ -44,9 +44,8 @@ pub fn echo_output(args: &[OsString], utf8_locale: bool) -> Vec<u8> {
     let mut first_text = 0;
     for arg in args {
         let bytes = arg.as_bytes();
-        let is_option = bytes.len() >= 2
-            && bytes[0] == b'-'
-            && bytes[1..].iter().all(|b| matches!(b, b'n' | b'e' | b'E'));
+        let is_option =
+            bytes.len() >= 2 && bytes[0] == b'-' && bytes[1..].iter().all(|b| matches!(b, b'n' | b'e' | b'E'));
         if !is_option {
             break;
         }

@@ -113,7 +113,10 @@ impl<'a> RedisLock<'a> {
         match self.session.query(&cmd, retry)? {
             Value::Array(items) => Ok(items),
             Value::Int(n) => Ok(vec![Value::Int(n)]),
-            other => bail!("{}: unexpected reply to the lock script: {other:?}", self.session.describe()),
+            other => bail!(
+                "{}: unexpected reply to the lock script: {other:?}",
+                self.session.describe()
+            ),
         }
     }
 }
@@ -142,20 +145,36 @@ impl LockStore for RedisLock<'_> {
         let body = self.scripts.acquire.clone();
         let reply = self.eval(&body, key, &[release], Retry::OnlyIfUnsent)?;
         let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
-        let lease = Lease { key: key.to_vec(), start: now, expires_at: now + release + 1 };
+        let lease = Lease {
+            key: key.to_vec(),
+            start: now,
+            expires_at: now + release + 1,
+        };
         match status {
             1 => Ok(Acquire::Taken(lease)),
-            2 => Ok(Acquire::TakenOver { lease, expired_ago: now - previous_value(&reply) }),
-            0 => Ok(Acquire::Held { expires_in: previous_value(&reply) - now }),
+            2 => Ok(Acquire::TakenOver {
+                lease,
+                expired_ago: now - previous_value(&reply),
+            }),
+            0 => Ok(Acquire::Held {
+                expires_in: previous_value(&reply) - now,
+            }),
             other => bail!("unexpected status {other} from the lock script"),
         }
     }
 
     fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
         let body = self.scripts.release.clone();
-        let reply = self.eval(&body, &lease.key, &[lease.start, grace, lease.expires_at], Retry::Idempotent)?;
+        let reply = self.eval(
+            &body,
+            &lease.key,
+            &[lease.start, grace, lease.expires_at],
+            Retry::Idempotent,
+        )?;
         match int(&reply, 0)? {
-            1 => Ok(Release::Kept { until: lease.start + grace + 1 }),
+            1 => Ok(Release::Kept {
+                until: lease.start + grace + 1,
+            }),
             2 => Ok(Release::Dropped),
             -1 => Ok(Release::NotOurs),
             other => bail!("unexpected status {other} from the release script"),

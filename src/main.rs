@@ -35,7 +35,9 @@ fn run(args: &[OsString]) -> Result<Outcome> {
     // must not leave a taken lock with no command behind it.
     signals::block()?;
     let config = config::load(std::env::vars_os(), &Search::standard())?;
-    let report = Report { verbose: config.verbose };
+    let report = Report {
+        verbose: config.verbose,
+    };
     if let Some(file) = &config.file {
         report.info(format_args!("including config from {}", file.display()));
     }
@@ -48,11 +50,22 @@ fn run(args: &[OsString]) -> Result<Outcome> {
         ));
     }
     if args.is_empty() && !config.reset {
-        anyhow::bail!("usage: cronlock COMMAND [ARGUMENTS...] (settings come from CRONLOCK_* variables; see the README)");
+        anyhow::bail!(
+            "usage: cronlock COMMAND [ARGUMENTS...] (settings come from CRONLOCK_* variables; see the README)"
+        );
     }
 
-    let utf8 = key::locale_is_utf8(env_bytes("LC_ALL").as_deref(), env_bytes("LC_CTYPE").as_deref(), env_bytes("LANG").as_deref());
-    let key = key::lock_key(config.prefix.as_bytes(), config.key.as_deref().map(str::as_bytes), args, utf8);
+    let utf8 = key::locale_is_utf8(
+        env_bytes("LC_ALL").as_deref(),
+        env_bytes("LC_CTYPE").as_deref(),
+        env_bytes("LANG").as_deref(),
+    );
+    let key = key::lock_key(
+        config.prefix.as_bytes(),
+        config.key.as_deref().map(str::as_bytes),
+        args,
+        utf8,
+    );
 
     match &config.store {
         Store::Redis(target) => run_with(&mut RedisLock::new(target, &report), &config, &report, args, &key),
@@ -64,11 +77,20 @@ fn env_bytes(name: &str) -> Option<Vec<u8>> {
     std::env::var_os(name).map(|v| v.as_bytes().to_vec())
 }
 
-fn run_with(store: &mut dyn LockStore, config: &Config, report: &Report, args: &[OsString], key: &[u8]) -> Result<Outcome> {
+fn run_with(
+    store: &mut dyn LockStore,
+    config: &Config,
+    report: &Report,
+    args: &[OsString],
+    key: &[u8],
+) -> Result<Outcome> {
     let shown = String::from_utf8_lossy(key);
     if config.reset {
         let existed = store.reset(key)?;
-        report.info(format_args!("reset {shown}: {}", if existed { "deleted" } else { "was not set" }));
+        report.info(format_args!(
+            "reset {shown}: {}",
+            if existed { "deleted" } else { "was not set" }
+        ));
         return Ok(Outcome::ResetDone);
     }
 

@@ -37,7 +37,12 @@ pub fn parse(content: &[u8]) -> (Vec<Assignment>, Vec<LineError>) {
         // A file saved with CRLF endings would give every value a stray `\r`.
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         match parse_line(raw) {
-            Ok(Some((name, value, exported))) => assignments.push(Assignment { name, value, exported, line }),
+            Ok(Some((name, value, exported))) => assignments.push(Assignment {
+                name,
+                value,
+                exported,
+                line,
+            }),
             Ok(None) => {}
             Err(message) => errors.push(LineError { line, message }),
         }
@@ -175,7 +180,10 @@ mod tests {
     #[test]
     fn skips_comments_blank_lines_and_trailing_comments() {
         let file = b"# a comment\n\n   \n  # indented\nCRONLOCK_GRACE=50 # seconds\n\tCRONLOCK_DB=2\r\n";
-        assert_eq!(values(file), vec![pair("CRONLOCK_GRACE", "50", false), pair("CRONLOCK_DB", "2", false)]);
+        assert_eq!(
+            values(file),
+            vec![pair("CRONLOCK_GRACE", "50", false), pair("CRONLOCK_DB", "2", false)]
+        );
     }
 
     #[test]
@@ -205,6 +213,9 @@ mod tests {
 
     #[test]
     fn export_of_a_name_alone_is_accepted() {
-        assert_eq!(values(b"CRONLOCK_HOST=h\nexport CRONLOCK_HOST\n"), vec![pair("CRONLOCK_HOST", "h", false)]);
+        assert_eq!(
+            values(b"CRONLOCK_HOST=h\nexport CRONLOCK_HOST\n"),
+            vec![pair("CRONLOCK_HOST", "h", false)]
+        );
     }
 }

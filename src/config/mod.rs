@@ -26,11 +26,35 @@ const MAX_SECONDS: i64 = 1_000_000_000;
 /// file is a typo and an error; unknown names in the environment are left
 /// alone because other tools (and our own test harness) use the prefix too.
 const KNOWN: &[&str] = &[
-    "HOST", "PORT", "AUTH", "USER", "DB", "REDIS_TIMEOUT", "GRACE", "RELEASE",
-    "RECONNECT_ATTEMPTS", "RECONNECT_BACKOFF", "KEY", "PREFIX", "VERBOSE", "RESET",
-    "NTPDATE", "TIMEOUT", "CONFIG", "USE_SENTINEL", "SENTINEL_MASTER", "SENTINEL_HOST",
-    "SENTINEL_PORT", "SENTINEL_AUTH", "TLS", "TLS_SKIP_VERIFY", "TLS_CA_FILE",
-    "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_SERVER_NAME", "URL",
+    "HOST",
+    "PORT",
+    "AUTH",
+    "USER",
+    "DB",
+    "REDIS_TIMEOUT",
+    "GRACE",
+    "RELEASE",
+    "RECONNECT_ATTEMPTS",
+    "RECONNECT_BACKOFF",
+    "KEY",
+    "PREFIX",
+    "VERBOSE",
+    "RESET",
+    "NTPDATE",
+    "TIMEOUT",
+    "CONFIG",
+    "USE_SENTINEL",
+    "SENTINEL_MASTER",
+    "SENTINEL_HOST",
+    "SENTINEL_PORT",
+    "SENTINEL_AUTH",
+    "TLS",
+    "TLS_SKIP_VERIFY",
+    "TLS_CA_FILE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "TLS_SERVER_NAME",
+    "URL",
 ];
 
 /// The variables as strings, as envy maps them (`CRONLOCK_REDIS_TIMEOUT` →
@@ -72,7 +96,7 @@ struct Raw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Store {
     /// A Redis server (standalone, found through Sentinel, or a cluster node).
-    Redis(RedisTarget),
+    Redis(Box<RedisTarget>),
     /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
     Directory(PathBuf),
 }
@@ -172,7 +196,10 @@ impl Search {
         let beside_exe = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(|dir| dir.join("cronlock.conf")));
-        Search { beside_exe, system: PathBuf::from("/etc/cronlock.conf") }
+        Search {
+            beside_exe,
+            system: PathBuf::from("/etc/cronlock.conf"),
+        }
     }
 }
 
@@ -180,7 +207,9 @@ impl Search {
 pub fn load(env: impl IntoIterator<Item = (OsString, OsString)>, search: &Search) -> Result<Config> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in env {
-        let Some(name) = name.to_str().filter(|n| n.starts_with("CRONLOCK_")) else { continue };
+        let Some(name) = name.to_str().filter(|n| n.starts_with("CRONLOCK_")) else {
+            continue;
+        };
         let suffix = &name["CRONLOCK_".len()..];
         if !KNOWN.contains(&suffix) {
             continue;
@@ -259,7 +288,10 @@ fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     let mode = meta.mode();
     let shown = path.display();
     if mode & 0o002 != 0 {
-        bail!("config file {shown} is writable by everyone (mode {:o}); run chmod o-w on it", mode & 0o7777);
+        bail!(
+            "config file {shown} is writable by everyone (mode {:o}); run chmod o-w on it",
+            mode & 0o7777
+        );
     }
     if mode & 0o020 != 0 && meta.gid() != 0 {
         // A group of one's own (the usual user private group) is fine.
@@ -268,7 +300,10 @@ fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
             .flatten()
             .map(|user| user.gid.as_raw());
         if owner_group != Some(meta.gid()) {
-            bail!("config file {shown} is writable by its group (mode {:o}); run chmod g-w on it", mode & 0o7777);
+            bail!(
+                "config file {shown} is writable by its group (mode {:o}); run chmod g-w on it",
+                mode & 0o7777
+            );
         }
     }
     Ok(())
@@ -307,7 +342,14 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
     if let Some(url) = raw.url.as_deref() {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
-            url::Parsed::Redis { tls, host, port, user, password, db } => {
+            url::Parsed::Redis {
+                tls,
+                host,
+                port,
+                user,
+                password,
+                db,
+            } => {
                 target.host = host;
                 target.port = port;
                 target.user = user.or(target.user);
@@ -333,7 +375,9 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         }
         target.tls = Some(tls);
     } else if tls_files_set || skip_verify {
-        bail!("CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)");
+        bail!(
+            "CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
+        );
     }
 
     if boolean("USE_SENTINEL", raw.use_sentinel.as_deref(), false)? {
@@ -358,7 +402,7 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
     }
 
     Ok(Config {
-        store: store.unwrap_or(Store::Redis(target)),
+        store: store.unwrap_or(Store::Redis(Box::new(target))),
         grace,
         release,
         key: raw.key,
@@ -375,7 +419,13 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
 
 impl Tls {
     fn default_with(skip_verify: bool) -> Tls {
-        Tls { skip_verify, ca_file: None, cert_file: None, key_file: None, server_name: None }
+        Tls {
+            skip_verify,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+        }
     }
 }
 
@@ -438,11 +488,17 @@ mod tests {
     use super::*;
 
     fn no_files() -> Search {
-        Search { beside_exe: None, system: PathBuf::from("/nonexistent/cronlock.conf") }
+        Search {
+            beside_exe: None,
+            system: PathBuf::from("/nonexistent/cronlock.conf"),
+        }
     }
 
     fn load_env(pairs: &[(&str, &str)]) -> Result<Config> {
-        load(pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))), &no_files())
+        load(
+            pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))),
+            &no_files(),
+        )
     }
 
     fn redis(config: &Config) -> &RedisTarget {
@@ -479,11 +535,19 @@ mod tests {
             ("CRONLOCK_PORT", "0", "not a port number"),
             ("CRONLOCK_PORT", "65536", "not a port number"),
             ("CRONLOCK_DB", "x", "CRONLOCK_DB=\"x\": not a whole number"),
-            ("CRONLOCK_TIMEOUT", "1.5", "CRONLOCK_TIMEOUT=\"1.5\": not a whole number"),
+            (
+                "CRONLOCK_TIMEOUT",
+                "1.5",
+                "CRONLOCK_TIMEOUT=\"1.5\": not a whole number",
+            ),
             ("CRONLOCK_TIMEOUT", "-1", "out of range"),
             ("CRONLOCK_RELEASE", "99999999999999999999", "not a whole number"),
             ("CRONLOCK_GRACE", "2000000000", "out of range"),
-            ("CRONLOCK_VERBOSE", "maybe", "CRONLOCK_VERBOSE=\"maybe\": expected yes or no"),
+            (
+                "CRONLOCK_VERBOSE",
+                "maybe",
+                "CRONLOCK_VERBOSE=\"maybe\": expected yes or no",
+            ),
             ("CRONLOCK_TLS_SKIP_VERIFY", "yes", "TLS is off"),
         ] {
             let err = format!("{:#}", load_env(&[(name, value)]).unwrap_err());
@@ -565,7 +629,10 @@ mod tests {
 
     #[test]
     fn a_missing_named_config_file_is_an_error() {
-        let err = format!("{:#}", load_env(&[("CRONLOCK_CONFIG", "/nonexistent/x.conf")]).unwrap_err());
+        let err = format!(
+            "{:#}",
+            load_env(&[("CRONLOCK_CONFIG", "/nonexistent/x.conf")]).unwrap_err()
+        );
         assert!(err.contains("no such file"), "{err}");
     }
 }

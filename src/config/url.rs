@@ -96,7 +96,14 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
                 .ok_or_else(|| anyhow!("CRONLOCK_URL: database {db:?} is not a number"))?,
         ),
     };
-    Ok(Parsed::Redis { tls, host, port, user, password, db })
+    Ok(Parsed::Redis {
+        tls,
+        host,
+        port,
+        user,
+        password,
+        db,
+    })
 }
 
 fn percent_decode(text: &str, what: &str) -> Result<String> {
@@ -136,18 +143,35 @@ mod tests {
 
     #[test]
     fn parses_the_usual_forms() {
-        assert_eq!(parse("redis://localhost").unwrap(), redis(false, "localhost", 6379, None, None, None));
+        assert_eq!(
+            parse("redis://localhost").unwrap(),
+            redis(false, "localhost", 6379, None, None, None)
+        );
         assert_eq!(
             parse("rediss://app:p%40ss@cache.example:6380/2").unwrap(),
             redis(true, "cache.example", 6380, Some("app"), Some("p@ss"), Some(2))
         );
-        assert_eq!(parse("redis://:secret@[::1]:7000").unwrap(), redis(false, "::1", 7000, None, Some("secret"), None));
-        assert_eq!(parse("file:///var/lock/cronlock").unwrap(), Parsed::Directory("/var/lock/cronlock".into()));
+        assert_eq!(
+            parse("redis://:secret@[::1]:7000").unwrap(),
+            redis(false, "::1", 7000, None, Some("secret"), None)
+        );
+        assert_eq!(
+            parse("file:///var/lock/cronlock").unwrap(),
+            Parsed::Directory("/var/lock/cronlock".into())
+        );
     }
 
     #[test]
     fn rejects_what_it_cannot_use_without_echoing_the_password() {
-        for bad in ["localhost:6379", "http://x", "redis://", "redis://h:0", "redis://h/x", "file://relative", "redis://h?x=1"] {
+        for bad in [
+            "localhost:6379",
+            "http://x",
+            "redis://",
+            "redis://h:0",
+            "redis://h/x",
+            "file://relative",
+            "redis://h?x=1",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let err = parse("redis://u:hunter2@h:99999").unwrap_err().to_string();

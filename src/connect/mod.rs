@@ -51,12 +51,20 @@ enum Failure {
 impl<'a> Session<'a> {
     /// A session that connects on first use.
     pub fn new(target: &'a RedisTarget, report: &'a Report) -> Session<'a> {
-        Session { target, report, node: None, connection: None }
+        Session {
+            target,
+            report,
+            node: None,
+            connection: None,
+        }
     }
 
     /// Where the session is talking to, for messages.
     pub fn describe(&self) -> String {
-        let (host, port) = self.node.clone().unwrap_or_else(|| (self.target.host.clone(), self.target.port));
+        let (host, port) = self
+            .node
+            .clone()
+            .unwrap_or_else(|| (self.target.host.clone(), self.target.port));
         format!("Redis at '{host}' port '{port}'")
     }
 
@@ -76,7 +84,10 @@ impl<'a> Session<'a> {
                 Failure::Redirect { host, port, ask } => {
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
-                        bail!("{}: more than {MAX_REDIRECTS} cluster redirects; is the cluster healthy?", self.describe());
+                        bail!(
+                            "{}: more than {MAX_REDIRECTS} cluster redirects; is the cluster healthy?",
+                            self.describe()
+                        );
                     }
                     self.report.info(format_args!(
                         "{} redirect from {} to '{host}' port '{port}'",
@@ -91,7 +102,11 @@ impl<'a> Session<'a> {
                 Failure::Fatal(err) => return Err(err),
                 Failure::Server(err) => return Err(self.server_error(&err)),
                 Failure::InFlight(err) if retry == Retry::OnlyIfUnsent => {
-                    bail!("{}: connection lost before the answer came ({}); the lock may stay taken until it expires", self.describe(), brief(&err));
+                    bail!(
+                        "{}: connection lost before the answer came ({}); the lock may stay taken until it expires",
+                        self.describe(),
+                        brief(&err)
+                    );
                 }
                 Failure::InFlight(err) | Failure::Connect(err) => err,
             };
@@ -129,7 +144,10 @@ impl<'a> Session<'a> {
         if self.connection.is_none() {
             self.connection = Some(self.connect()?);
         }
-        let connection = self.connection.as_mut().ok_or_else(|| Failure::Fatal(anyhow!("no connection")))?;
+        let connection = self
+            .connection
+            .as_mut()
+            .ok_or_else(|| Failure::Fatal(anyhow!("no connection")))?;
         let reply = if asking {
             let mut pipe = redis::pipe();
             pipe.cmd("ASKING").ignore().add_command(cmd.clone());
@@ -149,7 +167,8 @@ impl<'a> Session<'a> {
             });
         }
         let (host, port) = self.node.clone().unwrap_or_default();
-        self.report.info(format_args!("connecting to redis at '{host}' port '{port}'"));
+        self.report
+            .info(format_args!("connecting to redis at '{host}' port '{port}'"));
         let mut redis_info = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(password) = &self.target.password {
             redis_info = redis_info.set_password(password);
@@ -173,20 +192,32 @@ impl<'a> Session<'a> {
     fn server_error(&self, err: &redis::RedisError) -> anyhow::Error {
         let text = err.to_string();
         if text.contains("DB index is out of range") || text.contains("invalid DB index") {
-            return anyhow!("Redis db '{}' does not exist at {}; check the number of databases", self.target.db, self.describe());
+            return anyhow!(
+                "Redis db '{}' does not exist at {}; check the number of databases",
+                self.target.db,
+                self.describe()
+            );
         }
         if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("without any password configured") {
             return anyhow!("invalid auth for {}: {}", self.describe(), brief(err));
         }
         if text.contains("SELECT is not allowed in cluster mode") {
-            return anyhow!("{} is a cluster node, where only db 0 exists; unset CRONLOCK_DB", self.describe());
+            return anyhow!(
+                "{} is a cluster node, where only db 0 exists; unset CRONLOCK_DB",
+                self.describe()
+            );
         }
         anyhow!("{} answered: {}", self.describe(), brief(err))
     }
 }
 
 /// Builds the address for one node, plain or TLS.
-pub(crate) fn connection_info(host: &str, port: u16, target: &RedisTarget, redis: RedisConnectionInfo) -> Result<ConnectionInfo> {
+pub(crate) fn connection_info(
+    host: &str,
+    port: u16,
+    target: &RedisTarget,
+    redis: RedisConnectionInfo,
+) -> Result<ConnectionInfo> {
     let addr = match &target.tls {
         None => ConnectionAddr::Tcp(host.to_string(), port),
         Some(_) => bail!("TLS support is not available in this build"),
@@ -210,7 +241,11 @@ pub(crate) fn open(info: ConnectionInfo, timeout: Option<Duration>) -> redis::Re
 fn classify(err: redis::RedisError) -> Failure {
     if let Some((host, port)) = err.redirect_node() {
         let ask = err.code() == Some("ASK");
-        return Failure::Redirect { host: host.to_string(), port, ask };
+        return Failure::Redirect {
+            host: host.to_string(),
+            port,
+            ask,
+        };
     }
     if is_server_error(&err) {
         Failure::Server(err)

@@ -14,7 +14,10 @@ use crate::report::Report;
 pub(super) fn master(sentinel: &Sentinel, target: &RedisTarget, report: &Report) -> Result<(String, u16), Failure> {
     let mut last_error = None;
     for (host, port) in &sentinel.nodes {
-        report.info(format_args!("asking sentinel at '{host}' port '{port}' for master '{}'", sentinel.master));
+        report.info(format_args!(
+            "asking sentinel at '{host}' port '{port}' for master '{}'",
+            sentinel.master
+        ));
         let mut redis_info = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(password) = &sentinel.password {
             redis_info = redis_info.set_password(password);
@@ -42,10 +45,14 @@ pub(super) fn master(sentinel: &Sentinel, target: &RedisTarget, report: &Report)
                 let master_host = text(&items[0]);
                 let master_port = text(&items[1]).and_then(|p| p.parse::<u16>().ok());
                 if let (Some(master_host), Some(master_port)) = (master_host, master_port) {
-                    report.info(format_args!("sentinel names master at '{master_host}' port '{master_port}'"));
+                    report.info(format_args!(
+                        "sentinel names master at '{master_host}' port '{master_port}'"
+                    ));
                     return Ok((master_host, master_port));
                 }
-                return Err(Failure::Fatal(anyhow!("sentinel at '{host}' port '{port}' gave an unreadable master address")));
+                return Err(Failure::Fatal(anyhow!(
+                    "sentinel at '{host}' port '{port}' gave an unreadable master address"
+                )));
             }
             Ok(other) => {
                 return Err(Failure::Fatal(anyhow!(
@@ -53,7 +60,9 @@ pub(super) fn master(sentinel: &Sentinel, target: &RedisTarget, report: &Report)
                 )))
             }
             Err(err) if err.kind() == redis::ErrorKind::AuthenticationFailed => {
-                return Err(Failure::Fatal(anyhow!("invalid auth for sentinel at '{host}' port '{port}' (CRONLOCK_SENTINEL_AUTH)")))
+                return Err(Failure::Fatal(anyhow!(
+                    "invalid auth for sentinel at '{host}' port '{port}' (CRONLOCK_SENTINEL_AUTH)"
+                )))
             }
             Err(err) => {
                 report.info(format_args!("sentinel at '{host}' port '{port}': {}", brief(&err)));

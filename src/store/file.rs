@@ -44,7 +44,10 @@ impl DirectoryLock {
             .mode(0o755)
             .create(dir)
             .with_context(|| format!("lock directory {}", dir.display()))?;
-        Ok(DirectoryLock { dir: dir.to_path_buf(), held: None })
+        Ok(DirectoryLock {
+            dir: dir.to_path_buf(),
+            held: None,
+        })
     }
 
     fn mutex(&self) -> Result<Flock<File>> {
@@ -60,7 +63,9 @@ impl DirectoryLock {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn open_run_file(path: &Path, create_new: bool) -> Result<File> {
@@ -71,7 +76,9 @@ fn open_run_file(path: &Path, create_new: bool) -> Result<File> {
     } else {
         options.create(true);
     }
-    options.open(path).with_context(|| format!("lock file {}", path.display()))
+    options
+        .open(path)
+        .with_context(|| format!("lock file {}", path.display()))
 }
 
 fn read_state(file: &mut File) -> State {
@@ -107,7 +114,11 @@ impl LockStore for DirectoryLock {
         let path = self.path(key);
         let start = now();
         let expires_at = start + release + 1;
-        let lease = Lease { key: key.to_vec(), start, expires_at };
+        let lease = Lease {
+            key: key.to_vec(),
+            start,
+            expires_at,
+        };
         let file = open_run_file(&path, false)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut file) => {
@@ -115,7 +126,10 @@ impl LockStore for DirectoryLock {
                 let state = read_state(&mut file);
                 let outcome = match state {
                     State::Done(at) if at >= start => return Ok(Acquire::Held { expires_in: at - start }),
-                    State::Done(at) | State::Running(at) => Acquire::TakenOver { lease, expired_ago: start - at },
+                    State::Done(at) | State::Running(at) => Acquire::TakenOver {
+                        lease,
+                        expired_ago: start - at,
+                    },
                     State::Unknown => Acquire::Taken(lease),
                 };
                 write_state(&mut file, expires_at, "running")?;
@@ -128,7 +142,9 @@ impl LockStore for DirectoryLock {
                     State::Unknown => i64::MAX,
                 };
                 if at >= start {
-                    return Ok(Acquire::Held { expires_in: at.saturating_sub(start) });
+                    return Ok(Acquire::Held {
+                        expires_in: at.saturating_sub(start),
+                    });
                 }
                 // A live holder past its RELEASE: replace its file, as Redis
                 // lets a stale lock be taken over.
@@ -139,7 +155,10 @@ impl LockStore for DirectoryLock {
                     .with_context(|| format!("locking {}", path.display()))?;
                 write_state(&mut fresh, expires_at, "running")?;
                 self.held = Some(fresh);
-                Ok(Acquire::TakenOver { lease, expired_ago: start - at })
+                Ok(Acquire::TakenOver {
+                    lease,
+                    expired_ago: start - at,
+                })
             }
             Err((_, errno)) => Err(errno).with_context(|| format!("locking {}", path.display())),
         }
@@ -239,10 +258,14 @@ mod tests {
     fn negative_grace_drops_the_lock_and_a_crashed_run_is_taken_over() {
         let dir = temp_dir("crash");
         let mut first = DirectoryLock::new(&dir).unwrap();
-        let Acquire::Taken(lease) = first.acquire(b"k", 100).unwrap() else { panic!() };
+        let Acquire::Taken(lease) = first.acquire(b"k", 100).unwrap() else {
+            panic!()
+        };
         assert_eq!(first.release(&lease, -1).unwrap(), Release::Dropped);
         // A run that "crashed": its file says running but nobody holds it.
-        let Acquire::Taken(_) = first.acquire(b"k", 100).unwrap() else { panic!() };
+        let Acquire::Taken(_) = first.acquire(b"k", 100).unwrap() else {
+            panic!()
+        };
         drop(first);
         let mut second = DirectoryLock::new(&dir).unwrap();
         assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::TakenOver { .. }));

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs the Rust
+# tests (unit and integration, against private redis-server processes) and
+# the shell compatibility suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v openssl >/dev/null || need+=(openssl)
+if [ "${#need[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    echo "test.sh: installing ${need[*]}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "test.sh: please install: ${need[*]} (redis-server 6 or newer)" >&2
+    exit 1
+  fi
+fi
+
+# Installing redis-server from a package may start a service on 6379; the
+# tests never use it, they start their own servers on free ports.
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo build --release --quiet
+cargo test --quiet 2>&1
+CRONLOCK_BIN="$PWD/target/release/cronlock" bash compat-tests/run.sh

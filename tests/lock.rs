@@ -1,0 +1,295 @@
+//! The lock protocol against real Redis servers: keys, values, TTLs and exit codes.
+
+mod util;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+fn marker_cmd(dir: &TempDir) -> Vec<String> {
+    let marker = dir.join("ran");
+    vec!["sh".into(), "-c".into(), format!("echo x >> {}", marker.display())]
+}
+
+fn runs(dir: &TempDir) -> usize {
+    std::fs::read_to_string(dir.join("ran"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn first_run_takes_the_lock_and_keeps_it_for_the_grace() {
+    let redis = RedisServer::start();
+    let before = redis.now();
+    run(&redis.env(), &["true"]).expect(0);
+    let key = key_for("cronlock.", &["true"]);
+    let value: i64 = redis.query(&["GET", &key]).parse().unwrap();
+    assert!((value - (before + 41)).abs() <= 1, "value {value}, start {before}");
+    let ttl: i64 = redis.query(&["TTL", &key]).parse().unwrap();
+    assert!((40..=41).contains(&ttl), "ttl {ttl}");
+}
+
+#[test]
+fn held_lock_exits_200_without_running() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("held");
+    let cmd = marker_cmd(&dir);
+    run(&redis.env(), &cmd).expect(0);
+    run(&redis.env(), &cmd).expect(200);
+    assert_eq!(runs(&dir), 1);
+}
+
+#[test]
+fn command_exit_code_is_passed_through() {
+    let redis = RedisServer::start();
+    run(&redis.env(), &["sh", "-c", "exit 7"]).expect(7);
+    run(&redis.env(), &["sh", "-c", "exit 0; echo other"]).expect(0);
+}
+
+#[test]
+fn key_and_prefix_name_the_lock() {
+    let redis = RedisServer::start();
+    let env = with(
+        &redis.env(),
+        &[("CRONLOCK_KEY", "my job"), ("CRONLOCK_PREFIX", "app1.")],
+    );
+    run(&env, &["true"]).expect(0);
+    assert_ne!(redis.query(&["EXISTS", "app1.my job"]), "0");
+    // Another command with the same key is held.
+    run(&env, &["false"]).expect(200);
+}
+
+#[test]
+fn reset_deletes_the_key_and_exits_200() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("reset");
+    let cmd = marker_cmd(&dir);
+    run(&redis.env(), &cmd).expect(0);
+    run(&with(&redis.env(), &[("CRONLOCK_RESET", "yes")]), &cmd).expect(200);
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+    assert_eq!(runs(&dir), 1, "reset must not run the command");
+    run(&redis.env(), &cmd).expect(0);
+    assert_eq!(runs(&dir), 2);
+}
+
+#[test]
+fn db_setting_selects_the_database() {
+    let redis = RedisServer::start();
+    run(&with(&redis.env(), &[("CRONLOCK_DB", "1")]), &["true"]).expect(0);
+    let key = key_for("cronlock.", &["true"]);
+    assert_eq!(redis.query(&["-n", "1", "EXISTS", &key]), "1");
+    assert_eq!(redis.query(&["-n", "0", "EXISTS", &key]), "0");
+}
+
+#[test]
+fn invalid_databases_exit_201_and_lock_nothing() {
+    let redis = RedisServer::start();
+    let negative = run(&with(&redis.env(), &[("CRONLOCK_DB", "-1")]), &["true"]);
+    negative.expect(201);
+    assert!(negative.stderr().contains("CRONLOCK_DB"), "{}", negative.stderr());
+    let too_big = run(&with(&redis.env(), &[("CRONLOCK_DB", "99")]), &["true"]);
+    too_big.expect(201);
+    assert!(
+        too_big.stderr().contains("db '99' does not exist"),
+        "{}",
+        too_big.stderr()
+    );
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+}
+
+#[test]
+fn wrong_password_exits_201_and_right_one_runs() {
+    let redis = RedisServer::with_password("s3cret pass");
+    let wrong = run(&with(&redis.env(), &[("CRONLOCK_AUTH", "nope")]), &["true"]);
+    wrong.expect(201);
+    assert!(wrong.stderr().contains("invalid auth"), "{}", wrong.stderr());
+    assert!(!wrong.stderr().contains("nope"), "password leaked: {}", wrong.stderr());
+    let missing = run(
+        &[
+            ("CRONLOCK_HOST".into(), "127.0.0.1".into()),
+            ("CRONLOCK_PORT".into(), redis.port.to_string()),
+        ],
+        &["true"],
+    );
+    missing.expect(201);
+    run(&redis.env(), &["true"]).expect(0);
+}
+
+#[test]
+fn password_given_to_a_server_without_one_exits_201_without_locking() {
+    let redis = RedisServer::start();
+    run(
+        &with(&redis.env(), &[("CRONLOCK_AUTH", "INVALID_AUTH_CODE")]),
+        &["true"],
+    )
+    .expect(201);
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+}
+
+#[test]
+fn unreachable_server_exits_201_after_the_reconnect_budget() {
+    let port = free_port().to_string();
+    let env = vec![
+        ("CRONLOCK_HOST".to_string(), "127.0.0.1".to_string()),
+        ("CRONLOCK_PORT".to_string(), port),
+        ("CRONLOCK_RECONNECT_ATTEMPTS".to_string(), "2".to_string()),
+        ("CRONLOCK_RECONNECT_BACKOFF".to_string(), "1".to_string()),
+    ];
+    let started = Instant::now();
+    let result = run(&env, &["true"]);
+    result.expect(201);
+    // Backoff is attempt × 1s before each reconnect: 0 + 1 = 1s at least.
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(result.stderr().contains("after 3 attempts"), "{}", result.stderr());
+}
+
+#[test]
+fn stale_lock_is_taken_over() {
+    let redis = RedisServer::start();
+    let key = key_for("cronlock.", &["true"]);
+    let past = (redis.now() - 100).to_string();
+    redis.query(&["SET", &key, &past]);
+    run(&redis.env(), &["true"]).expect(0);
+    let value: i64 = redis.query(&["GET", &key]).parse().unwrap();
+    assert!(value > redis.now(), "grace value expected, got {value}");
+}
+
+#[test]
+fn future_dated_lock_without_ttl_is_respected() {
+    let redis = RedisServer::start();
+    let key = key_for("cronlock.", &["true"]);
+    let future = (redis.now() + 1000).to_string();
+    redis.query(&["SET", &key, &future]);
+    run(&redis.env(), &["true"]).expect(200);
+    assert_eq!(redis.query(&["GET", &key]), future);
+    assert_eq!(
+        redis.query(&["TTL", &key]),
+        "-1",
+        "someone else's key is left untouched"
+    );
+}
+
+#[test]
+fn lock_value_and_ttl_while_running_follow_release() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("running");
+    let flag = dir.join("started");
+    let gate = dir.join("gate");
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        flag.display(),
+        gate.display()
+    );
+    let env = with(
+        &redis.env(),
+        &[("CRONLOCK_RELEASE", "300"), ("CRONLOCK_KEY", "running")],
+    );
+    let start = redis.now();
+    let mut child = cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap();
+    wait_until(Duration::from_secs(10), "the command to start", || flag.exists());
+    let value: i64 = redis.query(&["GET", "cronlock.running"]).parse().unwrap();
+    assert!((value - (start + 301)).abs() <= 1, "value {value}");
+    let ttl: i64 = redis.query(&["TTL", "cronlock.running"]).parse().unwrap();
+    assert!((300..=302).contains(&ttl), "every key has a TTL from the start: {ttl}");
+    std::fs::write(&gate, b"").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn negative_grace_drops_the_lock_after_the_run() {
+    let redis = RedisServer::start();
+    run(&with(&redis.env(), &[("CRONLOCK_GRACE", "-1")]), &["true"]).expect(0);
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+    run(&with(&redis.env(), &[("CRONLOCK_GRACE", "-1")]), &["true"]).expect(0);
+}
+
+#[test]
+fn release_never_clobbers_a_lock_taken_over_by_another_run() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("clobber");
+    let flag = dir.join("started");
+    let gate = dir.join("gate");
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        flag.display(),
+        gate.display()
+    );
+    let env = with(&redis.env(), &[("CRONLOCK_RELEASE", "0"), ("CRONLOCK_KEY", "job")]);
+    let mut first = cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap();
+    wait_until(Duration::from_secs(10), "the first command to start", || flag.exists());
+    // RELEASE=0: the first holder's time is up once the clock passes start + 1.
+    let taken_at: i64 = redis.query(&["GET", "cronlock.job"]).parse().unwrap();
+    wait_until(Duration::from_secs(5), "the first lock to go stale", || {
+        redis.now() > taken_at
+    });
+    let second_env = with(&redis.env(), &[("CRONLOCK_RELEASE", "600"), ("CRONLOCK_KEY", "job")]);
+    let mut second = cronlock(&second_env).args(["sh", "-c", "sleep 30"]).spawn().unwrap();
+    wait_until(Duration::from_secs(10), "the second run to take over", || {
+        redis
+            .query(&["GET", "cronlock.job"])
+            .parse::<i64>()
+            .map(|v| v > taken_at + 100)
+            .unwrap_or(false)
+    });
+    let second_value = redis.query(&["GET", "cronlock.job"]);
+    std::fs::write(&gate, b"").unwrap();
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        redis.query(&["GET", "cronlock.job"]),
+        second_value,
+        "the first run's release clobbered the second"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
+#[test]
+fn twenty_simultaneous_runs_execute_exactly_once() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("contention");
+    let cmd = marker_cmd(&dir);
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            cronlock(&redis.env())
+                .args(&cmd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 19, "{codes:?}");
+    assert_eq!(runs(&dir), 1);
+}
+
+#[test]
+fn directory_store_locks_without_redis() {
+    let dir = TempDir::new("store");
+    let locks = dir.join("locks");
+    let url = format!("file://{}", locks.display());
+    let env = vec![("CRONLOCK_URL".to_string(), url)];
+    let cmd = marker_cmd(&dir);
+    run(&env, &cmd).expect(0);
+    run(&env, &cmd).expect(200);
+    assert_eq!(runs(&dir), 1);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &cmd).expect(200);
+    run(&with(&env, &[("CRONLOCK_GRACE", "-1")]), &cmd).expect(0);
+    run(&env, &cmd).expect(0);
+    assert_eq!(runs(&dir), 3);
+    run(&with(&env, &[("CRONLOCK_TIMEOUT", "1")]), &["sleep", "30"]).expect(202);
+}
+
+#[test]
+fn verbose_output_never_shows_the_password() {
+    let redis = RedisServer::with_password("hunter2-secret");
+    let result = run(&with(&redis.env(), &[("CRONLOCK_VERBOSE", "yes")]), &["true"]);
+    result.expect(0);
+    assert!(result.stderr().contains("acquired"), "{}", result.stderr());
+    assert!(!result.stderr().contains("hunter2"), "{}", result.stderr());
+}

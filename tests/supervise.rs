@@ -1,0 +1,94 @@
+//! Running the command: exit statuses, the timeout, and signals.
+
+mod util;
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use util::*;
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); look at /proc for its state instead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn timeout_kills_the_whole_group_and_exits_202() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("timeout");
+    let pidfile = dir.join("grandchild");
+    let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+    let result = run(
+        &with(&redis.env(), &[("CRONLOCK_TIMEOUT", "1")]),
+        &["sh", "-c", &script],
+    );
+    result.expect(202);
+    assert_eq!(
+        result.stdout(),
+        format!("emergency: had to kill 'sh -c {script}' after 1s timeout\n")
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    wait_until(Duration::from_secs(5), "the grandchild to be gone", || !alive(pid));
+    // The lock is released with its grace, as after any run.
+    let key = key_for("cronlock.", &["sh", "-c", &script]);
+    assert_ne!(redis.query(&["TTL", &key]), "-1");
+}
+
+#[test]
+fn missing_and_unexecutable_commands_exit_127_and_126() {
+    let redis = RedisServer::start();
+    let missing = run(&redis.env(), &["definitely-not-a-command-xyz"]);
+    missing.expect(127);
+    assert!(missing.stderr().contains("command not found"), "{}", missing.stderr());
+    let dir = TempDir::new("noexec");
+    let file = dir.join("script");
+    std::fs::write(&file, b"#!/bin/sh\necho hi\n").unwrap();
+    run(&redis.env(), &[file.to_str().unwrap()]).expect(126);
+}
+
+#[test]
+fn command_killed_by_a_signal_exits_128_plus_n() {
+    let redis = RedisServer::start();
+    run(&redis.env(), &["sh", "-c", "kill -TERM $$"]).expect(143);
+}
+
+#[test]
+fn sigterm_to_cronlock_reaches_the_command_and_the_lock_keeps_its_grace() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("sigterm");
+    let flag = dir.join("started");
+    let got = dir.join("got-term");
+    let script = format!(
+        "trap 'touch {}; exit 3' TERM; touch {}; while :; do sleep 0.05; done",
+        got.display(),
+        flag.display()
+    );
+    let env = with(&redis.env(), &[("CRONLOCK_KEY", "term")]);
+    let child = cronlock(&env)
+        .args(["sh", "-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the command to start", || flag.exists());
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the command's own code when it exits on its own"
+    );
+    assert!(got.exists(), "the command saw SIGTERM");
+    let ttl: i64 = redis.query(&["TTL", "cronlock.term"]).parse().unwrap();
+    assert!((1..=41).contains(&ttl), "released with grace, ttl {ttl}");
+}
+
+#[test]
+fn no_command_is_a_usage_error() {
+    let result = run(&[], &[] as &[&str]);
+    result.expect(201);
+    assert!(result.stderr().starts_with("cronlock: usage:"), "{}", result.stderr());
+}

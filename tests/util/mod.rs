@@ -1,0 +1,253 @@
+//! Test fixtures: private `redis-server` processes on free loopback ports,
+//! and a helper that runs the built `cronlock` with a clean environment.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` of our own, killed when dropped. Never port 6379.
+pub struct RedisServer {
+    pub port: u16,
+    pub password: Option<String>,
+    pub dir: TempDir,
+    process: Child,
+}
+
+impl RedisServer {
+    /// A plain server without a password.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[], None)
+    }
+
+    /// A server that requires `password` for the default user.
+    pub fn with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(&["--requirepass", password], Some(password))
+    }
+
+    /// A server with extra command-line settings.
+    pub fn start_with(extra: &[&str], password: Option<&str>) -> RedisServer {
+        let dir = TempDir::new("redis");
+        let port = free_port();
+        let process = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let server = RedisServer {
+            port,
+            password: password.map(String::from),
+            dir,
+            process,
+        };
+        wait_until(Duration::from_secs(10), "redis-server to answer PING", || {
+            server.cli(&["PING"]).map(|o| o.trim() == "PONG").unwrap_or(false)
+        });
+        server
+    }
+
+    /// Runs `redis-cli` against this server; stdout on success.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
+        let output = command.args(args).stderr(Stdio::null()).output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).to_string())
+    }
+
+    /// Like [`cli`] but panics on failure and trims the answer.
+    pub fn query(&self, args: &[&str]) -> String {
+        self.cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+            .trim()
+            .to_string()
+    }
+
+    /// The server's clock, unix seconds.
+    pub fn now(&self) -> i64 {
+        self.query(&["TIME"]).lines().next().unwrap().parse().unwrap()
+    }
+
+    /// Environment that points cronlock at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("CRONLOCK_HOST".to_string(), "127.0.0.1".to_string()),
+            ("CRONLOCK_PORT".to_string(), self.port.to_string()),
+        ];
+        if let Some(password) = &self.password {
+            env.push(("CRONLOCK_AUTH".to_string(), password.clone()));
+        }
+        env
+    }
+
+    /// Stops the server now (for fault tests).
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().unwrap().port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("cronlock-test-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cronlock"))
+}
+
+/// `cronlock` with every `CRONLOCK_*` variable of the caller removed, the
+/// config file lookup pointed at an empty file, and fast reconnects.
+pub fn cronlock(env: &[(String, String)]) -> Command {
+    let mut command = Command::new(bin());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CRONLOCK_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env("CRONLOCK_CONFIG", empty_config());
+    command.env("CRONLOCK_RECONNECT_BACKOFF", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+fn empty_config() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cronlock-test-empty-{}.conf", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, b"").unwrap();
+    }
+    path
+}
+
+/// A finished run, with what it printed shown when an assertion fails.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).to_string()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).to_string()
+    }
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Runs `cronlock ARGS` with `env` and waits for it.
+pub fn run(env: &[(String, String)], args: &[impl AsRef<OsStr>]) -> Run {
+    let output = cronlock(env)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cronlock");
+    Run { output }
+}
+
+/// `env` plus more pairs.
+pub fn with(env: &[(String, String)], more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all = env.to_vec();
+    all.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all
+}
+
+/// The key cronlock derives for a plain command line (md5 of `echo "$@"`).
+pub fn key_for(prefix: &str, args: &[&str]) -> String {
+    let output = Command::new("bash")
+        .args(["-c", "echo \"$@\" | md5sum", "_"])
+        .args(args)
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    format!("{prefix}{digest}")
+}
