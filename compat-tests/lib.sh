@@ -1,0 +1,128 @@
+# Helpers for the compatibility scenarios; sourced by run.sh.
+# A scenario defines `procedure` (the steps, run once per implementation),
+# `expect` (what ours must observe) and, where the original deliberately
+# differs, `expect_original`. Steps write observations with `note`, `cl`,
+# `observe_keys`; run.sh compares them.
+
+COMPAT_PASSWORD="compat-secret"
+
+free_port() {
+  local port
+  while :; do
+    port=$(( 20000 + RANDOM % 40000 ))
+    [ "$port" = 6379 ] && continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
+wait_for() { # wait_for SECONDS CMD... : poll until CMD succeeds, or fail
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -gt "$deadline" ] && return 1
+    sleep 0.02
+  done
+}
+
+start_redis() { # start_redis NAME [redis-server args...]: sets NAME_PORT
+  local name=$1; shift
+  local port; port=$(free_port)
+  mkdir -p "$WORK/$name"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/$name" "$@" \
+    >"$WORK/$name/log" 2>&1 &
+  echo $! >>"$WORK/pids"
+  printf -v "${name}_PORT" '%s' "$port"
+  local auth=()
+  [[ " $* " == *" --requirepass "* ]] && auth=(-a "$COMPAT_PASSWORD" --no-auth-warning)
+  wait_for 10 redis-cli -p "$port" "${auth[@]}" ping || { echo "redis-server $name did not start" >&2; exit 2; }
+}
+
+start_sentinel() { # watches the plain server as "mymaster"
+  SENTINEL_PORT=$(free_port)
+  mkdir -p "$WORK/sentinel"
+  printf 'port %s\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 %s 1\n' "$SENTINEL_PORT" "$PLAIN_PORT" \
+    >"$WORK/sentinel/sentinel.conf"
+  redis-server "$WORK/sentinel/sentinel.conf" --sentinel >"$WORK/sentinel/log" 2>&1 &
+  echo $! >>"$WORK/pids"
+  wait_for 10 sh -c "redis-cli -p $SENTINEL_PORT sentinel get-master-addr-by-name mymaster | grep -q 127.0.0.1"
+}
+
+stop_all() {
+  [ -f "$WORK/pids" ] && while read -r pid; do kill -CONT "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done <"$WORK/pids"
+  wait 2>/dev/null
+}
+
+rcli() { redis-cli -p "$PLAIN_PORT" "$@"; }
+now() { rcli TIME | head -1; }
+md5key() { echo "$@" | md5sum | awk '{print $1}'; }
+
+# The environment every run starts from: nothing of the caller's CRONLOCK_*,
+# the private plain server, and immediate reconnects.
+clean_env() {
+  local name
+  for name in $(compgen -e | grep '^CRONLOCK_'); do unset "$name"; done
+  export CRONLOCK_HOST=127.0.0.1 CRONLOCK_PORT="$PLAIN_PORT" CRONLOCK_RECONNECT_BACKOFF=0 CRONLOCK_CONFIG=
+}
+
+note() { echo "$*" >>"$OBS"; }
+
+# cl [VAR=value ...] -- COMMAND...: runs the implementation under test.
+cl() { cl_with "$IMPL" "$@"; }
+# other [VAR=value ...] -- COMMAND...: the other implementation of a mixed
+# fleet (the original when CRONLOCK_REFERENCE is set, else ours again).
+other() { cl_with "$OTHER" "$@"; }
+
+cl_with() {
+  local impl=$1; shift
+  local vars=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do vars+=("$1"); shift; done
+  shift
+  local out rc
+  out=$(cd "$WORK/cwd" && env "${vars[@]}" "$impl" "$@" 2>>"$WORK/stderr"); rc=$?
+  note "exit $rc"
+  [ -n "$out" ] && while IFS= read -r line; do note "stdout $line"; done <<<"$out"
+  return 0
+}
+
+# cl_bg [VAR=value ...] -- COMMAND...: starts a run in the background; its pid in BG_PID.
+cl_bg() { cl_bg_with "$IMPL" "$@"; }
+other_bg() { cl_bg_with "$OTHER" "$@"; }
+cl_bg_with() {
+  local impl=$1; shift
+  local vars=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do vars+=("$1"); shift; done
+  shift
+  (cd "$WORK/cwd" && exec env "${vars[@]}" "$impl" "$@" >>"$WORK/bg.out" 2>>"$WORK/stderr") &
+  BG_PID=$!
+}
+bg_exit() { wait "$1"; note "exit $?"; }
+
+# The marker command appends to ./marker in the run's working directory, so
+# its key is the same for every run and implementation.
+MARK_CMD=(sh -c 'echo x >>marker')
+MARK_KEY="cronlock.$(echo "sh -c echo x >>marker" | md5sum | awk '{print $1}')"
+observe_runs() { note "ran $(cat "$WORK/cwd/marker" 2>/dev/null | wc -l | tr -d ' ')"; }
+
+# mark_time: the moment later key observations are measured from (run.sh
+# marks the start of each procedure).
+mark_time() { BASE_TIME=$(now); }
+
+# observe_keys [PORT]: every key in databases 0-2, its value and its expiry
+# both relative to BASE_TIME ("ttl=N": expires N seconds after it; "none":
+# no TTL), in a stable order.
+observe_keys() {
+  local port=${1:-$PLAIN_PORT} db key value ttl t now
+  local auth=()
+  [ "$port" = "${AUTH_PORT:-}" ] && auth=(-a "$COMPAT_PASSWORD" --no-auth-warning)
+  now=$(redis-cli -p "$port" "${auth[@]}" TIME | head -1)
+  t=${BASE_TIME:-$now}
+  for db in 0 1 2; do
+    while IFS= read -r key; do
+      [ -z "$key" ] && continue
+      value=$(redis-cli -p "$port" "${auth[@]}" -n "$db" GET "$key")
+      ttl=$(redis-cli -p "$port" "${auth[@]}" -n "$db" TTL "$key")
+      if [[ "$value" =~ ^[0-9]+$ ]]; then value="now$(printf '%+d' $(( value - t )))"; else value="literal:$value"; fi
+      if [ "$ttl" = -1 ]; then ttl=none; else ttl=$(( ttl + now - t )); fi
+      note "key db$db $key value=$value ttl=$ttl"
+    done < <(redis-cli -p "$port" "${auth[@]}" -n "$db" --scan | sort)
+  done
+}
