@@ -174,25 +174,19 @@ fn future_dated_lock_without_ttl_is_respected() {
 fn lock_value_and_ttl_while_running_follow_release() {
     let redis = RedisServer::start();
     let dir = TempDir::new("running");
-    let flag = dir.join("started");
-    let gate = dir.join("gate");
-    let script = format!(
-        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
-        flag.display(),
-        gate.display()
-    );
+    let gated = Gated::new(&dir, "job");
     let env = with(
         &redis.env(),
         &[("CRONLOCK_RELEASE", "300"), ("CRONLOCK_KEY", "running")],
     );
     let start = redis.now();
-    let mut child = cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap();
-    wait_until(Duration::from_secs(10), "the command to start", || flag.exists());
+    let mut child = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
     let value: i64 = redis.query(&["GET", "cronlock.running"]).parse().unwrap();
     assert!((value - (start + 301)).abs() <= 1, "value {value}");
     let ttl: i64 = redis.query(&["TTL", "cronlock.running"]).parse().unwrap();
     assert!((300..=302).contains(&ttl), "every key has a TTL from the start: {ttl}");
-    std::fs::write(&gate, b"").unwrap();
+    gated.open();
     assert!(child.wait().unwrap().success());
 }
 
@@ -208,16 +202,10 @@ fn negative_grace_drops_the_lock_after_the_run() {
 fn release_never_clobbers_a_lock_taken_over_by_another_run() {
     let redis = RedisServer::start();
     let dir = TempDir::new("clobber");
-    let flag = dir.join("started");
-    let gate = dir.join("gate");
-    let script = format!(
-        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
-        flag.display(),
-        gate.display()
-    );
+    let gated = Gated::new(&dir, "job");
     let env = with(&redis.env(), &[("CRONLOCK_RELEASE", "0"), ("CRONLOCK_KEY", "job")]);
-    let mut first = cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap();
-    wait_until(Duration::from_secs(10), "the first command to start", || flag.exists());
+    let mut first = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
     // RELEASE=0: the first holder's time is up once the clock passes start + 1.
     let taken_at: i64 = redis.query(&["GET", "cronlock.job"]).parse().unwrap();
     wait_until(Duration::from_secs(5), "the first lock to go stale", || {
@@ -233,7 +221,7 @@ fn release_never_clobbers_a_lock_taken_over_by_another_run() {
             .unwrap_or(false)
     });
     let second_value = redis.query(&["GET", "cronlock.job"]);
-    std::fs::write(&gate, b"").unwrap();
+    gated.open();
     assert!(first.wait().unwrap().success());
     assert_eq!(
         redis.query(&["GET", "cronlock.job"]),

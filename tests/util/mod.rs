@@ -251,3 +251,37 @@ pub fn key_for(prefix: &str, args: &[&str]) -> String {
         .to_string();
     format!("{prefix}{digest}")
 }
+
+/// A shell command that marks that it started, then waits until the test
+/// opens its gate: lets a test look at the lock while the command runs.
+pub struct Gated {
+    /// The `sh -c` script to run.
+    pub script: String,
+    started: PathBuf,
+    gate: PathBuf,
+}
+
+impl Gated {
+    pub fn new(dir: &TempDir, name: &str) -> Gated {
+        let started = dir.join(&format!("{name}.started"));
+        let gate = dir.join(&format!("{name}.gate"));
+        let script = format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+            started.display(),
+            gate.display()
+        );
+        Gated { script, started, gate }
+    }
+
+    /// Waits (with a deadline) until the command has started.
+    pub fn wait_started(&self) {
+        wait_until(Duration::from_secs(10), "the gated command to start", || {
+            self.started.exists()
+        });
+    }
+
+    /// Lets the command finish.
+    pub fn open(&self) {
+        std::fs::write(&self.gate, b"").unwrap();
+    }
+}
