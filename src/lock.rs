@@ -69,23 +69,22 @@ pub trait LockStore {
     fn reset(&mut self, key: &[u8]) -> Result<bool>;
 }
 
-const PRELUDE: &str = include_str!("lock/prelude.lua");
-
-fn script(body: &str) -> String {
-    format!("{PRELUDE}\n{body}")
+/// Each script is the shared prelude followed by its own body, joined at
+/// compile time.
+macro_rules! lock_script {
+    ($body:literal) => {
+        concat!(include_str!("lock/prelude.lua"), "\n", include_str!($body))
+    };
 }
+
+const ACQUIRE: &str = lock_script!("lock/acquire.lua");
+const RELEASE: &str = lock_script!("lock/release.lua");
+const RESET: &str = lock_script!("lock/reset.lua");
 
 /// Locks in Redis.
 pub struct RedisLock<'a> {
     session: Session<'a>,
     db: i64,
-    scripts: Scripts,
-}
-
-struct Scripts {
-    acquire: String,
-    release: String,
-    reset: String,
 }
 
 impl<'a> RedisLock<'a> {
@@ -94,11 +93,6 @@ impl<'a> RedisLock<'a> {
         RedisLock {
             session: Session::new(target, report),
             db: target.db,
-            scripts: Scripts {
-                acquire: script(include_str!("lock/acquire.lua")),
-                release: script(include_str!("lock/release.lua")),
-                reset: script(include_str!("lock/reset.lua")),
-            },
         }
     }
 
@@ -142,8 +136,7 @@ fn previous_value(values: &[Value]) -> i64 {
 
 impl LockStore for RedisLock<'_> {
     fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
-        let body = self.scripts.acquire.clone();
-        let reply = self.eval(&body, key, &[release], Retry::OnlyIfUnsent)?;
+        let reply = self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent)?;
         let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
         let lease = Lease {
             key: key.to_vec(),
@@ -164,9 +157,8 @@ impl LockStore for RedisLock<'_> {
     }
 
     fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
-        let body = self.scripts.release.clone();
         let reply = self.eval(
-            &body,
+            RELEASE,
             &lease.key,
             &[lease.start, grace, lease.expires_at],
             Retry::Idempotent,
@@ -182,8 +174,7 @@ impl LockStore for RedisLock<'_> {
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
-        let body = self.scripts.reset.clone();
-        let reply = self.eval(&body, key, &[], Retry::Idempotent)?;
+        let reply = self.eval(RESET, key, &[], Retry::Idempotent)?;
         Ok(int(&reply, 0)? > 0)
     }
 }
