@@ -76,19 +76,8 @@ pub fn sleep_unless_told_to_stop(duration: Duration) -> Option<Signal> {
     wait(&set, Some(duration))
 }
 
-/// A terminating signal that is already pending, taken off the queue.
+/// A terminating signal that is already pending, taken off the queue: a
+/// wait with a zero timeout returns at once either way.
 pub fn take_pending_termination() -> Option<Signal> {
-    let mut pending_set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigpending fills the set it is given.
-    if unsafe { libc::sigpending(pending_set.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: initialised by the successful call above.
-    let pending_set = unsafe { pending_set.assume_init() };
-    // SAFETY: sigismember only reads the initialised set.
-    let is_pending = |s: Signal| unsafe { libc::sigismember(&pending_set, s as libc::c_int) } == 1;
-    if TERMINATING.iter().any(|s| is_pending(*s)) {
-        return sleep_unless_told_to_stop(Duration::ZERO);
-    }
-    None
+    sleep_unless_told_to_stop(Duration::ZERO)
 }

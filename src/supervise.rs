@@ -125,14 +125,10 @@ fn reap(pid: Pid, timed_out: bool) -> Option<Ended> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Some(Ended::Exited(code)),
-            Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) if timed_out => return Some(Ended::TimedOut),
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                if timed_out {
-                    // It died of something else while we were killing it.
-                    return Some(Ended::TimedOut);
-                }
-                return Some(Ended::Signaled(signal as i32));
-            }
+            // Once we have killed it for the timeout, whatever signal it
+            // died of (ours, or another that raced it) is the timeout.
+            Ok(WaitStatus::Signaled(..)) if timed_out => return Some(Ended::TimedOut),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Some(Ended::Signaled(signal as i32)),
             Ok(WaitStatus::StillAlive) => return None,
             Ok(_) => return None,
             Err(Errno::EINTR) => continue,
