@@ -380,21 +380,19 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         );
     }
 
+    // Checked even when Sentinel is off, so a typo is not silently carried around.
+    let sentinel_port = port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
     if boolean("USE_SENTINEL", raw.use_sentinel.as_deref(), false)? {
-        let default_port = port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
         let hosts = raw.sentinel_host.unwrap_or_else(|| "localhost".to_string());
         let nodes = hosts
             .split(',')
-            .map(|node| sentinel_node(node.trim(), default_port))
+            .map(|node| sentinel_node(node.trim(), sentinel_port))
             .collect::<Result<Vec<_>>>()?;
         target.sentinel = Some(Sentinel {
             master: raw.sentinel_master.unwrap_or_else(|| "mymaster".to_string()),
             nodes,
             password: raw.sentinel_auth,
         });
-    } else {
-        // Checked even when unused, so a typo is not silently carried around.
-        port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
     }
 
     if target.user.is_some() && target.password.is_none() {
@@ -462,10 +460,12 @@ pub fn boolean(name: &str, value: Option<&str>, default: bool) -> Result<bool> {
 
 fn port(name: &str, value: Option<&str>, default: u16) -> Result<u16> {
     let Some(value) = value else { return Ok(default) };
-    match value.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(port),
-        _ => bail!("CRONLOCK_{name}={value:?}: not a port number (1-65535)"),
-    }
+    parse_port(value).ok_or_else(|| anyhow!("CRONLOCK_{name}={value:?}: not a port number (1-65535)"))
+}
+
+/// A TCP port: 1 to 65535.
+fn parse_port(text: &str) -> Option<u16> {
+    text.parse::<u16>().ok().filter(|&port| port > 0)
 }
 
 fn seconds(name: &str, value: Option<&str>, default: i64, min: i64) -> Result<i64> {

@@ -79,10 +79,9 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     }
     let port = match port {
         None => 6379,
-        Some(p) => match p.parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => bail!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"),
-        },
+        Some(p) => {
+            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
+        }
     };
     if path.contains(['?', '#']) {
         bail!("CRONLOCK_URL: query strings and fragments are not supported; use the CRONLOCK_* variables");
