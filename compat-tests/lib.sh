@@ -9,7 +9,9 @@ COMPAT_PASSWORD="compat-secret"
 free_port() {
   local port
   while :; do
-    port=$(( 20000 + RANDOM % 40000 ))
+    # Below the kernel's ephemeral range (32768 and up by default), so a
+    # port that an outgoing connection happens to use is never picked.
+    port=$(( 10000 + RANDOM % 22000 ))
     [ "$port" = 6379 ] && continue
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
@@ -71,13 +73,19 @@ cl() { cl_with "$IMPL" "$@"; }
 # fleet (the original when CRONLOCK_REFERENCE is set, else ours again).
 other() { cl_with "$OTHER" "$@"; }
 
+# split_run [VAR=value ...] -- COMMAND...: sets RUN_VARS and RUN_CMD.
+split_run() {
+  RUN_VARS=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do RUN_VARS+=("$1"); shift; done
+  shift
+  RUN_CMD=("$@")
+}
+
 cl_with() {
   local impl=$1; shift
-  local vars=()
-  while [ $# -gt 0 ] && [ "$1" != "--" ]; do vars+=("$1"); shift; done
-  shift
+  split_run "$@"
   local out rc
-  out=$(cd "$WORK/cwd" && env "${vars[@]}" "$impl" "$@" 2>>"$WORK/stderr"); rc=$?
+  out=$(cd "$WORK/cwd" && env "${RUN_VARS[@]}" "$impl" "${RUN_CMD[@]}" 2>>"$WORK/stderr"); rc=$?
   note "exit $rc"
   [ -n "$out" ] && while IFS= read -r line; do note "stdout $line"; done <<<"$out"
   return 0
@@ -88,13 +96,18 @@ cl_bg() { cl_bg_with "$IMPL" "$@"; }
 other_bg() { cl_bg_with "$OTHER" "$@"; }
 cl_bg_with() {
   local impl=$1; shift
-  local vars=()
-  while [ $# -gt 0 ] && [ "$1" != "--" ]; do vars+=("$1"); shift; done
-  shift
-  (cd "$WORK/cwd" && exec env "${vars[@]}" "$impl" "$@" >>"$WORK/bg.out" 2>>"$WORK/stderr") &
+  split_run "$@"
+  (cd "$WORK/cwd" && exec env "${RUN_VARS[@]}" "$impl" "${RUN_CMD[@]}" >>"$WORK/bg.out" 2>>"$WORK/stderr") &
   BG_PID=$!
 }
 bg_exit() { wait "$1"; note "exit $?"; }
+
+# A command that marks it started and waits until the scenario opens its
+# gate, to look at the lock while a holder runs:
+#   cl_bg ... -- "${GATED[@]}" NAME; wait_started NAME; ...; open_gate NAME
+GATED=(sh -c 'touch "started-$1"; while [ ! -e "gate-$1" ]; do sleep 0.05; done' gated)
+wait_started() { wait_for 10 test -e "$WORK/cwd/started-$1" || note "$1 never started"; }
+open_gate() { touch "$WORK/cwd/gate-$1"; }
 
 # The marker command appends to ./marker in the run's working directory, so
 # its key is the same for every run and implementation.
@@ -108,20 +121,27 @@ mark_time() { BASE_TIME=$(now); }
 
 # observe_keys [PORT]: every key in databases 0-2, its value and its expiry
 # both relative to BASE_TIME ("ttl=N": expires N seconds after it; "none":
-# no TTL), in a stable order.
+# no TTL), in a stable order. The expiry is the server's clock plus PTTL,
+# read together in one script, so it is exact to the second rather than
+# off by TTL's rounding.
 observe_keys() {
-  local port=${1:-$PLAIN_PORT} db key value ttl t now
+  local port=${1:-$PLAIN_PORT} db key value ttl t expiry
   local auth=()
   [ "$port" = "${AUTH_PORT:-}" ] && auth=(-a "$COMPAT_PASSWORD" --no-auth-warning)
-  now=$(redis-cli -p "$port" "${auth[@]}" TIME | head -1)
-  t=${BASE_TIME:-$now}
+  t=${BASE_TIME:-$(redis-cli -p "$port" "${auth[@]}" TIME | head -1)}
+  local clock_and_pttl="local c = redis.call('TIME') return {c[1], c[2], redis.call('PTTL', KEYS[1])}"
   for db in 0 1 2; do
     while IFS= read -r key; do
       [ -z "$key" ] && continue
       value=$(redis-cli -p "$port" "${auth[@]}" -n "$db" GET "$key")
-      ttl=$(redis-cli -p "$port" "${auth[@]}" -n "$db" TTL "$key")
       if [[ "$value" =~ ^[0-9]+$ ]]; then value="now$(printf '%+d' $(( value - t )))"; else value="literal:$value"; fi
-      if [ "$ttl" = -1 ]; then ttl=none; else ttl=$(( ttl + now - t )); fi
+      { read -r sec; read -r usec; read -r pttl; } < <(redis-cli -p "$port" "${auth[@]}" -n "$db" EVAL "$clock_and_pttl" 1 "$key")
+      if [ "$pttl" = -1 ]; then
+        ttl=none
+      else
+        expiry=$(( (sec * 1000 + usec / 1000 + pttl + 500) / 1000 ))
+        ttl=$(( expiry - t ))
+      fi
       note "key db$db $key value=$value ttl=$ttl"
     done < <(redis-cli -p "$port" "${auth[@]}" -n "$db" --scan | sort)
   done

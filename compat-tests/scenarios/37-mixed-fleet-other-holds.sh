@@ -1,11 +1,11 @@
 # Mixed fleet: while the other implementation (the original, when given)
 # runs a job, ours finds the lock held and does not run it.
 procedure() {
-  other_bg CRONLOCK_KEY=fleet -- sh -c 'touch started; while [ ! -e gate ]; do sleep 0.05; done'
+  other_bg CRONLOCK_KEY=fleet -- "${GATED[@]}" holder
   local holder=$BG_PID
-  wait_for 10 test -e "$WORK/cwd/started"
+  wait_started holder
   cl CRONLOCK_KEY=fleet -- "${MARK_CMD[@]}"
-  touch "$WORK/cwd/gate"; bg_exit "$holder"
+  open_gate holder; bg_exit "$holder"
   cl CRONLOCK_KEY=fleet -- "${MARK_CMD[@]}"
   observe_runs
   observe_keys

@@ -1,10 +1,10 @@
 # Mixed fleet the other way round: ours runs the job, the other finds it held.
 procedure() {
-  cl_bg CRONLOCK_KEY=fleet -- sh -c 'touch started; while [ ! -e gate ]; do sleep 0.05; done'
+  cl_bg CRONLOCK_KEY=fleet -- "${GATED[@]}" holder
   local holder=$BG_PID
-  wait_for 10 test -e "$WORK/cwd/started"
+  wait_started holder
   other CRONLOCK_KEY=fleet -- "${MARK_CMD[@]}"
-  touch "$WORK/cwd/gate"; bg_exit "$holder"
+  open_gate holder; bg_exit "$holder"
   other CRONLOCK_KEY=fleet -- "${MARK_CMD[@]}"
   observe_runs
 }

@@ -1,12 +1,12 @@
 # Mixed fleet: a lock gone stale under one implementation is taken over by
 # the other, in both directions.
 takeover() { # takeover HOLDER TAKER
-  "$1_bg" CRONLOCK_RELEASE=0 CRONLOCK_GRACE=-1 CRONLOCK_KEY="stale-$1" -- sh -c "touch held-$1; while [ ! -e gate-$1 ]; do sleep 0.05; done"
+  "$1_bg" CRONLOCK_RELEASE=0 CRONLOCK_GRACE=-1 CRONLOCK_KEY="stale-$1" -- "${GATED[@]}" "$1"
   local holder=$BG_PID
-  wait_for 10 test -e "$WORK/cwd/held-$1"
+  wait_started "$1"
   wait_for 10 sh -c "[ \$(redis-cli -p $PLAIN_PORT TIME | head -1) -gt $(( $(now) + 1 )) ]"
   "$2" CRONLOCK_KEY="stale-$1" -- "${MARK_CMD[@]}"
-  touch "$WORK/cwd/gate-$1"; bg_exit "$holder"
+  open_gate "$1"; bg_exit "$holder"
 }
 procedure() {
   takeover other cl
