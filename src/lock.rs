@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Result};
 use redis::Value;
 
 use crate::config::RedisTarget;
-use crate::connect::{Retry, Session};
+use crate::connect::{AuthRejected, Retry, Session};
 use crate::report::Report;
 
 /// A lock we hold.
@@ -89,11 +89,11 @@ pub struct RedisLock<'a> {
 
 impl<'a> RedisLock<'a> {
     /// A store on `target`; nothing is sent until the first call.
-    pub fn new(target: &'a RedisTarget, report: &'a Report) -> RedisLock<'a> {
-        RedisLock {
-            session: Session::new(target, report),
+    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<RedisLock<'a>> {
+        Ok(RedisLock {
+            session: Session::new(target, report)?,
             db: target.db,
-        }
+        })
     }
 
     /// EVAL with the script text every time: one round trip, no NOSCRIPT
@@ -111,6 +111,30 @@ impl<'a> RedisLock<'a> {
                 "{}: unexpected reply to the lock script: {other:?}",
                 self.session.describe()
             ),
+        }
+    }
+}
+
+impl RedisLock<'_> {
+    /// AUTH travels with the acquire script. A server without a password
+    /// refuses the AUTH but runs the script, so the lock may be ours although
+    /// we are about to stop with an error: give it back at once, as the
+    /// original (which sends AUTH first) would never have taken it.
+    fn undo_refused_acquire(&mut self, key: &[u8], release: i64, err: &anyhow::Error) {
+        let Some(rejected) = err.downcast_ref::<AuthRejected>() else {
+            return;
+        };
+        let Value::Array(reply) = &rejected.reply else {
+            return;
+        };
+        if let (Ok(1 | 2), Ok(now)) = (int(reply, 0), int(reply, 1)) {
+            let lease = Lease {
+                key: key.to_vec(),
+                start: now,
+                expires_at: now + release + 1,
+            };
+            // A grace of -1 keeps it until `start`, which has passed: dropped.
+            let _ = self.release(&lease, -1);
         }
     }
 }
@@ -136,7 +160,13 @@ fn previous_value(values: &[Value]) -> i64 {
 
 impl LockStore for RedisLock<'_> {
     fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
-        let reply = self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent)?;
+        let reply = match self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent) {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.undo_refused_acquire(key, release, &err);
+                return Err(err);
+            }
+        };
         let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
         let lease = Lease {
             key: key.to_vec(),

@@ -68,7 +68,7 @@ fn run(args: &[OsString]) -> Result<Outcome> {
     );
 
     match &config.store {
-        Store::Redis(target) => run_with(&mut RedisLock::new(target, &report), &config, &report, args, &key),
+        Store::Redis(target) => run_with(&mut RedisLock::new(target, &report)?, &config, &report, args, &key),
         Store::Directory(dir) => run_with(&mut DirectoryLock::new(dir)?, &config, &report, args, &key),
     }
 }

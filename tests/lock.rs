@@ -117,6 +117,60 @@ fn wrong_password_exits_201_and_right_one_runs() {
 }
 
 #[test]
+fn acl_user_needs_only_the_commands_of_the_lock_scripts() {
+    let redis = RedisServer::start();
+    redis.query(&[
+        "ACL",
+        "SETUSER",
+        "locker",
+        "on",
+        ">pass word",
+        "resetkeys",
+        "~cronlock.*",
+        "-@all",
+        "+eval",
+        "+get",
+        "+set",
+        "+del",
+        "+expireat",
+        "+time",
+        "+select",
+    ]);
+    redis.query(&["ACL", "SETUSER", "noeval", "on", ">pw", "~*", "-@all", "+get"]);
+    let env = with(
+        &redis.env(),
+        &[
+            ("CRONLOCK_USER", "locker"),
+            ("CRONLOCK_AUTH", "pass word"),
+            ("CRONLOCK_KEY", "acl"),
+        ],
+    );
+    run(&env, &["true"]).expect(0);
+    let ttl: i64 = redis.query(&["TTL", "cronlock.acl"]).parse().unwrap();
+    assert!((40..=41).contains(&ttl), "ttl {ttl}");
+    run(&env, &["true"]).expect(200);
+    run(&with(&env, &[("CRONLOCK_RESET", "1")]), &["true"]).expect(200);
+    assert_eq!(redis.query(&["EXISTS", "cronlock.acl"]), "0");
+
+    let wrong = run(&with(&env, &[("CRONLOCK_AUTH", "not it")]), &["true"]);
+    wrong.expect(201);
+    assert!(wrong.stderr().contains("invalid auth"), "{}", wrong.stderr());
+    assert!(
+        !wrong.stderr().contains("not it"),
+        "password leaked: {}",
+        wrong.stderr()
+    );
+
+    let denied = run(
+        &with(&redis.env(), &[("CRONLOCK_USER", "noeval"), ("CRONLOCK_AUTH", "pw")]),
+        &["true"],
+    );
+    denied.expect(201);
+    assert!(denied.stderr().contains("NOPERM"), "{}", denied.stderr());
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+}
+
+#[test]
 fn password_given_to_a_server_without_one_exits_201_without_locking() {
     let redis = RedisServer::start();
     run(

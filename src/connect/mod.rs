@@ -1,16 +1,22 @@
-//! Reaching Redis: connection with timeouts, reconnects with the original's
-//! linear backoff, Sentinel lookup, and Cluster `MOVED`/`ASK` redirects.
+//! Reaching Redis: connections (plain or TLS) with timeouts, reconnects
+//! with the original's linear backoff, Sentinel lookup, and Cluster
+//! `MOVED`/`ASK` redirects.
 
 mod sentinel;
+mod tls;
+mod wire;
 
+use std::fmt;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
-use redis::{Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, Value};
+use anyhow::{bail, Result};
+use redis::{Cmd, Value};
 
 use crate::config::RedisTarget;
 use crate::report::Report;
 use crate::signals;
+use tls::TlsSetup;
+use wire::{Connection, WireError};
 
 /// How many redirects one command may follow before we call it a loop.
 const MAX_REDIRECTS: u32 = 16;
@@ -25,38 +31,93 @@ pub enum Retry {
     OnlyIfUnsent,
 }
 
+/// The server refused our AUTH, which travelled in the same write as the
+/// command; `reply` is what the command did anyway (a server without a
+/// password runs it), so the caller can undo it.
+#[derive(Debug)]
+pub struct AuthRejected {
+    /// The message for the user.
+    pub message: String,
+    /// The command's own reply.
+    pub reply: Value,
+}
+
+impl fmt::Display for AuthRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AuthRejected {}
+
 /// A connection to the node that currently serves our key.
 pub struct Session<'a> {
     target: &'a RedisTarget,
     report: &'a Report,
+    tls: Option<TlsSetup>,
     /// The node we talk to: the configured one, the master Sentinel named,
     /// or wherever the cluster redirected us.
     node: Option<(String, u16)>,
-    connection: Option<redis::Connection>,
+    connection: Option<Connection>,
 }
 
 enum Failure {
     /// Could not connect; nothing was sent.
-    Connect(redis::RedisError),
+    Connect(String),
     /// The connection broke after the command may have been sent.
-    InFlight(redis::RedisError),
+    InFlight(String),
     /// The server answered with an error.
-    Server(redis::RedisError),
+    Server(redis::ServerError),
     /// The cluster sent us elsewhere.
     Redirect { host: String, port: u16, ask: bool },
     /// Not a connection problem: stop at once.
     Fatal(anyhow::Error),
 }
 
+impl From<WireError> for Failure {
+    fn from(err: WireError) -> Failure {
+        match err {
+            WireError::Connect(err) => Failure::Connect(err.to_string()),
+            WireError::Io(err) => Failure::InFlight(describe_io(&err)),
+            WireError::Fatal(message) => Failure::Fatal(anyhow::anyhow!(message)),
+            WireError::Protocol(message) => Failure::Fatal(anyhow::anyhow!("not a Redis reply: {message}")),
+        }
+    }
+}
+
+/// An I/O error in words: a timeout says so rather than "resource
+/// temporarily unavailable".
+fn describe_io(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer within CRONLOCK_REDIS_TIMEOUT".to_string()
+        }
+        _ => err.to_string(),
+    }
+}
+
 impl<'a> Session<'a> {
-    /// A session that connects on first use.
-    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Session<'a> {
-        Session {
+    /// A session that connects on first use. TLS files are read here, so a
+    /// missing CA bundle is reported before anything is tried.
+    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<Session<'a>> {
+        let tls = match &target.tls {
+            Some(settings) => {
+                if settings.skip_verify {
+                    report.info(format_args!(
+                        "TLS certificate verification is OFF (CRONLOCK_TLS_SKIP_VERIFY): the server is not authenticated"
+                    ));
+                }
+                Some(TlsSetup::new(settings)?)
+            }
+            None => None,
+        };
+        Ok(Session {
             target,
             report,
+            tls,
             node: None,
             connection: None,
-        }
+        })
     }
 
     /// Where the session is talking to, for messages.
@@ -71,17 +132,23 @@ impl<'a> Session<'a> {
     /// Sends `cmd` and returns the reply, reconnecting and following cluster
     /// redirects as needed.
     pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Value> {
+        let packed = cmd.get_packed_command();
         let mut attempt: u32 = 0;
         let mut redirects = 0;
         let mut asking = false;
         loop {
-            let failure = match self.try_query(cmd, asking) {
+            let failure = match self.try_query(&packed, asking) {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
             asking = false;
             let err = match failure {
-                Failure::Redirect { host, port, ask } => {
+                Failure::Redirect { mut host, port, ask } => {
+                    // A node that knows no better name for its peer sends
+                    // an empty host: it means the host we asked.
+                    if host.is_empty() {
+                        host = self.node.clone().map_or_else(|| self.target.host.clone(), |(h, _)| h);
+                    }
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
                         bail!(
@@ -99,13 +166,12 @@ impl<'a> Session<'a> {
                     asking = ask;
                     continue;
                 }
-                Failure::Fatal(err) => return Err(err),
+                Failure::Fatal(err) => return Err(err.context(self.describe())),
                 Failure::Server(err) => return Err(self.server_error(&err)),
                 Failure::InFlight(err) if retry == Retry::OnlyIfUnsent => {
                     bail!(
-                        "{}: connection lost before the answer came ({}); the lock may stay taken until it expires",
+                        "{}: connection lost before the answer came ({err}); the lock may stay taken until it expires",
                         self.describe(),
-                        brief(&err)
                     );
                 }
                 Failure::InFlight(err) | Failure::Connect(err) => err,
@@ -114,17 +180,15 @@ impl<'a> Session<'a> {
             if attempt >= self.target.reconnect_attempts {
                 let tries = attempt + 1;
                 bail!(
-                    "cannot reach {} ({}) after {tries} attempt{}",
+                    "cannot reach {} ({err}) after {tries} attempt{}",
                     self.describe(),
-                    brief(&err),
                     if tries == 1 { "" } else { "s" }
                 );
             }
             let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
             self.report.info(format_args!(
-                "{}: {}; reconnecting in {}s ({} of {})",
+                "{}: {err}; reconnecting in {}s ({} of {})",
                 self.describe(),
-                brief(&err),
                 wait.as_secs(),
                 attempt + 1,
                 self.target.reconnect_attempts
@@ -140,126 +204,124 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn try_query(&mut self, cmd: &Cmd, asking: bool) -> Result<Value, Failure> {
+    fn try_query(&mut self, packed: &[u8], asking: bool) -> Result<Value, Failure> {
         if self.connection.is_none() {
             self.connection = Some(self.connect()?);
         }
-        let connection = self
-            .connection
-            .as_mut()
-            .ok_or_else(|| Failure::Fatal(anyhow!("no connection")))?;
-        let reply = if asking {
-            let mut pipe = redis::pipe();
-            pipe.cmd("ASKING").ignore().add_command(cmd.clone());
-            pipe.query::<Vec<Value>>(connection)
-                .map(|mut values| values.pop().unwrap_or(Value::Nil))
-        } else {
-            cmd.query::<Value>(connection)
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(Failure::Fatal(anyhow::anyhow!("no connection")));
         };
-        reply.map_err(classify)
+        let had_auth = connection.has_preamble();
+        let mut replies = if asking {
+            let mut request = redis::cmd("ASKING").get_packed_command();
+            request.extend_from_slice(packed);
+            connection.exchange(&request, 2)?
+        } else {
+            connection.exchange(packed, 1)?
+        };
+        let reply = replies.pop().unwrap_or(Value::Nil);
+        if had_auth {
+            if let Some(Value::ServerError(err)) = replies.first() {
+                let why = server_text(err);
+                let message = if why.contains("without any password configured") {
+                    format!(
+                        "invalid auth for {}: it has no password set, but CRONLOCK_AUTH is given",
+                        self.describe()
+                    )
+                } else {
+                    format!(
+                        "invalid auth for {}: the server refused the password{} ({why})",
+                        self.describe(),
+                        if self.target.user.is_some() { " or user" } else { "" }
+                    )
+                };
+                return Err(Failure::Fatal(anyhow::Error::new(AuthRejected { message, reply })));
+            }
+        }
+        match reply {
+            Value::ServerError(err) => Err(classify(err)),
+            value => Ok(value),
+        }
     }
 
-    fn connect(&mut self) -> Result<redis::Connection, Failure> {
+    fn connect(&mut self) -> Result<Connection, Failure> {
         if self.node.is_none() {
             self.node = Some(match &self.target.sentinel {
-                Some(sentinel) => sentinel::master(sentinel, self.target, self.report)?,
+                Some(sentinel) => sentinel::master(sentinel, self.target, self.tls.as_ref(), self.report)?,
                 None => (self.target.host.clone(), self.target.port),
             });
         }
         let (host, port) = self.node.clone().unwrap_or_default();
-        self.report
-            .info(format_args!("connecting to redis at '{host}' port '{port}'"));
-        let mut redis_info = RedisConnectionInfo::default().set_skip_set_lib_name();
+        self.report.info(format_args!(
+            "connecting to redis at '{host}' port '{port}'{}",
+            if self.tls.is_some() { " over TLS" } else { "" }
+        ));
+        let mut connection = Connection::open(&host, port, self.tls.as_ref(), self.target.timeout)?;
         if let Some(password) = &self.target.password {
-            redis_info = redis_info.set_password(password);
+            connection.authenticate_with_first_request(self.target.user.as_deref(), password);
         }
-        if let Some(user) = &self.target.user {
-            redis_info = redis_info.set_username(user);
-        }
-        let info = connection_info(&host, port, self.target, redis_info).map_err(Failure::Fatal)?;
-        open(info, self.target.timeout).map_err(|err| match err.kind() {
-            redis::ErrorKind::AuthenticationFailed => Failure::Fatal(anyhow!(
-                "invalid auth for {}: the server refused the password{}",
-                self.describe(),
-                if self.target.user.is_some() { " or user" } else { "" }
-            )),
-            _ if is_server_error(&err) => Failure::Fatal(self.server_error(&err)),
-            _ => Failure::Connect(err),
-        })
+        Ok(connection)
     }
 
     /// A one-line message for an error reply, in the original's spirit.
-    fn server_error(&self, err: &redis::RedisError) -> anyhow::Error {
-        let text = err.to_string();
+    fn server_error(&self, err: &redis::ServerError) -> anyhow::Error {
+        let text = server_text(err);
         if text.contains("DB index is out of range") || text.contains("invalid DB index") {
-            return anyhow!(
+            return anyhow::anyhow!(
                 "Redis db '{}' does not exist at {}; check the number of databases",
                 self.target.db,
                 self.describe()
             );
         }
-        if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("without any password configured") {
-            return anyhow!("invalid auth for {}: {}", self.describe(), brief(err));
+        if text.starts_with("NOAUTH") || text.starts_with("WRONGPASS") {
+            return anyhow::anyhow!(
+                "invalid auth for {}: {text} (set CRONLOCK_AUTH{})",
+                self.describe(),
+                if self.target.user.is_none() {
+                    ", and CRONLOCK_USER for an ACL user"
+                } else {
+                    ""
+                }
+            );
+        }
+        if text.starts_with("NOPERM") {
+            return anyhow::anyhow!(
+                "{} refused: {text} (the ACL user needs EVAL and the lock keys)",
+                self.describe()
+            );
         }
         if text.contains("SELECT is not allowed in cluster mode") {
-            return anyhow!(
+            return anyhow::anyhow!(
                 "{} is a cluster node, where only db 0 exists; unset CRONLOCK_DB",
                 self.describe()
             );
         }
-        anyhow!("{} answered: {}", self.describe(), brief(err))
+        anyhow::anyhow!("{} answered: {text}", self.describe())
     }
 }
 
-/// Builds the address for one node, plain or TLS.
-pub(crate) fn connection_info(
-    host: &str,
-    port: u16,
-    target: &RedisTarget,
-    redis: RedisConnectionInfo,
-) -> Result<ConnectionInfo> {
-    let addr = match &target.tls {
-        None => ConnectionAddr::Tcp(host.to_string(), port),
-        Some(_) => bail!("TLS support is not available in this build"),
-    };
-    Ok(addr.into_connection_info()?.set_redis_settings(redis))
-}
-
-/// Connects with `timeout` for the connect and handshake, then keeps it as
-/// the read and write timeout, as the original's `read -t` does.
-pub(crate) fn open(info: ConnectionInfo, timeout: Option<Duration>) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(info)?;
-    let connection = match timeout {
-        Some(timeout) => client.get_connection_with_timeout(timeout)?,
-        None => client.get_connection()?,
-    };
-    connection.set_read_timeout(timeout)?;
-    connection.set_write_timeout(timeout)?;
-    Ok(connection)
-}
-
-fn classify(err: redis::RedisError) -> Failure {
-    if let Some((host, port)) = err.redirect_node() {
-        let ask = err.code() == Some("ASK");
-        return Failure::Redirect {
-            host: host.to_string(),
-            port,
-            ask,
-        };
-    }
-    if is_server_error(&err) {
-        Failure::Server(err)
-    } else {
-        Failure::InFlight(err)
+/// An error reply as the server wrote it: `CODE detail`.
+pub(crate) fn server_text(err: &redis::ServerError) -> String {
+    match err.details() {
+        Some(details) => format!("{} {details}", err.code()),
+        None => err.code().to_string(),
     }
 }
 
-fn is_server_error(err: &redis::RedisError) -> bool {
-    matches!(err.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
-        || (!err.is_io_error() && err.code().is_some())
-}
-
-/// The error without redis-rs's wrapping, on one line.
-pub(crate) fn brief(err: &redis::RedisError) -> String {
-    err.to_string().replace('\n', " ")
+/// `MOVED <slot> <host>:<port>` and `ASK ...` are redirects; the rest are errors.
+fn classify(err: redis::ServerError) -> Failure {
+    let ask = err.code() == "ASK";
+    if ask || err.code() == "MOVED" {
+        let target = err.details().and_then(|d| d.split_whitespace().nth(1));
+        if let Some((host, port)) = target.and_then(|t| t.rsplit_once(':')) {
+            if let Ok(port) = port.parse::<u16>() {
+                return Failure::Redirect {
+                    host: host.to_string(),
+                    port,
+                    ask,
+                };
+            }
+        }
+    }
+    Failure::Server(err)
 }

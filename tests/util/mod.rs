@@ -2,6 +2,8 @@
 //! and a helper that runs the built `cronlock` with a clean environment.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,18 @@ pub struct RedisServer {
     pub port: u16,
     pub password: Option<String>,
     pub dir: TempDir,
+    /// `redis-cli` options for a TLS server: `--tls`, the CA, a client certificate.
+    tls_cli: Vec<String>,
     process: Child,
+}
+
+/// How a TLS test server is set up.
+pub struct TlsServer<'a> {
+    pub pki: &'a pki::Pki,
+    /// Which leaf certificate it shows: "server", "expired", "wrong-name".
+    pub cert: &'a str,
+    /// `tls-auth-clients yes`: a client certificate is required.
+    pub require_client_cert: bool,
 }
 
 impl RedisServer {
@@ -30,19 +43,47 @@ impl RedisServer {
 
     /// A server with extra command-line settings.
     pub fn start_with(extra: &[&str], password: Option<&str>) -> RedisServer {
+        RedisServer::spawn(extra, password, None)
+    }
+
+    /// A server that speaks only TLS.
+    pub fn start_tls(tls: TlsServer) -> RedisServer {
+        RedisServer::spawn(&[], None, Some(tls))
+    }
+
+    fn spawn(extra: &[&str], password: Option<&str>, tls: Option<TlsServer>) -> RedisServer {
         let dir = TempDir::new("redis");
         let port = free_port();
+        let mut listen = vec!["--port".to_string(), port.to_string()];
+        let mut tls_cli = Vec::new();
+        if let Some(tls) = &tls {
+            let pki = tls.pki;
+            listen = vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                pki.file(&format!("{}.crt", tls.cert)),
+                "--tls-key-file".into(),
+                pki.file(&format!("{}.key", tls.cert)),
+                "--tls-ca-cert-file".into(),
+                pki.file("ca.crt"),
+                "--tls-auth-clients".into(),
+                if tls.require_client_cert { "yes" } else { "no" }.into(),
+            ];
+            // redis-cli checks nothing here: it only has to reach the server.
+            tls_cli = vec!["--tls".into(), "--insecure".into()];
+            tls_cli.extend([
+                "--cert".into(),
+                pki.file("client.crt"),
+                "--key".into(),
+                pki.file("client.key"),
+            ]);
+        }
         let process = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
             .args(extra)
@@ -54,6 +95,7 @@ impl RedisServer {
             port,
             password: password.map(String::from),
             dir,
+            tls_cli,
             process,
         };
         wait_until(Duration::from_secs(10), "redis-server to answer PING", || {
@@ -66,6 +108,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         let mut command = Command::new("redis-cli");
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        command.args(&self.tls_cli);
         if let Some(password) = &self.password {
             command.env("REDISCLI_AUTH", password);
         }

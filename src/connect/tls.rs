@@ -1,0 +1,216 @@
+//! TLS through rustls: the client configuration built from `CRONLOCK_TLS_*`,
+//! and one-line explanations of handshake failures.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::Tls;
+
+/// What a TLS connection needs besides the socket: built once per run and
+/// shared by every connection (sentinels, master, redirect targets).
+pub struct TlsSetup {
+    config: Arc<ClientConfig>,
+    /// `CRONLOCK_TLS_SERVER_NAME`, when the name to verify is not the host.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl TlsSetup {
+    /// Reads the CA bundle and client certificate named by `tls`; a missing or
+    /// unreadable file is an error here, before any connection is tried.
+    pub fn new(tls: &Tls) -> Result<TlsSetup> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .context("TLS setup")?;
+        let builder = if tls.skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        } else {
+            builder.with_root_certificates(roots(tls)?)
+        };
+        let config = match (&tls.cert_file, &tls.key_file) {
+            (Some(cert_file), Some(key_file)) => {
+                let chain = CertificateDer::pem_file_iter(cert_file)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .with_context(|| format!("CRONLOCK_TLS_CERT_FILE '{}'", cert_file.display()))?;
+                if chain.is_empty() {
+                    bail!(
+                        "CRONLOCK_TLS_CERT_FILE '{}' holds no PEM certificate",
+                        cert_file.display()
+                    );
+                }
+                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|err| match err {
+                    rustls::pki_types::pem::Error::NoItemsFound => {
+                        anyhow::anyhow!(
+                            "CRONLOCK_TLS_KEY_FILE '{}' holds no PEM private key",
+                            key_file.display()
+                        )
+                    }
+                    other => anyhow::anyhow!("CRONLOCK_TLS_KEY_FILE '{}': {other}", key_file.display()),
+                })?;
+                builder.with_client_auth_cert(chain, key).context(
+                    "CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE do not make a usable client certificate",
+                )?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let server_name = match &tls.server_name {
+            Some(name) => Some(
+                ServerName::try_from(name.clone())
+                    .with_context(|| format!("CRONLOCK_TLS_SERVER_NAME '{name}' is not a DNS name or IP address"))?,
+            ),
+            None => None,
+        };
+        Ok(TlsSetup {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+
+    /// A client session for `host`, verifying `CRONLOCK_TLS_SERVER_NAME` if set.
+    pub fn client(&self, host: &str) -> Result<rustls::ClientConnection> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.to_string())
+                .with_context(|| format!("'{host}' cannot be verified as a TLS server name"))?,
+        };
+        rustls::ClientConnection::new(self.config.clone(), name).context("TLS setup")
+    }
+}
+
+/// The CA bundle if one is named, else the system's trust store.
+fn roots(tls: &Tls) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("CRONLOCK_TLS_CA_FILE '{}'", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                bail!(
+                    "CRONLOCK_TLS_CA_FILE '{}' holds no usable PEM certificate",
+                    path.display()
+                );
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                bail!("no trusted certificates found in the system's store; set CRONLOCK_TLS_CA_FILE");
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// `CRONLOCK_TLS_SKIP_VERIFY=yes`: any certificate is accepted. The
+/// handshake signatures are still checked, so the peer must at least hold
+/// the key of the certificate it shows.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A handshake failure in words a cron log reader can act on.
+pub fn explain(err: &rustls::Error) -> String {
+    use rustls::Error as E;
+    match err {
+        E::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => {
+                "the server's certificate is signed by an unknown CA (set CRONLOCK_TLS_CA_FILE to the CA that signed it)"
+                    .to_string()
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the server's certificate has expired".to_string()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet (check the clocks)".to_string()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "the server's certificate does not match the host name (set CRONLOCK_TLS_SERVER_NAME to the name it was issued for)"
+                    .to_string()
+            }
+            other => format!("the server's certificate was rejected: {other:?}"),
+        },
+        E::AlertReceived(AlertDescription::CertificateRequired) | E::AlertReceived(AlertDescription::HandshakeFailure) => {
+            format!(
+                "the server ended the handshake ({err}); it may require a client certificate (CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE)"
+            )
+        }
+        E::AlertReceived(
+            AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::DecryptError,
+        ) => format!("the server rejected our client certificate ({err})"),
+        E::InvalidMessage(_) => {
+            format!("the server does not speak TLS ({err}); is CRONLOCK_TLS meant for this port?")
+        }
+        other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+/// Whether `host`:`port` answers a TLS ClientHello with a TLS record: asked
+/// only after a plain connection was closed before any answer.
+pub fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
+    let probe = || -> Result<bool> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.to_string()).unwrap_or(ServerName::try_from("localhost")?);
+        let mut session = rustls::ClientConnection::new(Arc::new(config), name)?;
+        let mut tcp = super::wire::connect_tcp(host, port, Some(timeout.unwrap_or(Duration::from_secs(5))))?;
+        while session.wants_write() {
+            session.write_tls(&mut tcp)?;
+        }
+        let mut head = [0u8; 2];
+        tcp.read_exact(&mut head)?;
+        // A handshake (22) or alert (21) record of TLS major version 3.
+        Ok(matches!(head, [21 | 22, 3]))
+    };
+    probe().unwrap_or(false)
+}

@@ -1,0 +1,247 @@
+//! One connection to one Redis node, plain or TLS: commands go out already
+//! packed by the `redis` crate, replies come back through its parser. We
+//! own the socket so that the handshake, timeouts and pipelining are ours:
+//! AUTH travels in the same write as the first command, and no client
+//! metadata round trips are added.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use redis::Value;
+use rustls::{ClientConnection, StreamOwned};
+
+use super::tls::{self, TlsSetup};
+
+/// Why a connection could not be used.
+#[derive(Debug)]
+pub enum WireError {
+    /// Could not connect; nothing was sent.
+    Connect(io::Error),
+    /// A problem that another try will not fix (TLS setup or handshake).
+    Fatal(String),
+    /// The connection broke after the request may have been sent.
+    Io(io::Error),
+    /// The bytes that came back are not a Redis reply.
+    Protocol(String),
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+/// The socket, remembering why TLS last failed: the reply parser keeps
+/// only an error's text, and a server that rejects our client certificate
+/// (TLS 1.3 does so after the handshake) must be told apart from a
+/// dropped connection.
+struct Stream {
+    transport: Transport,
+    tls_failure: Option<String>,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = match &mut self.transport {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        };
+        if let Err(err) = &result {
+            if let Some(tls_error) = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                self.tls_failure = Some(tls::explain(tls_error));
+            }
+        }
+        result
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.transport {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.transport {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// An open connection.
+pub struct Connection {
+    stream: BufReader<Stream>,
+    parser: redis::Parser,
+    /// Packed commands (AUTH) to send in front of the first request.
+    preamble: Vec<u8>,
+    preamble_replies: usize,
+    /// Nothing has been read yet: a reset now may mean a TLS-only port.
+    fresh: bool,
+    host: String,
+    port: u16,
+    timeout: Option<Duration>,
+}
+
+impl Connection {
+    /// Connects to `host`:`port` within `timeout` (per address, as each
+    /// read and write afterwards), and completes the TLS handshake if
+    /// `tls` is given.
+    pub fn open(host: &str, port: u16, tls: Option<&TlsSetup>, timeout: Option<Duration>) -> Result<Self, WireError> {
+        let tcp = connect_tcp(host, port, timeout).map_err(WireError::Connect)?;
+        let transport = match tls {
+            None => Transport::Plain(tcp),
+            Some(setup) => Transport::Tls(Box::new(handshake(setup, host, tcp, timeout)?)),
+        };
+        let stream = Stream {
+            transport,
+            tls_failure: None,
+        };
+        Ok(Connection {
+            stream: BufReader::with_capacity(4096, stream),
+            parser: redis::Parser::new(),
+            preamble: Vec::new(),
+            preamble_replies: 0,
+            fresh: true,
+            host: host.to_string(),
+            port,
+            timeout,
+        })
+    }
+
+    /// Queues `AUTH [user] password` to travel with the first request.
+    pub fn authenticate_with_first_request(&mut self, user: Option<&str>, password: &str) {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = user {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        self.preamble.extend_from_slice(&auth.get_packed_command());
+        self.preamble_replies += 1;
+    }
+
+    /// Whether an AUTH still waits to go out with the next request.
+    pub fn has_preamble(&self) -> bool {
+        self.preamble_replies > 0
+    }
+
+    /// Sends `request` (one or more packed commands) in one write and reads
+    /// `replies` replies. Replies to the queued preamble come first.
+    pub fn exchange(&mut self, request: &[u8], replies: usize) -> Result<Vec<Value>, WireError> {
+        let preamble = std::mem::take(&mut self.preamble);
+        let total = replies + std::mem::take(&mut self.preamble_replies);
+        let sent = if preamble.is_empty() {
+            self.send(request)
+        } else {
+            let mut both = preamble;
+            both.extend_from_slice(request);
+            self.send(&both)
+        };
+        sent.map_err(|err| self.broken(err))?;
+        let mut values = Vec::with_capacity(total);
+        for _ in 0..total {
+            let value = self.parser.parse_value(&mut self.stream);
+            match value {
+                Ok(value) => values.push(value),
+                Err(err) => {
+                    return Err(match err.kind() {
+                        redis::ErrorKind::Io => {
+                            let io = io::Error::new(io_kind(&err), err.to_string().replace('\n', " "));
+                            self.broken(io)
+                        }
+                        _ => WireError::Protocol(err.to_string().replace('\n', " ")),
+                    })
+                }
+            }
+            self.fresh = false;
+        }
+        Ok(values)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stream = self.stream.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
+    }
+
+    /// A failed read or write. On a plain connection that never answered,
+    /// a server that speaks only TLS looks like a reset: check for that so
+    /// the message says what to change instead of retrying for minutes.
+    fn broken(&self, err: io::Error) -> WireError {
+        if let Some(why) = &self.stream.get_ref().tls_failure {
+            return WireError::Fatal(why.clone());
+        }
+        if self.fresh
+            && matches!(self.stream.get_ref().transport, Transport::Plain(_))
+            && tls::speaks_tls(&self.host, self.port, self.timeout)
+        {
+            return WireError::Fatal(
+                "the server speaks TLS on this port and closed our plain connection; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
+                    .to_string(),
+            );
+        }
+        WireError::Io(err)
+    }
+}
+
+/// The io error kind behind a redis-rs I/O error, so timeouts stay timeouts.
+fn io_kind(err: &redis::RedisError) -> io::ErrorKind {
+    if err.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if err.is_connection_dropped() {
+        io::ErrorKind::ConnectionReset
+    } else {
+        io::ErrorKind::Other
+    }
+}
+
+/// TCP connect, trying each address the host resolves to.
+pub(super) fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let attempt = match timeout {
+            Some(timeout) => TcpStream::connect_timeout(&addr, timeout),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(tcp) => {
+                tcp.set_nodelay(true)?;
+                tcp.set_read_timeout(timeout)?;
+                tcp.set_write_timeout(timeout)?;
+                return Ok(tcp);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("'{host}' resolves to no address"))))
+}
+
+/// Runs the TLS handshake to the end so that its failures are reported as
+/// what they are, not as a broken first command.
+fn handshake(
+    setup: &TlsSetup,
+    host: &str,
+    mut tcp: TcpStream,
+    timeout: Option<Duration>,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, WireError> {
+    let mut session = setup.client(host).map_err(|err| WireError::Fatal(format!("{err:#}")))?;
+    while session.is_handshaking() {
+        if let Err(err) = session.complete_io(&mut tcp) {
+            let inner = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            let why = match (inner, err.kind()) {
+                (Some(tls_error), _) => tls::explain(tls_error),
+                (None, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => format!(
+                    "no TLS handshake answer within {}s; does the server speak TLS on this port?",
+                    timeout.map_or(0, |t| t.as_secs())
+                ),
+                (None, io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+                    "the server closed the connection during the TLS handshake; does it speak TLS on this port, and does it want a client certificate?".to_string()
+                }
+                (None, _) => format!("TLS handshake failed: {err}"),
+            };
+            return Err(WireError::Fatal(why));
+        }
+    }
+    Ok(StreamOwned::new(session, tcp))
+}
