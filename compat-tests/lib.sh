@@ -48,6 +48,51 @@ start_sentinel() { # watches the plain server as "mymaster"
   wait_for 10 sh -c "redis-cli -p $SENTINEL_PORT sentinel get-master-addr-by-name mymaster | grep -q 127.0.0.1"
 }
 
+# make_pki DIR: a throwaway CA (ca.crt), a CA that signed nothing of ours
+# (other-ca.crt), a server certificate for localhost and 127.0.0.1
+# (server.crt/key) and a client certificate (client.crt/key).
+make_pki() {
+  local dir=$1 name
+  mkdir -p "$dir"
+  (
+    cd "$dir" || exit 1
+    for name in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=compat $name" \
+        -keyout "$name.key" -out "$name.crt" 2>/dev/null || exit 1
+    done
+    for name in server client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr" 2>/dev/null || exit 1
+    done
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    for name in server client; do
+      openssl x509 -req -days 2 -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -extfile "$name.ext" -out "$name.crt" 2>/dev/null || exit 1
+    done
+  ) || { echo "compat-tests: openssl could not make the test certificates" >&2; exit 2; }
+}
+
+# start_tls_redis NAME yes|no: a TLS-only server, "yes" to require client
+# certificates; sets NAME_PORT.
+start_tls_redis() {
+  local name=$1 auth_clients=$2 port
+  port=$(free_port)
+  mkdir -p "$WORK/$name"
+  redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/$name" \
+    --tls-cert-file "$PKI/server.crt" --tls-key-file "$PKI/server.key" --tls-ca-cert-file "$PKI/ca.crt" \
+    --tls-auth-clients "$auth_clients" >"$WORK/$name/log" 2>&1 &
+  echo $! >>"$WORK/pids"
+  printf -v "${name}_PORT" '%s' "$port"
+  wait_for 10 redis-cli -p "$port" $(tls_cli_args "$port") ping || { echo "redis-server $name did not start" >&2; exit 2; }
+}
+
+# redis-cli options that reach PORT: the password or TLS it needs.
+tls_cli_args() {
+  case "$1" in
+    "${TLS_PORT:-}" | "${MTLS_PORT:-}") echo "--tls --cacert $PKI/ca.crt --cert $PKI/client.crt --key $PKI/client.key" ;;
+  esac
+}
+
 stop_all() {
   [ -f "$WORK/pids" ] && while read -r pid; do kill -CONT "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done <"$WORK/pids"
   wait 2>/dev/null
@@ -125,9 +170,11 @@ mark_time() { BASE_TIME=$(now); }
 # read together in one script, so it is exact to the second rather than
 # off by TTL's rounding.
 observe_keys() {
-  local port=${1:-$PLAIN_PORT} db key value ttl t expiry
+  local port=${1:-$PLAIN_PORT} db key value ttl t expiry tls
   local auth=()
   [ "$port" = "${AUTH_PORT:-}" ] && auth=(-a "$COMPAT_PASSWORD" --no-auth-warning)
+  read -r -a tls <<<"$(tls_cli_args "$port")"
+  auth+=("${tls[@]}")
   t=${BASE_TIME:-$(redis-cli -p "$port" "${auth[@]}" TIME | head -1)}
   local clock_and_pttl="local c = redis.call('TIME') return {c[1], c[2], redis.call('PTTL', KEYS[1])}"
   for db in 0 1 2; do

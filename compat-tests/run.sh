@@ -18,7 +18,7 @@ if [ -n "${CRONLOCK_REFERENCE:-}" ]; then
   REFERENCE="$(cd "$(dirname "$CRONLOCK_REFERENCE")" && pwd)/$(basename "$CRONLOCK_REFERENCE")"
   [ -x "$REFERENCE" ] || { echo "CRONLOCK_REFERENCE=$REFERENCE is not executable" >&2; exit 2; }
 fi
-for tool in redis-server redis-cli md5sum; do
+for tool in redis-server redis-cli md5sum openssl; do
   command -v "$tool" >/dev/null || { echo "compat-tests: $tool is required" >&2; exit 2; }
 done
 
@@ -32,6 +32,10 @@ trap 'WORK="$WORK_ROOT/servers"; stop_all; rm -rf "$WORK_ROOT"' EXIT
 start_redis PLAIN
 start_redis AUTH --requirepass "$COMPAT_PASSWORD"
 start_sentinel
+PKI="$WORK_ROOT/pki"
+make_pki "$PKI"
+start_tls_redis TLS no
+start_tls_redis MTLS yes
 
 # compare EXPECTED ACTUAL: line by line; "value=now+N" and "ttl=N" may differ by 1.
 compare() {
@@ -68,6 +72,10 @@ run_impl() {
   : >"$OBS"
   redis-cli -p "$PLAIN_PORT" flushall >/dev/null
   redis-cli -p "$AUTH_PORT" -a "$COMPAT_PASSWORD" --no-auth-warning flushall >/dev/null
+  for port in "$TLS_PORT" "$MTLS_PORT"; do
+    # shellcheck disable=SC2046
+    redis-cli -p "$port" $(tls_cli_args "$port") flushall >/dev/null
+  done
   (
     clean_env
     unset -f procedure expect expect_original
@@ -88,7 +96,7 @@ for file in "$HERE"/scenarios/*.sh; do
   # What the scenario says of itself, read without running its procedure.
   meta="$(
     # shellcheck disable=SC1090
-    PLAIN_PORT=$PLAIN_PORT AUTH_PORT=$AUTH_PORT source "$file"
+    PLAIN_PORT=$PLAIN_PORT AUTH_PORT=$AUTH_PORT TLS_PORT=$TLS_PORT MTLS_PORT=$MTLS_PORT PKI=$PKI source "$file"
     declare -F expect_original >/dev/null && echo differs
     [ "${ONLY_OURS:-}" = yes ] && echo only-ours
   )"

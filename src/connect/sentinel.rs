@@ -34,7 +34,7 @@ pub(super) fn master(
             if let Some(password) = &sentinel.password {
                 connection.authenticate_with_first_request(None, password);
             }
-            connection.exchange(&question, if sentinel.password.is_some() { 2 } else { 1 })
+            connection.exchange(&question, 1)
         });
         let mut replies = match reply {
             Ok(replies) => replies,

@@ -51,6 +51,18 @@ impl RedisServer {
         RedisServer::spawn(&[], None, Some(tls))
     }
 
+    /// Settings that make a Sentinel (or replica) of ours speak TLS to this
+    /// server's CA, for its config file.
+    pub fn tls_conf(pki: &pki::Pki) -> Vec<String> {
+        vec![
+            format!("tls-cert-file {}", pki.file("server.crt")),
+            format!("tls-key-file {}", pki.file("server.key")),
+            format!("tls-ca-cert-file {}", pki.file("ca.crt")),
+            "tls-auth-clients no".to_string(),
+            "tls-replication yes".to_string(),
+        ]
+    }
+
     fn spawn(extra: &[&str], password: Option<&str>, tls: Option<TlsServer>) -> RedisServer {
         let dir = TempDir::new("redis");
         let port = free_port();
@@ -106,17 +118,7 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; stdout on success.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let mut command = Command::new("redis-cli");
-        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
-        command.args(&self.tls_cli);
-        if let Some(password) = &self.password {
-            command.env("REDISCLI_AUTH", password);
-        }
-        let output = command.args(args).stderr(Stdio::null()).output().ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).to_string())
+        redis_cli(self.port, &self.tls_cli, self.password.as_deref(), args)
     }
 
     /// Like [`cli`] but panics on failure and trims the answer.
@@ -155,6 +157,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `redis-cli` against a local port, with TLS options and a password; its
+/// stdout when it succeeds.
+fn redis_cli(port: u16, tls_cli: &[String], password: Option<&str>, args: &[&str]) -> Option<String> {
+    let mut command = Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    command.args(tls_cli);
+    if let Some(password) = password {
+        command.env("REDISCLI_AUTH", password);
+    }
+    let output = command.args(args).stderr(Stdio::null()).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).to_string())
 }
 
 /// A loopback port nobody listens on right now.
@@ -327,4 +345,154 @@ impl Gated {
     pub fn open(&self) {
         std::fs::write(&self.gate, b"").unwrap();
     }
+}
+
+/// A `redis-sentinel` of our own watching one master, killed when dropped.
+pub struct SentinelServer {
+    pub port: u16,
+    pub dir: TempDir,
+    password: Option<String>,
+    tls_cli: Vec<String>,
+    process: Child,
+}
+
+impl SentinelServer {
+    /// Watches `master` (named `name`) with a quorum of one and short
+    /// timeouts; `extra` lines are added to its config file, and
+    /// `password` makes it require one.
+    pub fn start(name: &str, master: &RedisServer, extra: &[String], password: Option<&str>) -> SentinelServer {
+        let dir = TempDir::new("sentinel");
+        let port = free_port();
+        let tls = !master.tls_cli.is_empty();
+        let mut conf = if tls {
+            format!("port 0\ntls-port {port}\n")
+        } else {
+            format!("port {port}\n")
+        };
+        conf.push_str(&format!(
+            "bind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 5000\n",
+            dir.path().display(),
+            master.port
+        ));
+        if let Some(password) = password {
+            conf.push_str(&format!("requirepass \"{password}\"\n"));
+        }
+        for line in extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = dir.join("sentinel.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let process = Command::new("redis-server")
+            .arg(&conf_path)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let sentinel = SentinelServer {
+            port,
+            dir,
+            password: password.map(String::from),
+            tls_cli: master.tls_cli.clone(),
+            process,
+        };
+        wait_until(Duration::from_secs(10), "sentinel to know the master", || {
+            sentinel.master_port(name).is_some()
+        });
+        sentinel
+    }
+
+    /// Runs `redis-cli` against the sentinel.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        redis_cli(self.port, &self.tls_cli, self.password.as_deref(), args)
+    }
+
+    /// The port Sentinel names for `name`'s master right now.
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        let answer = self.cli(&["SENTINEL", "get-master-addr-by-name", name])?;
+        answer.lines().nth(1)?.trim().parse().ok()
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Three masters made into one cluster by `redis-cli --cluster create`.
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"], None))
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Cluster { nodes };
+        wait_until(Duration::from_secs(20), "the cluster to be ok on every node", || {
+            cluster.nodes.iter().all(|node| {
+                node.cli(&["CLUSTER", "INFO"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+        cluster
+    }
+
+    /// The slot of `key`.
+    pub fn slot(&self, key: &str) -> u16 {
+        self.nodes[0].query(&["CLUSTER", "KEYSLOT", key]).parse().unwrap()
+    }
+
+    /// Index of the node that serves `slot`, each node asked about itself.
+    pub fn owner(&self, slot: u16) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| serves(node, slot))
+            .expect("some node serves the slot")
+    }
+
+    /// A key name (after `prefix`) whose slot is not served by node `not_on`.
+    pub fn key_elsewhere(&self, prefix: &str, not_on: usize) -> String {
+        (0..)
+            .map(|n| format!("job{n}"))
+            .find(|name| self.owner(self.slot(&format!("{prefix}{name}"))) != not_on)
+            .unwrap()
+    }
+
+    /// The node's id.
+    pub fn id(&self, index: usize) -> String {
+        self.nodes[index].query(&["CLUSTER", "MYID"])
+    }
+}
+
+/// Whether `node` says it serves `slot` (its own line of CLUSTER NODES:
+/// "<id> <addr> <flags> <master> <ping> <pong> <epoch> <state> <ranges>...").
+fn serves(node: &RedisServer, slot: u16) -> bool {
+    node.query(&["CLUSTER", "NODES"]).lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(2).is_some_and(|flags| flags.contains("myself"))
+            && fields.iter().skip(8).any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                    _ => false,
+                }
+            })
+    })
 }
