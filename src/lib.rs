@@ -5,6 +5,7 @@ pub mod config;
 pub mod connect;
 pub mod exit;
 pub mod key;
+pub mod lease;
 pub mod lock;
 pub mod report;
 pub mod signals;

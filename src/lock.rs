@@ -8,11 +8,13 @@
 //! takeover has exactly one winner and the release never clobbers a lock
 //! that someone else has taken over since.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Result};
 use redis::Value;
 
 use crate::config::RedisTarget;
-use crate::connect::{AuthRejected, Retry, Session};
+use crate::connect::{AuthRejected, Retry, Session, Unconfirmed};
 use crate::report::Report;
 
 /// A lock we hold.
@@ -67,6 +69,34 @@ pub trait LockStore {
     fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release>;
     /// Removes `key` whoever holds it; true if it existed.
     fn reset(&mut self, key: &[u8]) -> Result<bool>;
+    /// Lease mode: one try, within `limit`, to extend the lock to now +
+    /// `lease` + 1 if it is still ours.
+    fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
+        let _ = (lease, seconds, after_unknown, limit);
+        Renewal::Unconfirmed {
+            message: "this store has no lease mode".to_string(),
+            maybe_sent: false,
+        }
+    }
+}
+
+/// What one lease renewal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still ours, now until this unix time.
+    Renewed {
+        /// The new value.
+        expires_at: i64,
+    },
+    /// Someone else holds it (or nobody: it was deleted).
+    Lost,
+    /// No answer in time.
+    Unconfirmed {
+        /// Why, for the log.
+        message: String,
+        /// The renewal may have run without our seeing the answer.
+        maybe_sent: bool,
+    },
 }
 
 /// Each script is the shared prelude followed by its own body, joined at
@@ -80,6 +110,7 @@ macro_rules! lock_script {
 const ACQUIRE: &str = lock_script!("lock/acquire.lua");
 const RELEASE: &str = lock_script!("lock/release.lua");
 const RESET: &str = lock_script!("lock/reset.lua");
+const RENEW: &str = lock_script!("lock/renew.lua");
 
 /// Locks in Redis.
 pub struct RedisLock<'a> {
@@ -99,12 +130,21 @@ impl<'a> RedisLock<'a> {
     /// EVAL with the script text every time: one round trip, no NOSCRIPT
     /// fallback, and the server caches the compiled script anyway.
     fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Value>> {
+        let reply = self.session.query(&self.eval_cmd(body, key, args), retry)?;
+        self.script_reply(reply)
+    }
+
+    fn eval_cmd(&self, body: &str, key: &[u8], args: &[i64]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(body).arg(1).arg(key).arg(self.db);
         for arg in args {
             cmd.arg(*arg);
         }
-        match self.session.query(&cmd, retry)? {
+        cmd
+    }
+
+    fn script_reply(&self, reply: Value) -> Result<Vec<Value>> {
+        match reply {
             Value::Array(items) => Ok(items),
             Value::Int(n) => Ok(vec![Value::Int(n)]),
             other => bail!(
@@ -206,5 +246,27 @@ impl LockStore for RedisLock<'_> {
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
         let reply = self.eval(RESET, key, &[], Retry::Idempotent)?;
         Ok(int(&reply, 0)? > 0)
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
+        let cmd = self.eval_cmd(RENEW, &lease.key, &[lease.expires_at, seconds, i64::from(after_unknown)]);
+        let reply = match self.session.query_once(&cmd, limit) {
+            Ok(reply) => self.script_reply(reply),
+            Err(Unconfirmed { message, maybe_sent }) => return Renewal::Unconfirmed { message, maybe_sent },
+        };
+        match reply.and_then(|values| Ok((int(&values, 0)?, values))) {
+            Ok((1, values)) => match int(&values, 2) {
+                Ok(expires_at) => Renewal::Renewed { expires_at },
+                Err(err) => Renewal::Unconfirmed {
+                    message: format!("{err:#}"),
+                    maybe_sent: true,
+                },
+            },
+            Ok(_) => Renewal::Lost,
+            Err(err) => Renewal::Unconfirmed {
+                message: format!("{err:#}"),
+                maybe_sent: true,
+            },
+        }
     }
 }

@@ -4,20 +4,18 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cronlock::config::{self, Config, Search, Store};
 use cronlock::exit::Outcome;
 use cronlock::key;
+use cronlock::lease::LeaseKeeper;
 use cronlock::lock::{Acquire, LockStore, RedisLock, Release};
 use cronlock::report::Report;
 use cronlock::signals;
 use cronlock::store::file::DirectoryLock;
 use cronlock::supervise::{self, Ended, Job};
-
-/// How long a command that was passed SIGTERM (or INT/HUP/QUIT) gets before SIGKILL.
-const KILL_AFTER: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -94,7 +92,8 @@ fn run_with(
         return Ok(Outcome::ResetDone);
     }
 
-    let lease = match store.acquire(key, config.release)? {
+    let asked_at = Instant::now();
+    let mut lease = match store.acquire(key, config.lease.unwrap_or(config.release))? {
         Acquire::Held { expires_in: 0 } => {
             report.info(format_args!("lock {shown} is held, expiring now"));
             return Ok(Outcome::Held);
@@ -119,15 +118,29 @@ fn run_with(
             report.info(format_args!("received {signal} before starting the command"));
             Ended::Signaled(signal as i32)
         }
-        None => supervise::run(&Job {
-            argv: args,
-            env: &config.exported,
-            timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
-            kill_after: KILL_AFTER,
-        }),
+        None => {
+            let job = Job {
+                argv: args,
+                env: &config.exported,
+                timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+                kill_after: Duration::from_secs(config.kill_after),
+            };
+            match config.lease {
+                Some(seconds) => {
+                    let mut keeper = LeaseKeeper::new(store, &mut lease, seconds, asked_at, report);
+                    supervise::run(&job, Some(&mut keeper))
+                }
+                None => supervise::run(&job, None),
+            }
+        }
     };
 
+    let mut lease_lost = None;
     let outcome = match ended {
+        Ended::LeaseLost(why) => {
+            lease_lost = Some(why);
+            Outcome::Error
+        }
         Ended::Exited(code) => Outcome::Exited(code),
         Ended::Signaled(signal) => Outcome::Signaled(signal),
         Ended::NotFound => Outcome::NotFound,
@@ -142,7 +155,11 @@ fn run_with(
         }
     };
 
-    match store.release(&lease, config.grace) {
+    let released = store.release(&lease, config.grace);
+    if let Some(why) = lease_lost {
+        anyhow::bail!("lease of {shown} lost: {why}; the command's process group was killed");
+    }
+    match released {
         Ok(Release::Kept { until }) => report.info(format_args!("lock {shown} kept until {until} (grace)")),
         Ok(Release::Dropped) => report.info(format_args!("lock {shown} released")),
         Ok(Release::NotOurs) => report.info(format_args!("lock {shown} belongs to another run now; left alone")),

@@ -1,5 +1,6 @@
 //! Runs the command: its own process group, a timeout that kills the whole
-//! group, and terminating signals passed on to it.
+//! group, terminating signals passed on to it, a watchdog that kills the
+//! group if cronlock itself is SIGKILLed, and lease renewals while it runs.
 
 use std::ffi::OsString;
 use std::io;
@@ -26,8 +27,19 @@ pub struct Job<'a> {
     pub kill_after: Duration,
 }
 
+/// Lease mode's side of the supervision: renewals on a schedule, and a
+/// deadline by which the command must be dead unless a renewal succeeds.
+pub trait Keeper {
+    /// When to call [`Keeper::keep`] next.
+    fn due(&self) -> Instant;
+    /// Past this moment the lock may be someone else's.
+    fn deadline(&self) -> Instant;
+    /// One renewal; `Err(why)` when the command must be killed now.
+    fn keep(&mut self) -> Result<(), String>;
+}
+
 /// How the command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// Exited with this code.
     Exited(i32),
@@ -39,11 +51,13 @@ pub enum Ended {
     NotFound,
     /// Could not be started: found but not executable.
     NotExecutable,
+    /// Killed by us because the lease was lost or could not be renewed.
+    LeaseLost(String),
 }
 
 /// Starts the command and waits for it. Signals in [`signals::handled`] must
 /// already be blocked (see `signals::block`), so none is lost before the wait.
-pub fn run(job: &Job) -> Ended {
+pub fn run(job: &Job, keeper: Option<&mut dyn Keeper>) -> Ended {
     let program = &job.argv[0];
     let mut command = Command::new(program);
     command.args(&job.argv[1..]).envs(job.env.iter().map(|(k, v)| (k, v)));
@@ -72,7 +86,12 @@ pub fn run(job: &Job) -> Ended {
     let pid = Pid::from_raw(child.id() as i32);
     // We reap with waitpid ourselves; std's Child has nothing left to do.
     drop(child);
-    supervise(pid, job)
+    let watchdog = Watchdog::start(pid);
+    let ended = supervise(pid, job, keeper);
+    if let Some(watchdog) = watchdog {
+        watchdog.stand_down();
+    }
+    ended
 }
 
 fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
@@ -89,16 +108,45 @@ fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
     }
 }
 
-fn supervise(pid: Pid, job: &Job) -> Ended {
+fn supervise(pid: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended {
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut kill_at: Option<Instant> = None;
     let mut timed_out = false;
+    let mut lost: Option<String> = None;
     let set = signals::handled();
     loop {
         if let Some(ended) = reap(pid, timed_out) {
-            return ended;
+            return match lost {
+                Some(why) => Ended::LeaseLost(why),
+                None => ended,
+            };
         }
-        let next = [deadline.filter(|_| !timed_out), kill_at].into_iter().flatten().min();
+        if lost.is_none() {
+            if let Some(keeper) = keeper.as_deref_mut() {
+                let now = Instant::now();
+                let verdict = if now >= keeper.deadline() {
+                    Err("the lease could not be renewed before it ran out".to_string())
+                } else if now >= keeper.due() {
+                    keeper.keep()
+                } else {
+                    Ok(())
+                };
+                if let Err(why) = verdict {
+                    // Someone else may run the job from now on: no grace period.
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    lost = Some(why);
+                    continue;
+                }
+            }
+        }
+        let lease_times = keeper
+            .as_deref()
+            .filter(|_| lost.is_none())
+            .map(|k| k.due().min(k.deadline()));
+        let next = [deadline.filter(|_| !timed_out), kill_at, lease_times]
+            .into_iter()
+            .flatten()
+            .min();
         let wait_for = next.map(|at| at.saturating_duration_since(Instant::now()));
         match signals::wait(&set, wait_for) {
             Some(Signal::SIGCHLD) => {}
@@ -137,6 +185,64 @@ fn reap(pid: Pid, timed_out: bool) -> Option<Ended> {
             Err(err) => {
                 eprintln!("cronlock: lost track of the command: {err}");
                 return Some(Ended::Exited(255));
+            }
+        }
+    }
+}
+
+/// A forked helper that kills the command's group if cronlock dies without
+/// saying goodbye (SIGKILL, OOM killer). The parent-death signal reaches only
+/// the direct child; this reaches everything in its process group.
+struct Watchdog {
+    /// Our end of the pipe: a byte means "stand down", EOF means we died.
+    line: std::os::fd::OwnedFd,
+}
+
+impl Watchdog {
+    fn start(group: Pid) -> Option<Watchdog> {
+        let (theirs, ours) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        // SAFETY: cronlock is single-threaded, so the child may run normal
+        // code; it only closes descriptors, reads, kills and exits.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let keep = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+                close_all_but(keep);
+                let mut byte = [0u8; 1];
+                let said_goodbye = loop {
+                    match nix::unistd::read(&theirs, &mut byte) {
+                        Ok(n) => break n > 0,
+                        Err(Errno::EINTR) => continue,
+                        Err(_) => break false,
+                    }
+                };
+                if !said_goodbye {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                // SAFETY: leaving the forked child without running the parent's exit handlers.
+                unsafe { nix::libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => Some(Watchdog { line: ours }),
+            Err(_) => None,
+        }
+    }
+
+    /// The command has been reaped: the watchdog exits without killing.
+    fn stand_down(self) {
+        let _ = nix::unistd::write(&self.line, b"x");
+    }
+}
+
+/// Closes every descriptor except `keep`, so the watchdog holds no socket,
+/// lock file or pipe of cronlock's (stdout included) open after it.
+fn close_all_but(keep: i32) {
+    // SAFETY: plain descriptor syscalls in the single-threaded child.
+    unsafe {
+        for fd in 0..keep {
+            nix::libc::close(fd);
+        }
+        if nix::libc::syscall(nix::libc::SYS_close_range, keep as u32 + 1, u32::MAX, 0) != 0 {
+            for fd in keep + 1..4096 {
+                nix::libc::close(fd);
             }
         }
     }

@@ -42,6 +42,8 @@ const KNOWN: &[&str] = &[
     "RESET",
     "NTPDATE",
     "TIMEOUT",
+    "KILL_AFTER",
+    "LEASE",
     "CONFIG",
     "USE_SENTINEL",
     "SENTINEL_MASTER",
@@ -78,6 +80,8 @@ struct Raw {
     reset: Option<String>,
     ntpdate: Option<String>,
     timeout: Option<String>,
+    kill_after: Option<String>,
+    lease: Option<String>,
     use_sentinel: Option<String>,
     sentinel_master: Option<String>,
     sentinel_host: Option<String>,
@@ -173,6 +177,10 @@ pub struct Config {
     pub ntpdate: bool,
     /// Seconds before the command's process group is killed; 0 for never (`CRONLOCK_TIMEOUT`).
     pub timeout: u64,
+    /// Seconds between passing on a terminating signal and SIGKILL (`CRONLOCK_KILL_AFTER`).
+    pub kill_after: u64,
+    /// Lease mode: the lock's life in seconds, renewed while the command runs (`CRONLOCK_LEASE`).
+    pub lease: Option<i64>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// `export`ed assignments of the file, passed on to the command's environment.
@@ -316,6 +324,13 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
     let grace = seconds("GRACE", raw.grace.as_deref(), 40, -MAX_SECONDS)?;
     let release = seconds("RELEASE", raw.release.as_deref(), 86400, 0)?;
     let timeout = seconds("TIMEOUT", raw.timeout.as_deref(), 0, 0)? as u64;
+    let kill_after = seconds("KILL_AFTER", raw.kill_after.as_deref(), 10, 0)? as u64;
+    // Renewed every third of the lease, so at least 3 s: one renewal a second.
+    let lease = match seconds("LEASE", raw.lease.as_deref(), 0, 0)? {
+        0 => None,
+        n if n < 3 => bail!("CRONLOCK_LEASE={n:?}: at least 3 seconds (it is renewed every third of it), or 0 for off"),
+        n => Some(n),
+    };
     let redis_timeout = seconds("REDIS_TIMEOUT", raw.redis_timeout.as_deref(), 30, 0)? as u64;
     let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.reconnect_attempts.as_deref(), 5, 0)?;
     let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.reconnect_backoff.as_deref(), 5, 0)? as u64;
@@ -399,6 +414,10 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
     }
 
+    if lease.is_some() && matches!(store, Some(Store::Directory(_))) {
+        bail!("CRONLOCK_LEASE is for Redis locks; the directory store already frees a crashed run's lock at once");
+    }
+
     Ok(Config {
         store: store.unwrap_or(Store::Redis(Box::new(target))),
         grace,
@@ -409,6 +428,8 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         reset,
         ntpdate,
         timeout,
+        kill_after,
+        lease,
         file,
         exported,
         notes,

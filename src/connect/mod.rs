@@ -50,6 +50,15 @@ impl fmt::Display for AuthRejected {
 
 impl std::error::Error for AuthRejected {}
 
+/// A single try that did not get an answer.
+#[derive(Debug)]
+pub struct Unconfirmed {
+    /// What went wrong, for the log.
+    pub message: String,
+    /// The command may have reached the server and run.
+    pub maybe_sent: bool,
+}
+
 /// A connection to the node that currently serves our key.
 pub struct Session<'a> {
     target: &'a RedisTarget,
@@ -134,47 +143,19 @@ impl<'a> Session<'a> {
     pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Value> {
         let packed = cmd.get_packed_command();
         let mut attempt: u32 = 0;
-        let mut redirects = 0;
-        let mut asking = false;
         loop {
-            let failure = match self.try_query(&packed, asking) {
+            let err = match self.send_following_redirects(&packed, self.target.timeout) {
                 Ok(value) => return Ok(value),
-                Err(failure) => failure,
-            };
-            asking = false;
-            let err = match failure {
-                Failure::Redirect { mut host, port, ask } => {
-                    // A node that knows no better name for its peer sends
-                    // an empty host: it means the host we asked.
-                    if host.is_empty() {
-                        host = self.node.clone().map_or_else(|| self.target.host.clone(), |(h, _)| h);
-                    }
-                    redirects += 1;
-                    if redirects > MAX_REDIRECTS {
-                        bail!(
-                            "{}: more than {MAX_REDIRECTS} cluster redirects; is the cluster healthy?",
-                            self.describe()
-                        );
-                    }
-                    self.report.info(format_args!(
-                        "{} redirect from {} to '{host}' port '{port}'",
-                        if ask { "ASK" } else { "MOVED" },
-                        self.describe()
-                    ));
-                    self.connection = None;
-                    self.node = Some((host, port));
-                    asking = ask;
-                    continue;
-                }
-                Failure::Fatal(err) => return Err(err.context(self.describe())),
-                Failure::Server(err) => return Err(self.server_error(&err)),
-                Failure::InFlight(err) if retry == Retry::OnlyIfUnsent => {
+                Err(Failure::Fatal(err)) => return Err(err.context(self.describe())),
+                Err(Failure::Server(err)) => return Err(self.server_error(&err)),
+                Err(Failure::InFlight(err)) if retry == Retry::OnlyIfUnsent => {
                     bail!(
                         "{}: connection lost before the answer came ({err}); the lock may stay taken until it expires",
                         self.describe(),
                     );
                 }
-                Failure::InFlight(err) | Failure::Connect(err) => err,
+                Err(Failure::InFlight(err) | Failure::Connect(err)) => err,
+                Err(Failure::Redirect { .. }) => bail!("{}: redirect not followed", self.describe()),
             };
             self.connection = None;
             if attempt >= self.target.reconnect_attempts {
@@ -204,9 +185,67 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn try_query(&mut self, packed: &[u8], asking: bool) -> Result<Value, Failure> {
-        if self.connection.is_none() {
-            self.connection = Some(self.connect()?);
+    /// One try at `cmd` within `limit` (redirects followed, no reconnect
+    /// loop): for lease renewals, which must give up before the lease ends.
+    pub fn query_once(&mut self, cmd: &Cmd, limit: Duration) -> Result<Value, Unconfirmed> {
+        let timeout = Some(self.target.timeout.map_or(limit, |t| t.min(limit)).max(Duration::from_millis(1)));
+        let result = self.send_following_redirects(&cmd.get_packed_command(), timeout);
+        let (message, maybe_sent) = match result {
+            Ok(value) => return Ok(value),
+            Err(Failure::Connect(err)) => (err, false),
+            Err(Failure::InFlight(err)) => (err, true),
+            Err(Failure::Fatal(err)) => (format!("{err:#}"), true),
+            Err(Failure::Server(err)) => (format!("{:#}", self.server_error(&err)), true),
+            Err(Failure::Redirect { .. }) => ("redirect not followed".to_string(), true),
+        };
+        self.connection = None;
+        if self.target.sentinel.is_some() {
+            self.node = None;
+        }
+        Err(Unconfirmed {
+            message: format!("{}: {message}", self.describe()),
+            maybe_sent,
+        })
+    }
+
+    /// Sends `packed` and follows MOVED/ASK; every other failure is returned.
+    fn send_following_redirects(&mut self, packed: &[u8], timeout: Option<Duration>) -> Result<Value, Failure> {
+        let mut redirects = 0;
+        let mut asking = false;
+        loop {
+            match self.try_query(packed, asking, timeout) {
+                Err(Failure::Redirect { mut host, port, ask }) => {
+                    // A node that knows no better name for its peer sends
+                    // an empty host: it means the host we asked.
+                    if host.is_empty() {
+                        host = self.node.clone().map_or_else(|| self.target.host.clone(), |(h, _)| h);
+                    }
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(Failure::Fatal(anyhow::anyhow!(
+                            "more than {MAX_REDIRECTS} cluster redirects; is the cluster healthy?"
+                        )));
+                    }
+                    self.report.info(format_args!(
+                        "{} redirect from {} to '{host}' port '{port}'",
+                        if ask { "ASK" } else { "MOVED" },
+                        self.describe()
+                    ));
+                    self.connection = None;
+                    self.node = Some((host, port));
+                    asking = ask;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_query(&mut self, packed: &[u8], asking: bool, timeout: Option<Duration>) -> Result<Value, Failure> {
+        match self.connection.as_mut() {
+            Some(connection) => connection
+                .set_timeout(timeout)
+                .map_err(|err| Failure::Connect(err.to_string()))?,
+            None => self.connection = Some(self.connect(timeout)?),
         }
         let Some(connection) = self.connection.as_mut() else {
             return Err(Failure::Fatal(anyhow::anyhow!("no connection")));
@@ -244,10 +283,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn connect(&mut self) -> Result<Connection, Failure> {
+    fn connect(&mut self, timeout: Option<Duration>) -> Result<Connection, Failure> {
         if self.node.is_none() {
             self.node = Some(match &self.target.sentinel {
-                Some(sentinel) => sentinel::master(sentinel, self.target, self.tls.as_ref(), self.report)?,
+                Some(sentinel) => sentinel::master(sentinel, self.tls.as_ref(), timeout, self.report)?,
                 None => (self.target.host.clone(), self.target.port),
             });
         }
@@ -256,7 +295,7 @@ impl<'a> Session<'a> {
             "connecting to redis at '{host}' port '{port}'{}",
             if self.tls.is_some() { " over TLS" } else { "" }
         ));
-        let mut connection = Connection::open(&host, port, self.tls.as_ref(), self.target.timeout)?;
+        let mut connection = Connection::open(&host, port, self.tls.as_ref(), timeout)?;
         if let Some(password) = &self.target.password {
             connection.authenticate_with_first_request(self.target.user.as_deref(), password);
         }

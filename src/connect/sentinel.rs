@@ -1,12 +1,14 @@
 //! Asking Sentinel where the master is (`CRONLOCK_USE_SENTINEL=yes`).
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use redis::Value;
 
 use super::tls::TlsSetup;
 use super::wire::{Connection, WireError};
 use super::{server_text, Failure};
-use crate::config::{RedisTarget, Sentinel};
+use crate::config::Sentinel;
 use crate::report::Report;
 
 /// Asks each sentinel in turn for the master's address. An unknown master
@@ -15,8 +17,8 @@ use crate::report::Report;
 /// reconnect policy applies. TLS, when on, applies to sentinels too.
 pub(super) fn master(
     sentinel: &Sentinel,
-    target: &RedisTarget,
     tls: Option<&TlsSetup>,
+    timeout: Option<Duration>,
     report: &Report,
 ) -> Result<(String, u16), Failure> {
     let mut last_error = None;
@@ -30,7 +32,7 @@ pub(super) fn master(
             .arg("get-master-addr-by-name")
             .arg(&sentinel.master)
             .get_packed_command();
-        let reply = Connection::open(host, *port, tls, target.timeout).and_then(|mut connection| {
+        let reply = Connection::open(host, *port, tls, timeout).and_then(|mut connection| {
             if let Some(password) = &sentinel.password {
                 connection.authenticate_with_first_request(None, password);
             }

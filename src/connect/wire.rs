@@ -121,6 +121,18 @@ impl Connection {
         self.preamble_replies += 1;
     }
 
+    /// Changes the read and write timeout of the socket.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let tcp = match &self.stream.get_ref().transport {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(stream) => &stream.sock,
+        };
+        tcp.set_read_timeout(timeout)?;
+        tcp.set_write_timeout(timeout)?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
     /// Whether an AUTH still waits to go out with the next request.
     pub fn has_preamble(&self) -> bool {
         self.preamble_replies > 0

@@ -43,12 +43,17 @@ impl RedisServer {
 
     /// A server with extra command-line settings.
     pub fn start_with(extra: &[&str], password: Option<&str>) -> RedisServer {
-        RedisServer::spawn(extra, password, None)
+        RedisServer::spawn(free_port(), extra, password, None)
+    }
+
+    /// A plain server on `port` (to bring one back where a killed one was).
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        RedisServer::spawn(port, extra, None, None)
     }
 
     /// A server that speaks only TLS.
     pub fn start_tls(tls: TlsServer) -> RedisServer {
-        RedisServer::spawn(&[], None, Some(tls))
+        RedisServer::spawn(free_port(), &[], None, Some(tls))
     }
 
     /// Settings that make a Sentinel (or replica) of ours speak TLS to this
@@ -63,9 +68,8 @@ impl RedisServer {
         ]
     }
 
-    fn spawn(extra: &[&str], password: Option<&str>, tls: Option<TlsServer>) -> RedisServer {
+    fn spawn(port: u16, extra: &[&str], password: Option<&str>, tls: Option<TlsServer>) -> RedisServer {
         let dir = TempDir::new("redis");
-        let port = free_port();
         let mut listen = vec!["--port".to_string(), port.to_string()];
         let mut tls_cli = Vec::new();
         if let Some(tls) = &tls {
