@@ -249,7 +249,11 @@ impl LockStore for RedisLock<'_> {
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
-        let cmd = self.eval_cmd(RENEW, &lease.key, &[lease.expires_at, seconds, i64::from(after_unknown)]);
+        let cmd = self.eval_cmd(
+            RENEW,
+            &lease.key,
+            &[lease.expires_at, seconds, i64::from(after_unknown)],
+        );
         let reply = match self.session.query_once(&cmd, limit) {
             Ok(reply) => self.script_reply(reply),
             Err(Unconfirmed { message, maybe_sent }) => return Renewal::Unconfirmed { message, maybe_sent },

@@ -26,7 +26,10 @@ fn a_command_that_ignores_sigterm_is_killed_after_kill_after() {
     let dir = TempDir::new("ignore-term");
     let started = dir.join("started");
     let script = format!("trap '' TERM; touch {}; sleep 60", started.display());
-    let env = with(&redis.env(), &[("CRONLOCK_KILL_AFTER", "1"), ("CRONLOCK_KEY", "stubborn")]);
+    let env = with(
+        &redis.env(),
+        &[("CRONLOCK_KILL_AFTER", "1"), ("CRONLOCK_KEY", "stubborn")],
+    );
     let child = cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap();
     wait_until(Duration::from_secs(10), "the command to start", || started.exists());
     let signalled = Instant::now();
@@ -35,7 +38,10 @@ fn a_command_that_ignores_sigterm_is_killed_after_kill_after() {
     let took = signalled.elapsed();
     // It died of the SIGKILL that followed: 128 + 9.
     assert_eq!(output.status.code(), Some(137));
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     let ttl: i64 = redis.query(&["TTL", "cronlock.stubborn"]).parse().unwrap();
     assert!((1..=41).contains(&ttl), "released with grace, ttl {ttl}");
 }
@@ -60,7 +66,9 @@ fn sigkill_to_the_wrapper_kills_the_commands_whole_group() {
     let mut child = child;
     child.wait().unwrap();
     for pid in both {
-        wait_until(Duration::from_secs(5), "the command and its grandchild to die", || !alive(pid));
+        wait_until(Duration::from_secs(5), "the command and its grandchild to die", || {
+            !alive(pid)
+        });
     }
 }
 
@@ -77,7 +85,10 @@ fn redis_down_before_the_lock_honours_attempts_and_backoff() {
     let took = started.elapsed();
     result.expect(201);
     // Waits of 0 s then 1 s between the three tries.
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     assert!(result.stderr().contains("after 3 attempts"), "{}", result.stderr());
 }
 
@@ -111,7 +122,11 @@ fn redis_restarted_while_the_command_runs_gets_the_release() {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "finished\n", "the command ran to its end");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "finished\n",
+        "the command ran to its end"
+    );
     let ttl: i64 = back.query(&["TTL", "cronlock.restart"]).parse().unwrap();
     assert!((1..=41).contains(&ttl), "ttl {ttl}: {stderr}");
 }
@@ -158,6 +173,9 @@ fn a_server_that_never_answers_is_given_up_after_the_redis_timeout() {
     result.expect(201);
     // The lock request went out, so it is not resent (it may have run):
     // one timeout, no reconnect loop.
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert!(result.stderr().contains("no answer within"), "{}", result.stderr());
 }

@@ -1,0 +1,167 @@
+//! A chaos loop: many runs of one job on one key while wrappers, commands
+//! and the Redis server are killed at random moments. The job takes an
+//! flock of its own as it starts; if it ever finds it taken, two copies ran
+//! at once, and the test fails. `CHAOS_RUNS` (default 500) sets the number
+//! of invocations, `CHAOS_SEED` replays a run.
+
+mod util;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use util::*;
+
+/// xorshift64*: enough randomness for timings, and replayable from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Redis that keeps every acknowledged write across a restart, as a lock
+/// store must: without it a restart forgets held locks by design.
+fn durable_redis(port: Option<u16>, data: &TempDir) -> RedisServer {
+    let dir = data.path().to_str().unwrap().to_string();
+    let args = ["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir];
+    match port {
+        Some(port) => RedisServer::start_on(port, &args),
+        None => RedisServer::start_with(&args, None),
+    }
+}
+
+#[test]
+fn killing_wrappers_commands_and_redis_never_lets_two_copies_run() {
+    let runs: usize = std::env::var("CHAOS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    eprintln!("chaos: {runs} runs, CHAOS_SEED={seed}");
+    let mut rng = Rng(seed);
+
+    let data = TempDir::new("chaos-data");
+    let work = TempDir::new("chaos");
+    let mut redis = durable_redis(None, &data);
+    let port = redis.port;
+    let check = work.join("check");
+    let overlaps = work.join("overlaps");
+    let ran = work.join("ran");
+    // fd 9 is inherited by sleep, so the flock is held as long as any part
+    // of the job lives, and the kernel drops it when the last part dies.
+    let job = format!(
+        "exec 9>>{}; flock -n 9 || {{ echo \"$$\" >> {}; exit 99; }}; echo \"$$\" >> {}; sleep 0.0$(( $$ % 6 ))",
+        check.display(),
+        overlaps.display(),
+        ran.display()
+    );
+    let env = with(
+        &redis.env(),
+        &[
+            ("CRONLOCK_KEY", "chaos"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_RELEASE", "1"),
+            ("CRONLOCK_REDIS_TIMEOUT", "2"),
+            // Reconnects 0 s then 1 s later: a release outlives a restart.
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
+            ("CRONLOCK_RECONNECT_BACKOFF", "1"),
+            ("CRONLOCK_KILL_AFTER", "1"),
+        ],
+    );
+
+    let started = Instant::now();
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    let mut invoked = 0;
+    while invoked < runs {
+        // A lock left by a killed wrapper runs out after RELEASE; wait for
+        // that, so that every round has a lock to fight over.
+        wait_until(Duration::from_secs(10), "the lock to be free", || {
+            redis
+                .cli(&["EXISTS", "cronlock.chaos"])
+                .is_some_and(|n| n.trim() == "0")
+        });
+        let mut wrappers: Vec<Child> = (0..4)
+            .map(|_| {
+                cronlock(&env)
+                    .args(["sh", "-c", &job])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        invoked += wrappers.len();
+        std::thread::sleep(Duration::from_millis(rng.below(40)));
+        let victim = rng.below(wrappers.len() as u64) as usize;
+        let wrapper_pid = Pid::from_raw(wrappers[victim].id() as i32);
+        match rng.below(6) {
+            0 => {
+                let _ = kill(wrapper_pid, Signal::SIGKILL);
+            }
+            1 => {
+                let _ = kill(wrapper_pid, Signal::SIGTERM);
+            }
+            2 => {
+                // The newest job's process group (its shell's pid), if one runs.
+                if let Some(pid) = std::fs::read_to_string(&ran)
+                    .ok()
+                    .and_then(|s| s.lines().last().and_then(|l| l.trim().parse::<i32>().ok()))
+                {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            3 => {
+                redis.kill();
+                std::thread::sleep(Duration::from_millis(rng.below(300)));
+                redis = durable_redis(Some(port), &data);
+            }
+            _ => {}
+        }
+        for wrapper in &mut wrappers {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = wrapper.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(Instant::now() < deadline, "a wrapper hung");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let label = match status.code() {
+                Some(code) => code.to_string(),
+                None => format!(
+                    "signal {}",
+                    std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+                ),
+            };
+            *statuses.entry(label).or_default() += 1;
+        }
+    }
+    let overlapped = std::fs::read_to_string(&overlaps).unwrap_or_default();
+    let jobs = std::fs::read_to_string(&ran).unwrap_or_default().lines().count();
+    eprintln!(
+        "chaos: {invoked} invocations in {:?}, {jobs} jobs ran, exit statuses {statuses:?}",
+        started.elapsed()
+    );
+    assert!(
+        overlapped.is_empty(),
+        "two copies ran at once (seed {seed}): {overlapped}"
+    );
+    assert!(jobs >= runs / 10, "too few jobs ran to prove anything: {jobs}");
+    assert!(!statuses.contains_key("99"), "a job saw another one running");
+    let allowed = ["0", "143", "137", "200", "201", "signal 9", "signal 15"];
+    for status in statuses.keys() {
+        assert!(
+            allowed.contains(&status.as_str()),
+            "unexpected exit status {status} (seed {seed})"
+        );
+    }
+}
