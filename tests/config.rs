@@ -2,6 +2,8 @@
 
 mod util;
 
+use std::os::unix::ffi::OsStrExt;
+
 use util::*;
 
 #[test]
@@ -86,4 +88,45 @@ fn non_utf8_arguments_and_values_never_panic() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(201));
+}
+
+#[test]
+fn passwords_never_appear_in_messages() {
+    let dir = TempDir::new("secrets");
+    let cases: Vec<Vec<(String, String)>> = vec![
+        // Unreachable, bad port, bad database, plain AUTH: no message quotes it.
+        vec![(
+            "CRONLOCK_URL".into(),
+            format!("redis://u:hunter2@127.0.0.1:{}/0", free_port()),
+        )],
+        vec![("CRONLOCK_URL".into(), "redis://u:hunter2@127.0.0.1:99999/0".into())],
+        vec![("CRONLOCK_URL".into(), "redis://u:hunter2@127.0.0.1/zero".into())],
+        vec![
+            ("CRONLOCK_AUTH".into(), "hunter2".into()),
+            ("CRONLOCK_PORT".into(), free_port().to_string()),
+        ],
+    ];
+    for env in cases {
+        let mut env = env;
+        env.push(("CRONLOCK_RECONNECT_ATTEMPTS".into(), "0".into()));
+        env.push(("CRONLOCK_VERBOSE".into(), "yes".into()));
+        let result = run(&env, &["true"]);
+        result.expect(201);
+        assert!(!result.stderr().contains("hunter2"), "{}", result.stderr());
+    }
+    // A config file line that cannot be read does not quote a password.
+    let file = dir.join("cronlock.conf");
+    std::fs::write(&file, "CRONLOCK_AUTH=hunter2 and more\n").unwrap();
+    let result = run(&[("CRONLOCK_CONFIG".into(), file.display().to_string())], &["true"]);
+    result.expect(201);
+    assert!(!result.stderr().contains("hunter2"), "{}", result.stderr());
+    assert!(!result.stderr().contains("and more"), "{}", result.stderr());
+    // Not valid UTF-8.
+    let output = cronlock(&[])
+        .env("CRONLOCK_AUTH", std::ffi::OsStr::from_bytes(b"hunter2\xff"))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(201));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
 }

@@ -79,7 +79,17 @@ fn parse_line(raw: &[u8]) -> Result<Parsed, String> {
         }
         return Err(format!("expected NAME=value, found {:?}", shorten(text)));
     };
-    let value = parse_value(value_text)?;
+    let value = parse_value(value_text).map_err(|message| {
+        if super::SECRET
+            .iter()
+            .any(|secret| name.strip_prefix("CRONLOCK_") == Some(secret))
+        {
+            // The detail would quote part of a password.
+            format!("{name}: the value cannot be read (not shown); put it in single quotes")
+        } else {
+            message
+        }
+    })?;
     Ok(Some((name.to_string(), value, exported)))
 }
 

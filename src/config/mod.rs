@@ -25,7 +25,7 @@ const MAX_SECONDS: i64 = 1_000_000_000;
 /// Names a config file may set. Anything else starting with `CRONLOCK_` in a
 /// file is a typo and an error; unknown names in the environment are left
 /// alone because other tools (and our own test harness) use the prefix too.
-const KNOWN: &[&str] = &[
+pub const KNOWN: &[&str] = &[
     "HOST",
     "PORT",
     "AUTH",
@@ -58,6 +58,10 @@ const KNOWN: &[&str] = &[
     "TLS_SERVER_NAME",
     "URL",
 ];
+
+/// Settings that hold or may hold a password: their values never appear in a
+/// message.
+const SECRET: &[&str] = &["AUTH", "SENTINEL_AUTH", "URL"];
 
 /// The variables as strings, as envy maps them (`CRONLOCK_REDIS_TIMEOUT` →
 /// `redis_timeout`). Typed parsing happens afterwards so that every message
@@ -222,9 +226,13 @@ pub fn load(env: impl IntoIterator<Item = (OsString, OsString)>, search: &Search
         if !KNOWN.contains(&suffix) {
             continue;
         }
-        let value = value
-            .into_string()
-            .map_err(|v| anyhow!("{name}={:?}: not valid UTF-8", v))?;
+        let value = value.into_string().map_err(|v| {
+            if SECRET.contains(&suffix) {
+                anyhow!("{name}: not valid UTF-8 (value not shown)")
+            } else {
+                anyhow!("{name}={:?}: not valid UTF-8", v)
+            }
+        })?;
         vars.insert(name.to_string(), value);
     }
 
@@ -376,7 +384,10 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
             }
         }
     }
-    let tls_files_set = raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some();
+    let tls_settings_set = raw.tls_ca_file.is_some()
+        || raw.tls_cert_file.is_some()
+        || raw.tls_key_file.is_some()
+        || raw.tls_server_name.is_some();
     if use_tls || target.tls.is_some() {
         let tls = Tls {
             skip_verify,
@@ -389,7 +400,7 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
             bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
         }
         target.tls = Some(tls);
-    } else if tls_files_set || skip_verify {
+    } else if tls_settings_set || skip_verify {
         bail!(
             "CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
         );
