@@ -32,6 +32,8 @@ pub struct LineError {
 pub fn parse(content: &[u8]) -> (Vec<Assignment>, Vec<LineError>) {
     let mut assignments = Vec::new();
     let mut errors = Vec::new();
+    // Editors on Windows start UTF-8 files with a byte order mark.
+    let content = content.strip_prefix("\u{feff}".as_bytes()).unwrap_or(content);
     for (index, raw) in content.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;
         // A file saved with CRLF endings would give every value a stray `\r`.
@@ -54,6 +56,10 @@ type Parsed = Option<(String, String, bool)>;
 
 fn parse_line(raw: &[u8]) -> Result<Parsed, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8".to_string())?;
+    if text.contains('\0') {
+        // No environment variable can hold one, and no setting needs it.
+        return Err("contains a NUL byte".to_string());
+    }
     let text = text.trim_start_matches([' ', '\t']);
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
@@ -219,6 +225,24 @@ mod tests {
     #[test]
     fn refuses_non_utf8_and_unterminated_double_quotes() {
         assert_eq!(error_lines(b"CRONLOCK_KEY=\xff\nCRONLOCK_KEY=\"abc\n"), vec![1, 2]);
+    }
+
+    #[test]
+    fn odd_forms_are_read_or_refused_line_by_line() {
+        // A byte order mark, CRLF, tabs, a repeated name (the last wins, as
+        // in a shell), a value with `=` in it.
+        assert_eq!(
+            values(b"\xef\xbb\xbfCRONLOCK_HOST=a\r\n\tCRONLOCK_HOST=b\nCRONLOCK_KEY=x=y\n"),
+            vec![
+                pair("CRONLOCK_HOST", "a", false),
+                pair("CRONLOCK_HOST", "b", false),
+                pair("CRONLOCK_KEY", "x=y", false),
+            ]
+        );
+        let long = format!("CRONLOCK_KEY={}\n", "k".repeat(100_000));
+        assert_eq!(values(long.as_bytes())[0].1.len(), 100_000);
+        let refused = b"=value\nCRONLOCK_GRACE+=1\nreadonly CRONLOCK_DB=1\nCRONLOCK_KEY=a\\\nCRONLOCK_HOST=a\x00b\n1NAME=x\nCRONLOCK_HOST = x\n";
+        assert_eq!(error_lines(refused), vec![1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
