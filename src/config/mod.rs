@@ -259,6 +259,13 @@ pub fn load(env: impl IntoIterator<Item = (OsString, OsString)>, search: &Search
 fn config_path(configured: Option<&str>, search: &Search) -> Result<Option<PathBuf>> {
     if let Some(path) = configured.filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
+        // The usual way to say "no file at all" (and the system's search is skipped).
+        if path == Path::new("/dev/null") {
+            return Ok(None);
+        }
+        if path.is_dir() {
+            bail!("CRONLOCK_CONFIG={:?}: is a directory", path.display().to_string());
+        }
         if !path.is_file() {
             bail!("CRONLOCK_CONFIG={:?}: no such file", path.display().to_string());
         }
