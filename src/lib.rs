@@ -11,3 +11,4 @@ pub mod report;
 pub mod signals;
 pub mod store;
 pub mod supervise;
+pub mod watchdog;

@@ -1,6 +1,6 @@
-//! Runs the command: its own process group, a timeout that kills the whole
-//! group, terminating signals passed on to it, a watchdog that kills the
-//! group if cronlock itself is SIGKILLed, and lease renewals while it runs.
+//! Runs the command: in a process group of its own (led by the watchdog), a
+//! timeout that kills the whole group, terminating signals passed on to it,
+//! and lease renewals while it runs.
 
 use std::ffi::OsString;
 use std::io;
@@ -9,11 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::signals;
+use crate::watchdog::Watchdog;
 
 /// What to run and how.
 pub struct Job<'a> {
@@ -59,18 +61,55 @@ pub enum Ended {
 /// already be blocked (see `signals::block`), so none is lost before the wait.
 pub fn run(job: &Job, keeper: Option<&mut dyn Keeper>) -> Ended {
     let program = &job.argv[0];
-    let mut command = Command::new(program);
+    // The command's group is the watchdog's, so the timeout, passed-on
+    // signals and the watchdog all reach the grandchildren too.
+    let mut watchdog = match Watchdog::start() {
+        Ok(watchdog) => Some(watchdog),
+        Err(err) => {
+            eprintln!("cronlock: no watchdog ({err}); the command is killed with cronlock, its children may not be");
+            None
+        }
+    };
+    let spawned = match &watchdog {
+        Some(dog) => match command(job, Some(dog.group)).spawn() {
+            // The watchdog died before the command could join its group.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EPERM | libc::ESRCH)) => {
+                watchdog = None;
+                command(job, None).spawn()
+            }
+            other => other,
+        },
+        None => command(job, None).spawn(),
+    };
+    let child = match spawned {
+        Ok(child) => child,
+        Err(err) => return spawn_failure(program, &err),
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    // We reap with waitpid ourselves; std's Child has nothing left to do.
+    drop(child);
+    let group = watchdog.as_ref().map_or(pid, |dog| dog.group);
+    let ended = supervise(pid, group, job, keeper);
+    if let Some(watchdog) = watchdog {
+        watchdog.stand_down();
+    }
+    ended
+}
+
+/// The command, in the watchdog's `group` or (without one) in a group of its own.
+fn command(job: &Job, group: Option<Pid>) -> Command {
+    let mut command = Command::new(&job.argv[0]);
     command.args(&job.argv[1..]).envs(job.env.iter().map(|(k, v)| (k, v)));
-    // Its own process group, so that the timeout and passed-on signals reach
-    // the grandchildren too, and a Ctrl-C at a terminal reaches it through us.
-    command.process_group(0);
+    command.process_group(group.map_or(0, Pid::as_raw));
     let parent = nix::unistd::getpid();
     // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid, kill).
     unsafe {
         command.pre_exec(move || {
+            // Our blocked signals must not stay blocked in the command (std
+            // resets the mask only on some of its spawn paths).
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            // If cronlock itself is SIGKILLed, the command must not live on
-            // unsupervised while its lock runs out.
+            // Besides the watchdog: if cronlock is SIGKILLed, the command
+            // itself dies at once.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if nix::unistd::getppid() != parent {
                 // The parent died between fork and prctl.
@@ -79,19 +118,7 @@ pub fn run(job: &Job, keeper: Option<&mut dyn Keeper>) -> Ended {
             Ok(())
         });
     }
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => return spawn_failure(program, &err),
-    };
-    let pid = Pid::from_raw(child.id() as i32);
-    // We reap with waitpid ourselves; std's Child has nothing left to do.
-    drop(child);
-    let watchdog = Watchdog::start(pid);
-    let ended = supervise(pid, job, keeper);
-    if let Some(watchdog) = watchdog {
-        watchdog.stand_down();
-    }
-    ended
+    command
 }
 
 fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
@@ -108,7 +135,8 @@ fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
     }
 }
 
-fn supervise(pid: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended {
+/// Waits for `pid`, acting on `group` (which it belongs to).
+fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended {
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut kill_at: Option<Instant> = None;
     let mut timed_out = false;
@@ -133,7 +161,7 @@ fn supervise(pid: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended 
                 };
                 if let Err(why) = verdict {
                     // Someone else may run the job from now on: no grace period.
-                    let _ = killpg(pid, Signal::SIGKILL);
+                    let _ = killpg(group, Signal::SIGKILL);
                     lost = Some(why);
                     continue;
                 }
@@ -152,7 +180,7 @@ fn supervise(pid: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended 
             Some(Signal::SIGCHLD) => {}
             Some(signal) => {
                 // Errors are ignored: the group may have just exited (ESRCH).
-                let _ = killpg(pid, signal);
+                let _ = killpg(group, signal);
                 kill_at.get_or_insert(Instant::now() + job.kill_after);
             }
             None => {
@@ -161,7 +189,7 @@ fn supervise(pid: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended 
                     timed_out = true;
                 }
                 if timed_out || kill_at.is_some_and(|k| now >= k) {
-                    let _ = killpg(pid, Signal::SIGKILL);
+                    let _ = killpg(group, Signal::SIGKILL);
                     kill_at = None;
                 }
             }
@@ -185,64 +213,6 @@ fn reap(pid: Pid, timed_out: bool) -> Option<Ended> {
             Err(err) => {
                 eprintln!("cronlock: lost track of the command: {err}");
                 return Some(Ended::Exited(255));
-            }
-        }
-    }
-}
-
-/// A forked helper that kills the command's group if cronlock dies without
-/// saying goodbye (SIGKILL, OOM killer). The parent-death signal reaches only
-/// the direct child; this reaches everything in its process group.
-struct Watchdog {
-    /// Our end of the pipe: a byte means "stand down", EOF means we died.
-    line: std::os::fd::OwnedFd,
-}
-
-impl Watchdog {
-    fn start(group: Pid) -> Option<Watchdog> {
-        let (theirs, ours) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-        // SAFETY: cronlock is single-threaded, so the child may run normal
-        // code; it only closes descriptors, reads, kills and exits.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                let keep = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-                close_all_but(keep);
-                let mut byte = [0u8; 1];
-                let said_goodbye = loop {
-                    match nix::unistd::read(&theirs, &mut byte) {
-                        Ok(n) => break n > 0,
-                        Err(Errno::EINTR) => continue,
-                        Err(_) => break false,
-                    }
-                };
-                if !said_goodbye {
-                    let _ = killpg(group, Signal::SIGKILL);
-                }
-                // SAFETY: leaving the forked child without running the parent's exit handlers.
-                unsafe { nix::libc::_exit(0) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { .. }) => Some(Watchdog { line: ours }),
-            Err(_) => None,
-        }
-    }
-
-    /// The command has been reaped: the watchdog exits without killing.
-    fn stand_down(self) {
-        let _ = nix::unistd::write(&self.line, b"x");
-    }
-}
-
-/// Closes every descriptor except `keep`, so the watchdog holds no socket,
-/// lock file or pipe of cronlock's (stdout included) open after it.
-fn close_all_but(keep: i32) {
-    // SAFETY: plain descriptor syscalls in the single-threaded child.
-    unsafe {
-        for fd in 0..keep {
-            nix::libc::close(fd);
-        }
-        if nix::libc::syscall(nix::libc::SYS_close_range, keep as u32 + 1, u32::MAX, 0) != 0 {
-            for fd in keep + 1..4096 {
-                nix::libc::close(fd);
             }
         }
     }

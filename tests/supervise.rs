@@ -92,3 +92,38 @@ fn no_command_is_a_usage_error() {
     result.expect(201);
     assert!(result.stderr().starts_with("cronlock: usage:"), "{}", result.stderr());
 }
+
+#[test]
+fn the_command_starts_with_no_signal_blocked_or_ignored() {
+    let redis = RedisServer::start();
+    let result = run(&redis.env(), &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    result.expect(0);
+    let out = result.stdout();
+    let mask = |name: &str| {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{out}");
+    // Signals 1-31 (SIGPIPE included) at their defaults. glibc's posix_spawn,
+    // which the test harness uses to start cronlock, leaves its two internal
+    // real-time signals ignored; that passes through exec and is not ours.
+    assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{out}");
+}
+
+#[test]
+fn the_command_shares_a_process_group_with_the_watchdog_only() {
+    let redis = RedisServer::start();
+    let script = "g=$(ps -o pgid= -p $$ | tr -d ' '); echo $g; ps -e -o pgid=,args= | awk -v g=$g '$1 == g {print $2}'";
+    let result = run(&redis.env(), &["sh", "-c", script]);
+    result.expect(0);
+    let out = result.stdout();
+    let mut lines = out.lines();
+    let group: i32 = lines.next().unwrap().trim().parse().unwrap();
+    assert_ne!(group, std::process::id() as i32);
+    let members: Vec<&str> = lines.collect();
+    assert!(members.contains(&"cronlock-watchdog"), "{out}");
+    assert!(
+        !members.iter().any(|m| m.ends_with("/cronlock")),
+        "cronlock itself stays outside: {out}"
+    );
+}

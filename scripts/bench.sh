@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Side-by-side figures for one machine: median wall time, median CPU time and
+# peak RSS of the bare command, cronlock on its paths (lock taken, lock held,
+# TLS, directory store) and, when CRONLOCK_REFERENCE names it, the original
+# script; then 200 runs at once on one key. Starts its own servers.
+#   CRONLOCK_BIN        binary to measure (default: build target/release/cronlock)
+#   CRONLOCK_REFERENCE  the original `cronlock` script (optional)
+#   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUNS="${BENCH_RUNS:-1000}"
+
+if [ -z "${CRONLOCK_BIN:-}" ]; then
+  (cd "$ROOT" && cargo build --release --quiet)
+  CRONLOCK_BIN="$ROOT/target/release/cronlock"
+fi
+BIN="$(cd "$(dirname "$CRONLOCK_BIN")" && pwd)/$(basename "$CRONLOCK_BIN")"
+REF=""
+if [ -n "${CRONLOCK_REFERENCE:-}" ]; then
+  REF="$(cd "$(dirname "$CRONLOCK_REFERENCE")" && pwd)/$(basename "$CRONLOCK_REFERENCE")"
+fi
+TRUE="$(command -v true)"
+case "$TRUE" in /*) ;; *) TRUE=/bin/true ;; esac
+for tool in redis-server redis-cli openssl python3; do
+  command -v "$tool" >/dev/null || { echo "bench.sh: $tool is required" >&2; exit 2; }
+done
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cronlock-bench.XXXXXX")"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# free_port and wait_for, shared with the compatibility suite.
+# shellcheck source=../compat-tests/lib.sh
+source "$ROOT/compat-tests/lib.sh"
+
+wait_ping() { # PORT [redis-cli options...]
+  wait_for 10 redis-cli -p "$@" ping || { echo "bench.sh: redis-server on port $1 did not start" >&2; exit 2; }
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1.
+(
+  cd "$WORK"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" -keyout ca.key -out ca.crt 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+  openssl x509 -req -days 1 -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile server.ext \
+    -out server.crt 2>/dev/null
+)
+
+PLAIN=$(free_port)
+redis-server --port "$PLAIN" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/plain.log" 2>&1 &
+PIDS+=($!)
+TLSPORT=$(free_port)
+redis-server --port 0 --tls-port "$TLSPORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --tls-cert-file "$WORK/server.crt" --tls-key-file "$WORK/server.key" --tls-ca-cert-file "$WORK/ca.crt" \
+  --tls-auth-clients no >"$WORK/tls.log" 2>&1 &
+PIDS+=($!)
+TLSCLI=(--tls --cacert "$WORK/ca.crt")
+wait_ping "$PLAIN"
+wait_ping "$TLSPORT" "${TLSCLI[@]}"
+
+# Every row runs with only these settings (nothing from the caller's
+# CRONLOCK_*), no config file, and a grace of -1 so that each run takes the
+# lock afresh; the held rows point at a key taken for a day.
+for name in $(compgen -e | grep '^CRONLOCK_' || true); do unset "$name"; done
+export CRONLOCK_CONFIG=/dev/null CRONLOCK_HOST=127.0.0.1 CRONLOCK_PORT="$PLAIN" CRONLOCK_GRACE=-1
+HELD_VALUE=$(( $(date +%s) + 86400 ))
+redis-cli -p "$PLAIN" set cronlock.bench-held "$HELD_VALUE" >/dev/null
+redis-cli -p "$TLSPORT" "${TLSCLI[@]}" set cronlock.bench-held "$HELD_VALUE" >/dev/null
+mkdir -p "$WORK/locks"
+
+ROWS="$WORK/rows"
+: >"$ROWS"
+# row LABEL EXPECTED-EXIT RUNS ENV... -- COMMAND...
+row() {
+  local label=$1 expect=$2 runs=$3; shift 3
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$expect" "$runs" "$(printf '%q ' "${envs[@]}")" "$(printf '%q ' "$@")" >>"$ROWS"
+}
+TLSENV=(CRONLOCK_PORT="$TLSPORT" CRONLOCK_TLS=yes CRONLOCK_TLS_CA_FILE="$WORK/ca.crt")
+row "bare true" 0 "$RUNS" -- "$TRUE"
+row "cronlock true (lock taken)" 0 "$RUNS" -- "$BIN" "$TRUE"
+row "cronlock true (lock held, 200)" 200 "$RUNS" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
+row "cronlock true over TLS (taken)" 0 "$RUNS" "${TLSENV[@]}" -- "$BIN" "$TRUE"
+row "cronlock true over TLS (held)" 200 "$RUNS" "${TLSENV[@]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
+row "cronlock true, directory store" 0 "$RUNS" CRONLOCK_URL="file://$WORK/locks" -- "$BIN" "$TRUE"
+if [ -n "$REF" ]; then
+  row "original true (lock taken)" 0 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) -- "$REF" "$TRUE"
+  row "original true (lock held, 200)" 200 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) CRONLOCK_KEY=bench-held -- "$REF" "$TRUE"
+fi
+
+echo "# cronlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
+echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes)"
+if command -v hyperfine >/dev/null; then
+  echo "# wall: median of hyperfine -N ($(hyperfine --version)); CPU: median from wait4 over as many runs; peak RSS: median under GNU time"
+else
+  echo "# wall and CPU: medians from wait4 over repeated runs (hyperfine not installed); peak RSS: median under GNU time"
+fi
+echo
+
+python3 - "$ROWS" "$WORK" <<'PY'
+import json, os, shlex, shutil, statistics, subprocess, sys, time
+
+rows_file, work = sys.argv[1], sys.argv[2]
+rows = [line.rstrip("\n").split("\t") for line in open(rows_file)]
+hyperfine = shutil.which("hyperfine")
+
+gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+def peak_rss(argv, env, runs):
+    """Median peak RSS in KiB. Measured under GNU time, a small process: a
+    child spawned from Python inherits Python's high-water mark through exec."""
+    if not gnu_time:
+        return None
+    out = os.path.join(work, "rss")
+    values = []
+    for _ in range(runs):
+        subprocess.run([gnu_time, "-f", "%M", "-o", out] + argv, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        values.append(int(open(out).read().split()[-1]))
+    return statistics.median(values)
+
+def wait4_stats(argv, env, runs, expect):
+    walls, cpus = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, env)
+        _, status, usage = os.wait4(pid, 0)
+        walls.append(time.perf_counter() - start)
+        code = os.waitstatus_to_exitcode(status)
+        if code != expect:
+            sys.exit(f"bench.sh: {' '.join(argv)} exited {code}, expected {expect}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+def hyperfine_median(command, env, runs):
+    out = os.path.join(work, "hf.json")
+    subprocess.run([hyperfine, "-N", "--style", "none", "--warmup", "20", "--runs", str(runs),
+                    "-i", "--export-json", out, command], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env=env)
+    return json.load(open(out))["results"][0]["median"]
+
+results = []
+for label, expect, runs, assignments, command in rows:
+    env = dict(os.environ)
+    env.update(a.split("=", 1) for a in shlex.split(assignments) if a)
+    argv = shlex.split(command)
+    runs, expect = int(runs), int(expect)
+    wall, cpu = wait4_stats(argv, env, runs, expect)
+    rss = peak_rss(argv, env, min(runs, 50))
+    if hyperfine:
+        wall = hyperfine_median(command, env, runs)
+    results.append((label, wall, cpu, rss))
+
+bare = results[0][1]
+ours = {label: wall for label, wall, _, _ in results}
+orig_taken = ours.get("original true (lock taken)")
+orig_held = ours.get("original true (lock held, 200)")
+print(f"{'':34} {'wall':>9} {'over bare':>10} {'CPU':>9} {'peak RSS':>10} {'original / this':>16}")
+for label, wall, cpu, rss in results:
+    versus = ""
+    if label.startswith("cronlock") and orig_taken:
+        reference = orig_held if "held" in label else orig_taken
+        versus = f"{reference / wall:.0f}x faster"
+    over = "" if label == "bare true" else f"{(wall - bare) * 1000:+.2f} ms"
+    shown_rss = "n/a" if rss is None else f"{rss / 1024:.1f}MiB"
+    print(f"{label:34} {wall * 1000:7.2f}ms {over:>10} {cpu * 1000:7.2f}ms {shown_rss:>10} {versus:>16}")
+PY
+
+echo
+# 200 runs at once on one key (the first takes the lock, the grace keeps it).
+redis-cli -p "$PLAIN" del cronlock.bench-contention >/dev/null
+start=$(date +%s%N)
+codes="$WORK/codes"
+: >"$codes"
+runners=()
+for _ in $(seq 200); do
+  (CRONLOCK_GRACE=40 CRONLOCK_KEY=bench-contention "$BIN" "$TRUE"; echo $? >>"$codes") &
+  runners+=($!)
+done
+wait "${runners[@]}"
+end=$(date +%s%N)
+echo "200 runs at once on one key: all finished in $(( (end - start) / 1000000 )) ms;" \
+  "exit codes: $(sort "$codes" | uniq -c | awk '{printf "%s×%s ", $1, $2}')"
