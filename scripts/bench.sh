@@ -179,10 +179,10 @@ codes="$WORK/codes"
 : >"$codes"
 runners=()
 for _ in $(seq 200); do
-  (CRONLOCK_GRACE=40 CRONLOCK_KEY=bench-contention "$BIN" "$TRUE"; echo $? >>"$codes") &
+  (code=0; CRONLOCK_GRACE=40 CRONLOCK_KEY=bench-contention "$BIN" "$TRUE" || code=$?; echo "$code" >>"$codes") &
   runners+=($!)
 done
 wait "${runners[@]}" || true
 end=$(date +%s%N)
 echo "200 runs at once on one key: all finished in $(( (end - start) / 1000000 )) ms;" \
-  "exit codes: $(sort "$codes" | uniq -c | awk '{printf "%s×%s ", $1, $2}')"
+  "exit codes: $(sort -n "$codes" | uniq -c | awk '{printf "%s × %s, ", $1, $2}' | sed 's/, $//')"
