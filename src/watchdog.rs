@@ -47,7 +47,10 @@ impl Watchdog {
                 // Also from this side, so the group exists before the command
                 // is put in it, whichever process runs first.
                 let _ = nix::unistd::setpgid(child, child);
-                Ok(Watchdog { group: child, line: ours })
+                Ok(Watchdog {
+                    group: child,
+                    line: ours,
+                })
             }
         }
     }
