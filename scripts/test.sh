@@ -13,6 +13,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
+command -v flock >/dev/null || need+=(util-linux)
 if [ "${#need[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     echo "test.sh: installing ${need[*]}" >&2
