@@ -191,6 +191,9 @@ pub fn explain(err: &rustls::Error) -> String {
     }
 }
 
+/// How long [`speaks_tls`] waits for an answer.
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
+
 /// Whether `host`:`port` answers a TLS ClientHello with a TLS record: asked
 /// only after a plain connection was closed before any answer.
 pub fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
@@ -203,7 +206,10 @@ pub fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
             .with_no_client_auth();
         let name = ServerName::try_from(host.to_string()).unwrap_or(ServerName::try_from("localhost")?);
         let mut session = rustls::ClientConnection::new(Arc::new(config), name)?;
-        let mut tcp = super::wire::connect_tcp(host, port, Some(timeout.unwrap_or(Duration::from_secs(5))))?;
+        // A TLS server answers a ClientHello at once; a plain one waits for a
+        // line that never comes, so the question gets at most a second.
+        let limit = timeout.unwrap_or(PROBE_LIMIT).min(PROBE_LIMIT);
+        let mut tcp = super::wire::connect_tcp(host, port, Some(limit))?;
         while session.wants_write() {
             session.write_tls(&mut tcp)?;
         }
