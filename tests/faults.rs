@@ -12,14 +12,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use util::*;
 
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); look at /proc for its state instead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn a_command_that_ignores_sigterm_is_killed_after_kill_after() {
     let redis = RedisServer::start();

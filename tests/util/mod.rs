@@ -190,6 +190,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether process `pid` is running. A zombie still answers kill(0), so its
+/// state is read from /proc instead.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
 /// Polls `check` until it holds, failing the test after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
