@@ -85,23 +85,12 @@ enum Failure {
 
 impl From<WireError> for Failure {
     fn from(err: WireError) -> Failure {
+        let message = err.to_string();
         match err {
-            WireError::Connect(err) => Failure::Connect(err.to_string()),
-            WireError::Io(err) => Failure::InFlight(describe_io(&err)),
-            WireError::Fatal(message) => Failure::Fatal(anyhow::anyhow!(message)),
-            WireError::Protocol(message) => Failure::Fatal(anyhow::anyhow!("not a Redis reply: {message}")),
+            WireError::Connect(_) => Failure::Connect(message),
+            WireError::Io(_) => Failure::InFlight(message),
+            WireError::Fatal(_) | WireError::Protocol(_) => Failure::Fatal(anyhow::anyhow!(message)),
         }
-    }
-}
-
-/// An I/O error in words: a timeout says so rather than "resource
-/// temporarily unavailable".
-fn describe_io(err: &std::io::Error) -> String {
-    match err.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            "no answer within CRONLOCK_REDIS_TIMEOUT".to_string()
-        }
-        _ => err.to_string(),
     }
 }
 

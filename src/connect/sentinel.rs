@@ -42,13 +42,8 @@ pub(super) fn master(
             Ok(replies) => replies,
             Err(WireError::Fatal(why)) => return Err(Failure::Fatal(anyhow!("{where_}: {why}"))),
             Err(err) => {
-                let failure = Failure::from(err);
-                let why = match &failure {
-                    Failure::Connect(why) | Failure::InFlight(why) => why.clone(),
-                    _ => String::new(),
-                };
-                report.info(format_args!("{where_}: {why}"));
-                last_error = Some(format!("{where_}: {why}"));
+                report.info(format_args!("{where_}: {err}"));
+                last_error = Some(format!("{where_}: {err}"));
                 continue;
             }
         };

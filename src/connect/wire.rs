@@ -4,6 +4,7 @@
 //! AUTH travels in the same write as the first command, and no client
 //! metadata round trips are added.
 
+use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -24,6 +25,20 @@ pub enum WireError {
     Io(io::Error),
     /// The bytes that came back are not a Redis reply.
     Protocol(String),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // A timeout says so rather than "resource temporarily unavailable".
+            WireError::Io(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                f.write_str("no answer within CRONLOCK_REDIS_TIMEOUT")
+            }
+            WireError::Connect(err) | WireError::Io(err) => write!(f, "{err}"),
+            WireError::Fatal(message) => f.write_str(message),
+            WireError::Protocol(message) => write!(f, "not a Redis reply: {message}"),
+        }
+    }
 }
 
 enum Transport {
