@@ -146,7 +146,7 @@ pub struct Sentinel {
 }
 
 /// TLS settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tls {
     /// Skip certificate verification (`CRONLOCK_TLS_SKIP_VERIFY`).
     pub skip_verify: bool,
@@ -369,6 +369,8 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
     let use_tls = boolean("TLS", raw.tls.as_deref(), false)?;
     let skip_verify = boolean("TLS_SKIP_VERIFY", raw.tls_skip_verify.as_deref(), false)?;
     let mut store = None;
+    // `rediss://` turns TLS on as CRONLOCK_TLS=yes does.
+    let mut url_tls = false;
     if let Some(url) = raw.url.as_deref() {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
@@ -385,9 +387,7 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
                 target.user = user.or(target.user);
                 target.password = password.or(target.password);
                 target.db = db.unwrap_or(target.db);
-                if tls && !use_tls {
-                    target.tls = Some(Tls::default_with(skip_verify));
-                }
+                url_tls = tls;
             }
         }
     }
@@ -395,7 +395,7 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         || raw.tls_cert_file.is_some()
         || raw.tls_key_file.is_some()
         || raw.tls_server_name.is_some();
-    if use_tls || target.tls.is_some() {
+    if use_tls || url_tls {
         let tls = Tls {
             skip_verify,
             ca_file: raw.tls_ca_file.map(PathBuf::from),
@@ -452,18 +452,6 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         exported,
         notes,
     })
-}
-
-impl Tls {
-    fn default_with(skip_verify: bool) -> Tls {
-        Tls {
-            skip_verify,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            server_name: None,
-        }
-    }
 }
 
 fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {

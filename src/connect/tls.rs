@@ -198,14 +198,14 @@ const PROBE_LIMIT: Duration = Duration::from_secs(1);
 /// only after a plain connection was closed before any answer.
 pub fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
     let probe = || -> Result<bool> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth();
-        let name = ServerName::try_from(host.to_string()).unwrap_or(ServerName::try_from("localhost")?);
-        let mut session = rustls::ClientConnection::new(Arc::new(config), name)?;
+        let any_certificate = TlsSetup::new(&Tls {
+            skip_verify: true,
+            ..Tls::default()
+        })?;
+        // Any name will do: the answer is never verified.
+        let mut session = any_certificate
+            .client(host)
+            .or_else(|_| any_certificate.client("localhost"))?;
         // A TLS server answers a ClientHello at once; a plain one waits for a
         // line that never comes, so the question gets at most a second.
         let limit = timeout.unwrap_or(PROBE_LIMIT).min(PROBE_LIMIT);
