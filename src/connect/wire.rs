@@ -138,6 +138,10 @@ impl Connection {
 
     /// Changes the read and write timeout of the socket.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // Usually unchanged (only lease renewals shorten it): no syscalls then.
+        if self.timeout == timeout {
+            return Ok(());
+        }
         let tcp = match &self.stream.get_ref().transport {
             Transport::Plain(tcp) => tcp,
             Transport::Tls(stream) => &stream.sock,
