@@ -14,6 +14,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+# The static build (.cargo/config.toml) links glibc's libc.a.
+case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 if [ "${#need[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     echo "test.sh: installing ${need[*]}" >&2

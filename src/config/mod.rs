@@ -8,14 +8,13 @@
 pub mod file;
 mod url;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
 
 /// The largest number of seconds any duration setting accepts (about 31
 /// years). Lua numbers are doubles and timestamps are added to these values,
@@ -63,41 +62,27 @@ pub const KNOWN: &[&str] = &[
 /// message.
 const SECRET: &[&str] = &["AUTH", "SENTINEL_AUTH", "URL"];
 
-/// The variables as strings, as envy maps them (`CRONLOCK_REDIS_TIMEOUT` →
-/// `redis_timeout`). Typed parsing happens afterwards so that every message
-/// can name the variable and its value.
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    host: Option<String>,
-    port: Option<String>,
-    auth: Option<String>,
-    user: Option<String>,
-    db: Option<String>,
-    redis_timeout: Option<String>,
-    grace: Option<String>,
-    release: Option<String>,
-    reconnect_attempts: Option<String>,
-    reconnect_backoff: Option<String>,
-    key: Option<String>,
-    prefix: Option<String>,
-    verbose: Option<String>,
-    reset: Option<String>,
-    ntpdate: Option<String>,
-    timeout: Option<String>,
-    kill_after: Option<String>,
-    lease: Option<String>,
-    use_sentinel: Option<String>,
-    sentinel_master: Option<String>,
-    sentinel_host: Option<String>,
-    sentinel_port: Option<String>,
-    sentinel_auth: Option<String>,
-    tls: Option<String>,
-    tls_skip_verify: Option<String>,
-    tls_ca_file: Option<String>,
-    tls_cert_file: Option<String>,
-    tls_key_file: Option<String>,
-    tls_server_name: Option<String>,
-    url: Option<String>,
+/// The variables as strings, keyed as envy maps them (`CRONLOCK_REDIS_TIMEOUT`
+/// → `redis_timeout`). Typed parsing happens afterwards so that every message
+/// can name the variable and its value. (A map rather than a derived struct:
+/// a derive is a proc-macro, which the static build cannot compile.)
+#[derive(Debug, Default)]
+struct Raw(HashMap<String, String>);
+
+impl Raw {
+    fn get(&self, name: &str) -> Option<&str> {
+        debug_assert!(Self::known(name), "{name} is not a setting");
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        debug_assert!(Self::known(name), "{name} is not a setting");
+        self.0.remove(name)
+    }
+
+    fn known(name: &str) -> bool {
+        KNOWN.iter().any(|known| known.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Where locks live.
@@ -250,9 +235,9 @@ pub fn load(env: impl IntoIterator<Item = (OsString, OsString)>, search: &Search
 
     // An empty value is the same as an unset one, as `[ -z "$VAR" ]` sees it.
     vars.retain(|_, value| !value.is_empty());
-    let raw: Raw = envy::prefixed("CRONLOCK_")
+    let raw = Raw(envy::prefixed("CRONLOCK_")
         .from_iter(vars)
-        .context("reading CRONLOCK_* variables")?;
+        .context("reading CRONLOCK_* variables")?);
     build(raw, file, exported, notes)
 }
 
@@ -332,33 +317,33 @@ fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes: Vec<String>) -> Result<Config> {
-    let verbose = boolean("VERBOSE", raw.verbose.as_deref(), false)?;
-    let reset = boolean("RESET", raw.reset.as_deref(), false)?;
-    let ntpdate = boolean("NTPDATE", raw.ntpdate.as_deref(), false)?;
-    let grace = seconds("GRACE", raw.grace.as_deref(), 40, -MAX_SECONDS)?;
-    let release = seconds("RELEASE", raw.release.as_deref(), 86400, 0)?;
-    let timeout = seconds("TIMEOUT", raw.timeout.as_deref(), 0, 0)? as u64;
-    let kill_after = seconds("KILL_AFTER", raw.kill_after.as_deref(), 10, 0)? as u64;
+fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes: Vec<String>) -> Result<Config> {
+    let verbose = boolean("VERBOSE", raw.get("verbose"), false)?;
+    let reset = boolean("RESET", raw.get("reset"), false)?;
+    let ntpdate = boolean("NTPDATE", raw.get("ntpdate"), false)?;
+    let grace = seconds("GRACE", raw.get("grace"), 40, -MAX_SECONDS)?;
+    let release = seconds("RELEASE", raw.get("release"), 86400, 0)?;
+    let timeout = seconds("TIMEOUT", raw.get("timeout"), 0, 0)? as u64;
+    let kill_after = seconds("KILL_AFTER", raw.get("kill_after"), 10, 0)? as u64;
     // Renewed every third of the lease, so at least 3 s: one renewal a second.
-    let lease = match seconds("LEASE", raw.lease.as_deref(), 0, 0)? {
+    let lease = match seconds("LEASE", raw.get("lease"), 0, 0)? {
         0 => None,
         n if n < 3 => bail!("CRONLOCK_LEASE={n:?}: at least 3 seconds (it is renewed every third of it), or 0 for off"),
         n => Some(n),
     };
-    let redis_timeout = seconds("REDIS_TIMEOUT", raw.redis_timeout.as_deref(), 30, 0)? as u64;
-    let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.reconnect_attempts.as_deref(), 5, 0)?;
-    let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.reconnect_backoff.as_deref(), 5, 0)? as u64;
+    let redis_timeout = seconds("REDIS_TIMEOUT", raw.get("redis_timeout"), 30, 0)? as u64;
+    let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.get("reconnect_attempts"), 5, 0)?;
+    let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.get("reconnect_backoff"), 5, 0)? as u64;
     if reconnect_attempts > 1000 {
         bail!("CRONLOCK_RECONNECT_ATTEMPTS={reconnect_attempts:?}: at most 1000");
     }
 
     let mut target = RedisTarget {
-        host: raw.host.unwrap_or_else(|| "localhost".to_string()),
-        port: port("PORT", raw.port.as_deref(), 6379)?,
-        user: raw.user,
-        password: raw.auth,
-        db: integer("DB", raw.db.as_deref(), 0, 0, i64::from(i32::MAX))?,
+        host: raw.take("host").unwrap_or_else(|| "localhost".to_string()),
+        port: port("PORT", raw.get("port"), 6379)?,
+        user: raw.take("user"),
+        password: raw.take("auth"),
+        db: integer("DB", raw.get("db"), 0, 0, i64::from(i32::MAX))?,
         timeout: (redis_timeout > 0).then(|| Duration::from_secs(redis_timeout)),
         reconnect_attempts: reconnect_attempts as u32,
         reconnect_backoff,
@@ -366,12 +351,12 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         tls: None,
     };
 
-    let use_tls = boolean("TLS", raw.tls.as_deref(), false)?;
-    let skip_verify = boolean("TLS_SKIP_VERIFY", raw.tls_skip_verify.as_deref(), false)?;
+    let use_tls = boolean("TLS", raw.get("tls"), false)?;
+    let skip_verify = boolean("TLS_SKIP_VERIFY", raw.get("tls_skip_verify"), false)?;
     let mut store = None;
     // `rediss://` turns TLS on as CRONLOCK_TLS=yes does.
     let mut url_tls = false;
-    if let Some(url) = raw.url.as_deref() {
+    if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
             url::Parsed::Redis {
@@ -391,17 +376,17 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
             }
         }
     }
-    let tls_settings_set = raw.tls_ca_file.is_some()
-        || raw.tls_cert_file.is_some()
-        || raw.tls_key_file.is_some()
-        || raw.tls_server_name.is_some();
+    let tls_settings_set = raw.get("tls_ca_file").is_some()
+        || raw.get("tls_cert_file").is_some()
+        || raw.get("tls_key_file").is_some()
+        || raw.get("tls_server_name").is_some();
     if use_tls || url_tls {
         let tls = Tls {
             skip_verify,
-            ca_file: raw.tls_ca_file.map(PathBuf::from),
-            cert_file: raw.tls_cert_file.map(PathBuf::from),
-            key_file: raw.tls_key_file.map(PathBuf::from),
-            server_name: raw.tls_server_name,
+            ca_file: raw.take("tls_ca_file").map(PathBuf::from),
+            cert_file: raw.take("tls_cert_file").map(PathBuf::from),
+            key_file: raw.take("tls_key_file").map(PathBuf::from),
+            server_name: raw.take("tls_server_name"),
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
@@ -414,17 +399,17 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
     }
 
     // Checked even when Sentinel is off, so a typo is not silently carried around.
-    let sentinel_port = port("SENTINEL_PORT", raw.sentinel_port.as_deref(), 26379)?;
-    if boolean("USE_SENTINEL", raw.use_sentinel.as_deref(), false)? {
-        let hosts = raw.sentinel_host.unwrap_or_else(|| "localhost".to_string());
+    let sentinel_port = port("SENTINEL_PORT", raw.get("sentinel_port"), 26379)?;
+    if boolean("USE_SENTINEL", raw.get("use_sentinel"), false)? {
+        let hosts = raw.take("sentinel_host").unwrap_or_else(|| "localhost".to_string());
         let nodes = hosts
             .split(',')
             .map(|node| sentinel_node(node.trim(), sentinel_port))
             .collect::<Result<Vec<_>>>()?;
         target.sentinel = Some(Sentinel {
-            master: raw.sentinel_master.unwrap_or_else(|| "mymaster".to_string()),
+            master: raw.take("sentinel_master").unwrap_or_else(|| "mymaster".to_string()),
             nodes,
-            password: raw.sentinel_auth,
+            password: raw.take("sentinel_auth"),
         });
     }
 
@@ -440,8 +425,8 @@ fn build(raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, notes
         store: store.unwrap_or(Store::Redis(Box::new(target))),
         grace,
         release,
-        key: raw.key,
-        prefix: raw.prefix.unwrap_or_else(|| "cronlock.".to_string()),
+        key: raw.take("key"),
+        prefix: raw.take("prefix").unwrap_or_else(|| "cronlock.".to_string()),
         verbose,
         reset,
         ntpdate,
