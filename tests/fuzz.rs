@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 fn no_files() -> Search {
     Search {
-        beside_exe: None,
+        beside_exe: false,
         system: PathBuf::from("/nonexistent/cronlock.conf"),
     }
 }

@@ -181,8 +181,10 @@ pub struct Config {
 /// Where to look for a config file when `CRONLOCK_CONFIG` is not set.
 #[derive(Debug, Clone)]
 pub struct Search {
-    /// `cronlock.conf` beside the executable.
-    pub beside_exe: Option<PathBuf>,
+    /// Look for `cronlock.conf` beside the running executable. Where that
+    /// is gets resolved only when the search comes to it (a readlink of
+    /// /proc/self/exe that most runs, with CRONLOCK_CONFIG set, never need).
+    pub beside_exe: bool,
     /// `/etc/cronlock.conf`.
     pub system: PathBuf,
 }
@@ -190,11 +192,8 @@ pub struct Search {
 impl Search {
     /// The standard places.
     pub fn standard() -> Search {
-        let beside_exe = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("cronlock.conf")));
         Search {
-            beside_exe,
+            beside_exe: true,
             system: PathBuf::from("/etc/cronlock.conf"),
         }
     }
@@ -256,10 +255,18 @@ fn config_path(configured: Option<&str>, search: &Search) -> Result<Option<PathB
         }
         return Ok(Some(path));
     }
-    Ok([search.beside_exe.clone(), Some(search.system.clone())]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file()))
+    let beside_exe = || {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("cronlock.conf")))
+    };
+    Ok([
+        search.beside_exe.then(beside_exe).flatten(),
+        Some(search.system.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file()))
 }
 
 fn read_file(path: &Path, notes: &mut Vec<String>) -> Result<Vec<file::Assignment>> {
@@ -501,7 +508,7 @@ mod tests {
 
     fn no_files() -> Search {
         Search {
-            beside_exe: None,
+            beside_exe: false,
             system: PathBuf::from("/nonexistent/cronlock.conf"),
         }
     }
