@@ -3,8 +3,6 @@
 //! The codes 200, 201 and 202 are the original script's contract with cron
 //! and monitoring; they appear in this file and nowhere else.
 
-use std::process::ExitCode;
-
 /// How a run ended. "Lock held" and "timed out" are outcomes, not errors:
 /// only failures of cronlock itself travel as `anyhow::Error` and become
 /// [`Outcome::Error`] in `main`.
@@ -41,12 +39,6 @@ impl Outcome {
             Outcome::NotFound => 127,
             Outcome::NotExecutable => 126,
         }
-    }
-}
-
-impl From<Outcome> for ExitCode {
-    fn from(outcome: Outcome) -> ExitCode {
-        ExitCode::from(outcome.code())
     }
 }
 

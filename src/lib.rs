@@ -9,6 +9,7 @@ pub mod lease;
 pub mod lock;
 pub mod report;
 pub mod signals;
+pub mod startup;
 pub mod store;
 pub mod supervise;
 pub mod watchdog;

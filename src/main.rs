@@ -1,9 +1,11 @@
 //! The `cronlock` binary: every argument is the command to run under the lock.
+// C's main is the entry point; see `cronlock::startup` for why. (Not in
+// the unit-test build, whose harness brings its own main.)
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -14,18 +16,25 @@ use cronlock::lease::LeaseKeeper;
 use cronlock::lock::{Acquire, LockStore, RedisLock, Release};
 use cronlock::report::Report;
 use cronlock::signals;
+use cronlock::startup;
 use cronlock::store::file::DirectoryLock;
 use cronlock::supervise::{self, Ended, Job};
 
-fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    match run(&args) {
-        Ok(outcome) => outcome.into(),
-        Err(err) => {
-            eprintln!("cronlock: {err:#}");
-            Outcome::Error.into()
-        }
-    }
+/// # Safety
+/// Called by the C runtime only, with its `argc` and `argv`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn main(argc: nix::libc::c_int, argv: *const *const nix::libc::c_char) -> nix::libc::c_int {
+    // SAFETY: as the C runtime passes them.
+    let args = unsafe { startup::args(argc, argv) };
+    let outcome = startup::standard_fds().map_err(anyhow::Error::from).and_then(|()| {
+        startup::ignore_sigpipe();
+        run(&args)
+    });
+    let outcome = outcome.unwrap_or_else(|err| {
+        let _ = writeln!(std::io::stderr(), "cronlock: {err:#}");
+        Outcome::Error
+    });
+    nix::libc::c_int::from(outcome.code())
 }
 
 fn run(args: &[OsString]) -> Result<Outcome> {

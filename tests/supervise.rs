@@ -116,3 +116,29 @@ fn the_command_shares_a_process_group_with_the_watchdog_only() {
     assert!(members.contains(&"cronlock-watch"), "{out}");
     assert!(!members.contains(&"cronlock"), "cronlock itself stays outside: {out}");
 }
+
+#[test]
+fn closed_standard_descriptors_are_opened_on_dev_null() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    // cron can start a job with stdout closed. The Redis socket must not
+    // take descriptor 1 then: the command would write into it.
+    let redis = RedisServer::start();
+    let dir = TempDir::new("closed-fds");
+    let seen = dir.join("seen");
+    // $PPID is cronlock: its descriptors, which the command inherits.
+    let script = format!("readlink /proc/$PPID/fd/1 /proc/$PPID/fd/2 > {}", seen.display());
+    let mut command = cronlock(&with(&redis.env(), &[("CRONLOCK_VERBOSE", "yes")]));
+    command.args(["sh", "-c", &script]).stdin(Stdio::null());
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::libc::close(1);
+            nix::libc::close(2);
+            Ok(())
+        });
+    }
+    let status = command.status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "/dev/null\n/dev/null\n");
+}
