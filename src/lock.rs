@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use redis::Value;
 
 use crate::config::RedisTarget;
-use crate::connect::{AuthRejected, Retry, Session, Unconfirmed};
+use crate::connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use crate::report::Report;
 
 /// A lock we hold.
@@ -129,7 +128,7 @@ impl<'a> RedisLock<'a> {
 
     /// EVAL with the script text every time: one round trip, no NOSCRIPT
     /// fallback, and the server caches the compiled script anyway.
-    fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Value>> {
+    fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Reply>> {
         let reply = self.session.query(&self.eval_cmd(body, key, args), retry)?;
         self.script_reply(reply)
     }
@@ -143,10 +142,10 @@ impl<'a> RedisLock<'a> {
         cmd
     }
 
-    fn script_reply(&self, reply: Value) -> Result<Vec<Value>> {
+    fn script_reply(&self, reply: Reply) -> Result<Vec<Reply>> {
         match reply {
-            Value::Array(items) => Ok(items),
-            Value::Int(n) => Ok(vec![Value::Int(n)]),
+            Reply::Array(items) => Ok(items),
+            Reply::Int(n) => Ok(vec![Reply::Int(n)]),
             other => bail!(
                 "{}: unexpected reply to the lock script: {other:?}",
                 self.session.describe()
@@ -164,7 +163,7 @@ impl RedisLock<'_> {
         let Some(rejected) = err.downcast_ref::<AuthRejected>() else {
             return;
         };
-        let Value::Array(reply) = &rejected.reply else {
+        let Reply::Array(reply) = &rejected.reply else {
             return;
         };
         if let (Ok(1 | 2), Ok(now)) = (int(reply, 0), int(reply, 1)) {
@@ -179,21 +178,21 @@ impl RedisLock<'_> {
     }
 }
 
-fn int(values: &[Value], index: usize) -> Result<i64> {
+fn int(values: &[Reply], index: usize) -> Result<i64> {
     match values.get(index) {
-        Some(Value::Int(n)) => Ok(*n),
+        Some(Reply::Int(n)) => Ok(*n),
         other => Err(anyhow!("unexpected reply from the lock script: {other:?}")),
     }
 }
 
 /// The previous value as the original's bash arithmetic reads it: not a number → 0.
-fn previous_value(values: &[Value]) -> i64 {
+fn previous_value(values: &[Reply]) -> i64 {
     match values.get(2) {
-        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
+        Some(Reply::Bulk(bytes)) => std::str::from_utf8(bytes)
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .unwrap_or(0),
-        Some(Value::Int(n)) => *n,
+        Some(Reply::Int(n)) => *n,
         _ => 0,
     }
 }

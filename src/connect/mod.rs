@@ -2,6 +2,7 @@
 //! with the original's linear backoff, Sentinel lookup, and Cluster
 //! `MOVED`/`ASK` redirects.
 
+mod reply;
 mod sentinel;
 mod tls;
 mod wire;
@@ -10,11 +11,12 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use redis::{Cmd, Value};
+use redis::Cmd;
 
 use crate::config::RedisTarget;
 use crate::report::Report;
 use crate::signals;
+pub use reply::{Reply, ServerError};
 use tls::TlsSetup;
 use wire::{Connection, WireError};
 
@@ -39,7 +41,7 @@ pub struct AuthRejected {
     /// The message for the user.
     pub message: String,
     /// The command's own reply.
-    pub reply: Value,
+    pub reply: Reply,
 }
 
 impl fmt::Display for AuthRejected {
@@ -76,7 +78,7 @@ enum Failure {
     /// The connection broke after the command may have been sent.
     InFlight(String),
     /// The server answered with an error.
-    Server(redis::ServerError),
+    Server(ServerError),
     /// The cluster sent us elsewhere.
     Redirect { host: String, port: u16, ask: bool },
     /// Not a connection problem: stop at once.
@@ -129,7 +131,7 @@ impl<'a> Session<'a> {
 
     /// Sends `cmd` and returns the reply, reconnecting and following cluster
     /// redirects as needed.
-    pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Value> {
+    pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Reply> {
         let packed = cmd.get_packed_command();
         let mut attempt: u32 = 0;
         loop {
@@ -176,7 +178,7 @@ impl<'a> Session<'a> {
 
     /// One try at `cmd` within `limit` (redirects followed, no reconnect
     /// loop): for lease renewals, which must give up before the lease ends.
-    pub fn query_once(&mut self, cmd: &Cmd, limit: Duration) -> Result<Value, Unconfirmed> {
+    pub fn query_once(&mut self, cmd: &Cmd, limit: Duration) -> Result<Reply, Unconfirmed> {
         let timeout = Some(
             self.target
                 .timeout
@@ -203,7 +205,7 @@ impl<'a> Session<'a> {
     }
 
     /// Sends `packed` and follows MOVED/ASK; every other failure is returned.
-    fn send_following_redirects(&mut self, packed: &[u8], timeout: Option<Duration>) -> Result<Value, Failure> {
+    fn send_following_redirects(&mut self, packed: &[u8], timeout: Option<Duration>) -> Result<Reply, Failure> {
         let mut redirects = 0;
         let mut asking = false;
         loop {
@@ -234,7 +236,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn try_query(&mut self, packed: &[u8], asking: bool, timeout: Option<Duration>) -> Result<Value, Failure> {
+    fn try_query(&mut self, packed: &[u8], asking: bool, timeout: Option<Duration>) -> Result<Reply, Failure> {
         match self.connection.as_mut() {
             Some(connection) => connection
                 .set_timeout(timeout)
@@ -252,10 +254,10 @@ impl<'a> Session<'a> {
         } else {
             connection.exchange(packed, 1)?
         };
-        let reply = replies.pop().unwrap_or(Value::Nil);
+        let reply = replies.pop().unwrap_or(Reply::Nil);
         if had_auth {
-            if let Some(Value::ServerError(err)) = replies.first() {
-                let why = server_text(err);
+            if let Some(Reply::Error(err)) = replies.first() {
+                let why = err.to_string();
                 let message = if why.contains("without any password configured") {
                     format!(
                         "invalid auth for {}: it has no password set, but CRONLOCK_AUTH is given",
@@ -272,7 +274,7 @@ impl<'a> Session<'a> {
             }
         }
         match reply {
-            Value::ServerError(err) => Err(classify(err)),
+            Reply::Error(err) => Err(classify(err)),
             value => Ok(value),
         }
     }
@@ -297,8 +299,8 @@ impl<'a> Session<'a> {
     }
 
     /// A one-line message for an error reply, in the original's spirit.
-    fn server_error(&self, err: &redis::ServerError) -> anyhow::Error {
-        let text = server_text(err);
+    fn server_error(&self, err: &ServerError) -> anyhow::Error {
+        let text = err.to_string();
         if text.contains("DB index is out of range") || text.contains("invalid DB index") {
             return anyhow::anyhow!(
                 "Redis db '{}' does not exist at {}; check the number of databases",
@@ -333,19 +335,11 @@ impl<'a> Session<'a> {
     }
 }
 
-/// An error reply as the server wrote it: `CODE detail`.
-pub(crate) fn server_text(err: &redis::ServerError) -> String {
-    match err.details() {
-        Some(details) => format!("{} {details}", err.code()),
-        None => err.code().to_string(),
-    }
-}
-
 /// `MOVED <slot> <host>:<port>` and `ASK ...` are redirects; the rest are errors.
-fn classify(err: redis::ServerError) -> Failure {
+fn classify(err: ServerError) -> Failure {
     let ask = err.code() == "ASK";
     if ask || err.code() == "MOVED" {
-        let target = err.details().and_then(|d| d.split_whitespace().nth(1));
+        let target = err.detail().and_then(|d| d.split_whitespace().nth(1));
         if let Some((host, port)) = target.and_then(|t| t.rsplit_once(':')) {
             if let Ok(port) = port.parse::<u16>() {
                 return Failure::Redirect {

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use redis::Value;
 
 use super::tls::TlsSetup;
 use super::wire::{Connection, WireError};
-use super::{server_text, Failure};
+use super::{Failure, Reply};
 use crate::config::Sentinel;
 use crate::report::Report;
 
@@ -47,22 +46,22 @@ pub(super) fn master(
                 continue;
             }
         };
-        let answer = replies.pop().unwrap_or(Value::Nil);
-        if let Some(Value::ServerError(err)) = replies.first() {
+        let answer = replies.pop().unwrap_or(Reply::Nil);
+        if let Some(Reply::Error(err)) = replies.first() {
             return Err(Failure::Fatal(anyhow!(
                 "invalid auth for {where_} (CRONLOCK_SENTINEL_AUTH): {}",
-                server_text(err)
+                err
             )));
         }
         return match answer {
-            Value::Nil => Err(Failure::Fatal(anyhow!(
+            Reply::Nil => Err(Failure::Fatal(anyhow!(
                 "unknown master '{}' at {where_}",
                 sentinel.master
             ))),
-            Value::Array(items) if items.len() == 2 => {
-                let text = |v: &Value| match v {
-                    Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-                    Value::SimpleString(s) => Some(s.clone()),
+            Reply::Array(items) if items.len() == 2 => {
+                let text = |v: &Reply| match v {
+                    Reply::Bulk(bytes) => String::from_utf8(bytes.clone()).ok(),
+                    Reply::Status(s) => Some(s.clone()),
                     _ => None,
                 };
                 match (text(&items[0]), text(&items[1]).and_then(|p| p.parse::<u16>().ok())) {
@@ -75,10 +74,10 @@ pub(super) fn master(
                     _ => Err(Failure::Fatal(anyhow!("{where_} gave an unreadable master address"))),
                 }
             }
-            Value::ServerError(err) if err.code() == "NOAUTH" => Err(Failure::Fatal(anyhow!(
+            Reply::Error(err) if err.code() == "NOAUTH" => Err(Failure::Fatal(anyhow!(
                 "{where_} wants a password: set CRONLOCK_SENTINEL_AUTH"
             ))),
-            Value::ServerError(err) => Err(Failure::Fatal(anyhow!("{where_} answered: {}", server_text(&err)))),
+            Reply::Error(err) => Err(Failure::Fatal(anyhow!("{where_} answered: {}", err))),
             other => Err(Failure::Fatal(anyhow!("{where_} gave an unexpected answer: {other:?}"))),
         };
     }

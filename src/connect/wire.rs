@@ -1,5 +1,5 @@
 //! One connection to one Redis node, plain or TLS: commands go out already
-//! packed by the `redis` crate, replies come back through its parser. We
+//! packed by the `redis` crate, replies come back through [`reply::read`]. We
 //! own the socket so that the handshake, timeouts and pipelining are ours:
 //! AUTH travels in the same write as the first command, and no client
 //! metadata round trips are added.
@@ -9,9 +9,9 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use redis::Value;
 use rustls::{ClientConnection, StreamOwned};
 
+use super::reply::{self, ReadError, Reply};
 use super::tls::{self, TlsSetup};
 
 /// Why a connection could not be used.
@@ -88,7 +88,6 @@ impl Write for Stream {
 /// An open connection.
 pub struct Connection {
     stream: BufReader<Stream>,
-    parser: redis::Parser,
     /// Packed commands (AUTH) to send in front of the first request.
     preamble: Vec<u8>,
     preamble_replies: usize,
@@ -115,7 +114,6 @@ impl Connection {
         };
         Ok(Connection {
             stream: BufReader::with_capacity(4096, stream),
-            parser: redis::Parser::new(),
             preamble: Vec::new(),
             preamble_replies: 0,
             fresh: true,
@@ -159,7 +157,7 @@ impl Connection {
 
     /// Sends `request` (one or more packed commands) in one write and reads
     /// `replies` replies. Replies to the queued preamble come first.
-    pub fn exchange(&mut self, request: &[u8], replies: usize) -> Result<Vec<Value>, WireError> {
+    pub fn exchange(&mut self, request: &[u8], replies: usize) -> Result<Vec<Reply>, WireError> {
         let preamble = std::mem::take(&mut self.preamble);
         let total = replies + std::mem::take(&mut self.preamble_replies);
         let sent = if preamble.is_empty() {
@@ -172,18 +170,10 @@ impl Connection {
         sent.map_err(|err| self.broken(err))?;
         let mut values = Vec::with_capacity(total);
         for _ in 0..total {
-            let value = self.parser.parse_value(&mut self.stream);
-            match value {
+            match reply::read(&mut self.stream) {
                 Ok(value) => values.push(value),
-                Err(err) => {
-                    return Err(match err.kind() {
-                        redis::ErrorKind::Io => {
-                            let io = io::Error::new(io_kind(&err), err.to_string().replace('\n', " "));
-                            self.broken(io)
-                        }
-                        _ => WireError::Protocol(err.to_string().replace('\n', " ")),
-                    })
-                }
+                Err(ReadError::Io(err)) => return Err(self.broken(err)),
+                Err(ReadError::Protocol(why)) => return Err(WireError::Protocol(why)),
             }
             self.fresh = false;
         }
@@ -213,17 +203,6 @@ impl Connection {
             );
         }
         WireError::Io(err)
-    }
-}
-
-/// The io error kind behind a redis-rs I/O error, so timeouts stay timeouts.
-fn io_kind(err: &redis::RedisError) -> io::ErrorKind {
-    if err.is_timeout() {
-        io::ErrorKind::TimedOut
-    } else if err.is_connection_dropped() {
-        io::ErrorKind::ConnectionReset
-    } else {
-        io::ErrorKind::Other
     }
 }
 
