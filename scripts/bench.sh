@@ -6,6 +6,9 @@
 #   CRONLOCK_BIN        binary to measure (default: build target/release/cronlock)
 #   CRONLOCK_REFERENCE  the original `cronlock` script (optional)
 #   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
+#   BENCH_ROUNDS        rounds the runs are split into (default 5): every row
+#                       runs once per round, so a machine that slows down for
+#                       a while slows all rows alike
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNS="${BENCH_RUNS:-1000}"
@@ -94,12 +97,14 @@ fi
 
 echo "# cronlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
-echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes)"
+LINKAGE=$( (file -b "$BIN" 2>/dev/null || true) | grep -o 'statically linked\|dynamically linked' || echo "linkage unknown")
+echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes, $LINKAGE)"
 if command -v hyperfine >/dev/null; then
   echo "# wall: median of hyperfine -N ($(hyperfine --version)); CPU: median from wait4 over as many runs; peak RSS: median under GNU time"
 else
   echo "# wall and CPU: medians from wait4 over repeated runs (hyperfine not installed); peak RSS: median under GNU time"
 fi
+echo "# runs per row split into ${BENCH_ROUNDS:-5} rounds, each running every row in turn"
 echo
 
 python3 - "$ROWS" "$WORK" <<'PY'
@@ -135,26 +140,34 @@ def wait4_stats(argv, env, runs, expect):
         if code != expect:
             sys.exit(f"bench.sh: {' '.join(argv)} exited {code}, expected {expect}")
         cpus.append(usage.ru_utime + usage.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
+    return walls, cpus
 
-def hyperfine_median(command, env, runs):
+def hyperfine_times(command, env, runs):
     out = os.path.join(work, "hf.json")
-    subprocess.run([hyperfine, "-N", "--style", "none", "--warmup", "20", "--runs", str(runs),
+    subprocess.run([hyperfine, "-N", "--style", "none", "--warmup", "10", "--runs", str(runs),
                     "-i", "--export-json", out, command], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, env=env)
-    return json.load(open(out))["results"][0]["median"]
+    return json.load(open(out))["results"][0]["times"]
 
-results = []
+rounds = max(1, int(os.environ.get("BENCH_ROUNDS", "5")))
+prepared = []
 for label, expect, runs, assignments, command in rows:
     env = dict(os.environ)
     env.update(a.split("=", 1) for a in shlex.split(assignments) if a)
-    argv = shlex.split(command)
-    runs, expect = int(runs), int(expect)
-    wall, cpu = wait4_stats(argv, env, runs, expect)
-    rss = peak_rss(argv, env, min(runs, 50))
-    if hyperfine:
-        wall = hyperfine_median(command, env, runs)
-    results.append((label, wall, cpu, rss))
+    prepared.append((label, int(expect), max(1, int(runs) // rounds), env, command, shlex.split(command)))
+
+walls = {label: [] for label, *_ in prepared}
+cpus = {label: [] for label, *_ in prepared}
+for _ in range(rounds):
+    for label, expect, runs, env, command, argv in prepared:
+        wall, cpu = wait4_stats(argv, env, runs, expect)
+        cpus[label] += cpu
+        walls[label] += hyperfine_times(command, env, runs) if hyperfine else wall
+
+results = []
+for label, expect, runs, env, command, argv in prepared:
+    rss = peak_rss(argv, env, min(runs * rounds, 50))
+    results.append((label, statistics.median(walls[label]), statistics.median(cpus[label]), rss))
 
 bare = results[0][1]
 ours = {label: wall for label, wall, _, _ in results}
