@@ -20,11 +20,17 @@ pub fn standard_fds() -> io::Result<()> {
         revents: 0,
     });
     // SAFETY: a valid array of three pollfd; a zero timeout returns at once.
-    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } >= 0;
     for pollfd in fds {
-        if pollfd.revents & libc::POLLNVAL != 0 {
+        let closed = if polled {
+            pollfd.revents & libc::POLLNVAL != 0
+        } else {
+            // Where poll is refused (some sandboxes), ask each descriptor.
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(pollfd.fd, libc::F_GETFD) };
+            flags == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        };
+        if closed {
             // The lowest free descriptor: this one, as those below are open.
             // SAFETY: a valid C string; the descriptor is kept for good.
             let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
