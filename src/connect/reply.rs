@@ -14,6 +14,9 @@ const MAX_BULK: usize = 16 << 20;
 const MAX_ITEMS: usize = 1 << 16;
 /// Nesting deeper than this is refused (our scripts return flat arrays).
 const MAX_DEPTH: usize = 8;
+/// Lines (all but bulk strings) are short: a peer that sends this much
+/// without a newline is not Redis.
+const MAX_LINE: usize = 64 * 1024;
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,16 +87,16 @@ fn read_nested(input: &mut impl BufRead, depth: usize) -> Result<Reply, ReadErro
         b'$' => match length(rest, &line, MAX_BULK)? {
             None => Ok(Reply::Nil),
             Some(len) => {
-                let mut bytes = Vec::with_capacity(len);
-                input.take(len as u64).read_to_end(&mut bytes)?;
-                let mut end = [0u8; 2];
-                if bytes.len() < len {
+                // The string and its CRLF in one read.
+                let mut bytes = Vec::with_capacity(len + 2);
+                input.take(len as u64 + 2).read_to_end(&mut bytes)?;
+                if bytes.len() < len + 2 {
                     return Err(closed());
                 }
-                input.read_exact(&mut end).map_err(eof_is_closed)?;
-                if &end != b"\r\n" {
+                if !bytes.ends_with(b"\r\n") {
                     return Err(protocol("a bulk string without its CRLF", &bytes));
                 }
+                bytes.truncate(len);
                 Ok(Reply::Bulk(bytes))
             }
         },
@@ -115,14 +118,13 @@ fn read_nested(input: &mut impl BufRead, depth: usize) -> Result<Reply, ReadErro
 /// One CRLF-terminated line, without the CRLF.
 fn read_line(input: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
-    // Lines are short; a peer that sends no newline is not Redis.
-    (&mut *input).take(64 * 1024).read_until(b'\n', &mut line)?;
+    (&mut *input).take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
     match line.strip_suffix(b"\r\n") {
         Some(content) => {
             line.truncate(content.len());
             Ok(line)
         }
-        None if line.is_empty() || (!line.ends_with(b"\n") && line.len() < 64 * 1024) => Err(closed()),
+        None if line.is_empty() || (!line.ends_with(b"\n") && line.len() < MAX_LINE) => Err(closed()),
         None => Err(protocol("a line without CRLF", &line)),
     }
 }
@@ -155,14 +157,6 @@ fn closed() -> ReadError {
         io::ErrorKind::UnexpectedEof,
         "the server closed the connection",
     ))
-}
-
-fn eof_is_closed(err: io::Error) -> ReadError {
-    if err.kind() == io::ErrorKind::UnexpectedEof {
-        closed()
-    } else {
-        ReadError::Io(err)
-    }
 }
 
 /// A protocol error naming what was wrong and the first bytes seen.
