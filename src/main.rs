@@ -26,11 +26,7 @@ use cronlock::supervise::{self, Ended, Job};
 pub unsafe extern "C" fn main(argc: nix::libc::c_int, argv: *const *const nix::libc::c_char) -> nix::libc::c_int {
     // SAFETY: as the C runtime passes them.
     let args = unsafe { startup::args(argc, argv) };
-    let outcome = startup::standard_fds().map_err(anyhow::Error::from).and_then(|()| {
-        startup::ignore_sigpipe();
-        run(&args)
-    });
-    let outcome = outcome.unwrap_or_else(|err| {
+    let outcome = run(&args).unwrap_or_else(|err| {
         let _ = writeln!(std::io::stderr(), "cronlock: {err:#}");
         Outcome::Error
     });
@@ -38,6 +34,8 @@ pub unsafe extern "C" fn main(argc: nix::libc::c_int, argv: *const *const nix::l
 }
 
 fn run(args: &[OsString]) -> Result<Outcome> {
+    startup::standard_fds()?;
+    startup::ignore_sigpipe();
     // Blocked from the start: a SIGTERM that arrives while we take the lock
     // must not leave a taken lock with no command behind it.
     signals::block()?;
