@@ -3,7 +3,7 @@
 # peak RSS of the bare command, cronlock on its paths (lock taken, lock held,
 # TLS, directory store) and, when CRONLOCK_REFERENCE names it, the original
 # script; then 200 runs at once on one key. Starts its own servers.
-#   CRONLOCK_BIN        binary to measure (default: build target/release/cronlock)
+#   CRONLOCK_BIN        binary to measure (default: what scripts/build.sh builds)
 #   CRONLOCK_REFERENCE  the original `cronlock` script (optional)
 #   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
 #   BENCH_ROUNDS        rounds the runs are split into (default 5): every row
@@ -14,8 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNS="${BENCH_RUNS:-1000}"
 
 if [ -z "${CRONLOCK_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release --quiet)
-  CRONLOCK_BIN="$ROOT/target/release/cronlock"
+  CRONLOCK_BIN="$("$ROOT/scripts/build.sh")"
 fi
 BIN="$(cd "$(dirname "$CRONLOCK_BIN")" && pwd)/$(basename "$CRONLOCK_BIN")"
 REF=""
@@ -98,6 +97,9 @@ fi
 echo "# cronlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
 LINKAGE=$( (file -b "$BIN" 2>/dev/null || true) | grep -o 'statically linked\|dynamically linked' || echo "linkage unknown")
+# glibc shows in a static binary by its tunables parser, in a dynamic one by
+# its symbol versions; a musl binary has neither.
+if grep -aq 'GLIBC_TUNABLES\|GLIBC_2\.' "$BIN"; then LINKAGE="$LINKAGE, glibc"; else LINKAGE="$LINKAGE, no glibc"; fi
 echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes, $LINKAGE)"
 if command -v hyperfine >/dev/null; then
   echo "# wall: median of hyperfine -N ($(hyperfine --version)); CPU: median from wait4 over as many runs; peak RSS: median under GNU time"

@@ -36,17 +36,15 @@ pub fn wait(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let spec = remaining.map(|r| libc::timespec {
-            tv_sec: r.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: r.subsec_nanos() as libc::c_long,
-        });
+        let spec = remaining.map(nix::sys::time::TimeSpec::from_duration);
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: the set, info and timespec pointers are valid for the call.
         let result = unsafe {
             libc::sigtimedwait(
                 set.as_ref(),
                 &mut info,
-                spec.as_ref().map_or(std::ptr::null(), |s| s as *const libc::timespec),
+                spec.as_ref()
+                    .map_or(std::ptr::null(), |s| s.as_ref() as *const libc::timespec),
             )
         };
         if result > 0 {

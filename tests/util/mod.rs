@@ -236,9 +236,12 @@ impl Drop for TempDir {
     }
 }
 
-/// The built binary.
+/// The binary under test: `CRONLOCK_BIN` when set (scripts/test.sh points it
+/// at the release builds), else the one cargo built for these tests.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cronlock"))
+    std::env::var_os("CRONLOCK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronlock")))
 }
 
 /// `cronlock` with every `CRONLOCK_*` variable of the caller removed, the
