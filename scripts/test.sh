@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
 # tests (unit and integration, against private redis-server processes) and
-# the shell compatibility suite.
+# the shell compatibility suite, and the integration tests and that suite
+# again against the release binary of scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
