@@ -44,6 +44,13 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --release --quiet
 cargo test --quiet 2>&1
+# The allocator's unsafe code under Miri, where a nightly toolchain with
+# Miri is installed (rustup component add miri rust-src --toolchain nightly).
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test --quiet --lib arena 2>&1
+else
+  echo "test.sh: Miri not installed; src/arena.rs not checked under Miri" >&2
+fi
 CRONLOCK_BIN="$PWD/target/release/cronlock" bash compat-tests/run.sh
 
 # The binary scripts/build.sh makes (static musl where it can) passes the

@@ -59,7 +59,7 @@ impl<const N: usize> Arena<N> {
         (ptr as usize).checked_sub(self.base()).filter(|&offset| offset < N)
     }
 
-    /// Claims `size` bytes aligned to `align` at the end of the region.
+    /// Claims a block for `layout` at the end of the region.
     fn bump(&self, layout: Layout) -> Option<*mut u8> {
         let base = self.base();
         let mut next = self.next.load(Ordering::Relaxed);
@@ -73,7 +73,8 @@ impl<const N: usize> Arena<N> {
                 .next
                 .compare_exchange_weak(next, end, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Some(start as *mut u8),
+                // From the region's own pointer, so the block keeps its provenance.
+                Ok(_) => return Some(self.region.get().cast::<u8>().wrapping_add(start - base)),
                 Err(now) => next = now,
             }
         }
@@ -105,34 +106,38 @@ unsafe impl<const N: usize> GlobalAlloc for Arena<N> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if let Some(offset) = self.offset(ptr) {
-            // The last block grows or shrinks where it is, when it fits.
-            let end = offset + layout.size();
-            if let Some(new_end) = offset.checked_add(new_size).filter(|&e| e <= N) {
-                if self
-                    .next
-                    .compare_exchange(end, new_end, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return ptr;
-                }
+        let Some(offset) = self.offset(ptr) else {
+            // SAFETY: a block of the system allocator, with the caller's
+            // guarantees passed on.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        };
+        // The last block grows or shrinks where it is, when it fits.
+        let end = offset + layout.size();
+        if let Some(new_end) = offset.checked_add(new_size).filter(|&e| e <= N) {
+            if self
+                .next
+                .compare_exchange(end, new_end, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return ptr;
             }
         }
         if new_size <= layout.size() {
-            // A block that shrinks stays where it is, its tail unused.
+            // Another block that shrinks stays where it is, its tail unused.
             return ptr;
         }
-        // Elsewhere: a new block, the bytes copied, the old block freed.
+        // A new block (in the region or not), the bytes copied, the old
+        // block freed.
         // SAFETY: the caller guarantees that `new_size`, with the old
         // alignment, makes a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: as for `alloc`.
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
-            // SAFETY: both blocks are live and at least this long; they do
-            // not overlap, since the old one is still allocated.
+            // SAFETY: both blocks are live and at least `layout.size()` long;
+            // they do not overlap, since the old one is still allocated.
             unsafe {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size());
                 self.dealloc(ptr, layout);
             }
         }
@@ -214,6 +219,20 @@ mod tests {
             arena.dealloc(big, layout(100, 8));
             arena.dealloc(moved, layout(400, 8));
         }
+    }
+
+    #[test]
+    fn system_blocks_are_resized_by_the_system_allocator() {
+        let arena = Box::new(Arena::<64>::new());
+        let a = unsafe { arena.alloc(layout(100, 8)) };
+        assert!(!in_region(&arena, a));
+        unsafe { std::ptr::write_bytes(a, 7, 100) };
+        let grown = unsafe { arena.realloc(a, layout(100, 8), 5000) };
+        let shrunk = unsafe { arena.realloc(grown, layout(5000, 8), 10) };
+        let bytes = unsafe { std::slice::from_raw_parts(shrunk, 10) };
+        assert_eq!(bytes, [7; 10]);
+        assert_eq!(arena.used(), 0);
+        unsafe { arena.dealloc(shrunk, layout(10, 8)) };
     }
 
     #[test]
