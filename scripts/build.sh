@@ -6,8 +6,8 @@
 # is there to compile ring's C code (Debian: musl-tools). glibc runs CPU and
 # cache detection at every process start, many cpuid instructions that a VM
 # traps one by one: about 0.45 ms per start on the 2-core VM of the README's
-# figures, where the whole lock-taking run costs 0.7 ms more than bare
-# `true`. cronlock is one process per cron job, so that start-up is most of
+# figures, where the whole lock-taking run of the musl build costs 0.63 ms
+# more than bare `true`. cronlock is one process per cron job, so that start-up is most of
 # its cost.
 #
 # Otherwise it runs `cargo build --release`, which on glibc Linux gives a
