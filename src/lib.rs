@@ -3,7 +3,6 @@
 
 pub mod arena;
 pub mod config;
-pub mod connect;
 pub mod exit;
 pub mod key;
 pub mod lease;
@@ -13,4 +12,5 @@ pub mod signals;
 pub mod startup;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 pub mod watchdog;

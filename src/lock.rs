@@ -1,20 +1,28 @@
-//! The lock protocol, shared by every store, and its Redis implementation.
+//! The lock protocol, shared by every store: what a store is asked to do
+//! and what it answers. The stores themselves live in `crate::store`.
 //!
-//! Interop with the original script is the point: the key holds the unix
-//! time at which the lock expires (start + RELEASE + 1 while the command
-//! runs, start + GRACE + 1 afterwards); a value now or in the future means
-//! held, one in the past may be taken over. The original reaches this with
-//! SETNX/GET/GETSET/EXPIREAT; we do each step as one Lua script, so a
-//! takeover has exactly one winner and the release never clobbers a lock
-//! that someone else has taken over since.
+//! Every store keeps the original script's meaning of a lock: it expires at
+//! a unix time, start + RELEASE + 1 while the command runs and afterwards
+//! the later of start + GRACE + 1 and end + HOLD + 1; a lock whose time is
+//! now or later is held, one in the past may be taken over by exactly one
+//! contender, and a release never touches a lock that is no longer ours.
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
 
-use crate::config::RedisTarget;
-use crate::connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
-use crate::report::Report;
+/// What a run asks for when it tries to take a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The full key (prefix included).
+    pub key: &'a [u8],
+    /// Seconds after which a running holder may be taken over
+    /// (`CRONLOCK_RELEASE`, or the lease in lease mode).
+    pub release: i64,
+    /// Who runs the command (node, pid, start, command line), for stores
+    /// that record it beside the lock; see `crate::owner`.
+    pub owner: Option<&'a str>,
+}
 
 /// A lock we hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +33,21 @@ pub struct Lease {
     pub start: i64,
     /// The value we wrote: start + RELEASE + 1.
     pub expires_at: i64,
+    /// A store's own proof of ownership (a row's token, a node's path, a
+    /// lease id), for stores whose release checks more than the expiry.
+    pub token: Option<String>,
+}
+
+impl Lease {
+    /// A lease without a token.
+    pub fn new(key: &[u8], start: i64, expires_at: i64) -> Lease {
+        Lease {
+            key: key.to_vec(),
+            start,
+            expires_at,
+            token: None,
+        }
+    }
 }
 
 /// The result of trying to take the lock.
@@ -46,10 +69,33 @@ pub enum Acquire {
     },
 }
 
+/// How long the lock outlives the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// `CRONLOCK_GRACE`: kept until start + grace + 1 (negative: dropped at once).
+    pub grace: i64,
+    /// `CRONLOCK_HOLD`: kept until the end + hold + 1; 0 for none.
+    pub hold: i64,
+}
+
+impl Keep {
+    /// The unix time until which the lock is kept, for a run that started at
+    /// `start` and ended at `now` (both on the store's clock): the later of
+    /// the grace, counted from the start, and the hold, counted from the end.
+    pub fn until(self, start: i64, now: i64) -> i64 {
+        let grace = start + self.grace + 1;
+        if self.hold > 0 {
+            grace.max(now + self.hold + 1)
+        } else {
+            grace
+        }
+    }
+}
+
 /// What the release did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
-    /// The lock stays until this unix time (the grace).
+    /// The lock stays until this unix time (the grace or the hold).
     Kept {
         /// Unix time at which it expires.
         until: i64,
@@ -58,25 +104,6 @@ pub enum Release {
     Dropped,
     /// Someone else holds it now; it was left alone.
     NotOurs,
-}
-
-/// A place where locks live.
-pub trait LockStore {
-    /// Tries to take `key`, writing start + `release` + 1 as its value.
-    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire>;
-    /// After the command: keep the lock until start + `grace` + 1, if it is still ours.
-    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release>;
-    /// Removes `key` whoever holds it; true if it existed.
-    fn reset(&mut self, key: &[u8]) -> Result<bool>;
-    /// Lease mode: one try, within `limit`, to extend the lock to now +
-    /// `lease` + 1 if it is still ours.
-    fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
-        let _ = (lease, seconds, after_unknown, limit);
-        Renewal::Unconfirmed {
-            message: "this store has no lease mode".to_string(),
-            maybe_sent: false,
-        }
-    }
 }
 
 /// What one lease renewal found.
@@ -98,178 +125,66 @@ pub enum Renewal {
     },
 }
 
-/// Each script is the shared prelude followed by its own body, joined at
-/// compile time.
-macro_rules! lock_script {
-    ($body:literal) => {
-        concat!(include_str!("lock/prelude.lua"), "\n", include_str!($body))
-    };
+/// Settings that not every store can honour. A store that lacks one says
+/// why, and the run stops with that reason before anything is locked,
+/// instead of silently ignoring the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// `CRONLOCK_LEASE`: renewals while the command runs.
+    Lease,
+    /// `CRONLOCK_HOLD`: keeping the lock after the command, counted from its end.
+    Hold,
 }
 
-const ACQUIRE: &str = lock_script!("lock/acquire.lua");
-const RELEASE: &str = lock_script!("lock/release.lua");
-const RESET: &str = lock_script!("lock/reset.lua");
-const RENEW: &str = lock_script!("lock/renew.lua");
-
-/// Locks in Redis.
-pub struct RedisLock<'a> {
-    session: Session<'a>,
-    db: i64,
-}
-
-impl<'a> RedisLock<'a> {
-    /// A store on `target`; nothing is sent until the first call.
-    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<RedisLock<'a>> {
-        Ok(RedisLock {
-            session: Session::new(target, report)?,
-            db: target.db,
-        })
-    }
-
-    /// EVAL with the script text every time: one round trip, no NOSCRIPT
-    /// fallback, and the server caches the compiled script anyway.
-    fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Reply>> {
-        let reply = self.session.query(&self.eval_cmd(body, key, args), retry)?;
-        self.script_reply(reply)
-    }
-
-    fn eval_cmd(&self, body: &str, key: &[u8], args: &[i64]) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(body).arg(1).arg(key).arg(self.db);
-        for arg in args {
-            cmd.arg(*arg);
-        }
-        cmd
-    }
-
-    fn script_reply(&self, reply: Reply) -> Result<Vec<Reply>> {
-        match reply {
-            Reply::Array(items) => Ok(items),
-            Reply::Int(n) => Ok(vec![Reply::Int(n)]),
-            other => bail!(
-                "{}: unexpected reply to the lock script: {other:?}",
-                self.session.describe()
-            ),
+impl Feature {
+    /// The variable that asks for it.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Feature::Lease => "CRONLOCK_LEASE",
+            Feature::Hold => "CRONLOCK_HOLD",
         }
     }
 }
 
-impl RedisLock<'_> {
-    /// AUTH travels with the acquire script. A server without a password
-    /// refuses the AUTH but runs the script, so the lock may be ours although
-    /// we are about to stop with an error: give it back at once, as the
-    /// original (which sends AUTH first) would never have taken it.
-    fn undo_refused_acquire(&mut self, key: &[u8], release: i64, err: &anyhow::Error) {
-        let Some(rejected) = err.downcast_ref::<AuthRejected>() else {
-            return;
-        };
-        let Reply::Array(reply) = &rejected.reply else {
-            return;
-        };
-        if let (Ok(1 | 2), Ok(now)) = (int(reply, 0), int(reply, 1)) {
-            let lease = Lease {
-                key: key.to_vec(),
-                start: now,
-                expires_at: now + release + 1,
-            };
-            // A grace of -1 keeps it until `start`, which has passed: dropped.
-            let _ = self.release(&lease, -1);
-        }
+/// A place where locks live.
+pub trait LockStore {
+    /// The store's kind, for messages ("redis", "directory", ...).
+    fn kind(&self) -> &'static str;
+    /// Why this store cannot do `feature`, or `None` when it can.
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        let _ = feature;
+        None
     }
-}
-
-fn int(values: &[Reply], index: usize) -> Result<i64> {
-    match values.get(index) {
-        Some(Reply::Int(n)) => Ok(*n),
-        other => Err(anyhow!("unexpected reply from the lock script: {other:?}")),
-    }
-}
-
-/// The previous value as the original's bash arithmetic reads it: not a number → 0.
-fn previous_value(values: &[Reply]) -> i64 {
-    match values.get(2) {
-        Some(Reply::Bulk(bytes)) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .unwrap_or(0),
-        Some(Reply::Int(n)) => *n,
-        _ => 0,
-    }
-}
-
-impl LockStore for RedisLock<'_> {
-    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
-        let reply = match self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent) {
-            Ok(reply) => reply,
-            Err(err) => {
-                self.undo_refused_acquire(key, release, &err);
-                return Err(err);
-            }
-        };
-        let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
-        let lease = Lease {
-            key: key.to_vec(),
-            start: now,
-            expires_at: now + release + 1,
-        };
-        match status {
-            1 => Ok(Acquire::Taken(lease)),
-            2 => Ok(Acquire::TakenOver {
-                lease,
-                expired_ago: now - previous_value(&reply),
-            }),
-            0 => Ok(Acquire::Held {
-                expires_in: previous_value(&reply) - now,
-            }),
-            other => bail!("unexpected status {other} from the lock script"),
-        }
-    }
-
-    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
-        let reply = self.eval(
-            RELEASE,
-            &lease.key,
-            &[lease.start, grace, lease.expires_at],
-            Retry::Idempotent,
-        )?;
-        match int(&reply, 0)? {
-            1 => Ok(Release::Kept {
-                until: lease.start + grace + 1,
-            }),
-            2 => Ok(Release::Dropped),
-            -1 => Ok(Release::NotOurs),
-            other => bail!("unexpected status {other} from the release script"),
-        }
-    }
-
-    fn reset(&mut self, key: &[u8]) -> Result<bool> {
-        let reply = self.eval(RESET, key, &[], Retry::Idempotent)?;
-        Ok(int(&reply, 0)? > 0)
-    }
-
+    /// Tries to take `claim.key`, writing start + `claim.release` + 1 as its expiry.
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire>;
+    /// After the command: keep the lock as `keep` says, if it is still ours.
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release>;
+    /// Removes `key` whoever holds it; true if it existed.
+    fn reset(&mut self, key: &[u8]) -> Result<bool>;
+    /// Lease mode: one try, within `limit`, to extend the lock to now +
+    /// `seconds` + 1 if it is still ours. `after_unknown`: the previous try
+    /// may have renewed without our seeing the answer.
     fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
-        let cmd = self.eval_cmd(
-            RENEW,
-            &lease.key,
-            &[lease.expires_at, seconds, i64::from(after_unknown)],
-        );
-        let reply = match self.session.query_once(&cmd, limit) {
-            Ok(reply) => self.script_reply(reply),
-            Err(Unconfirmed { message, maybe_sent }) => return Renewal::Unconfirmed { message, maybe_sent },
-        };
-        match reply.and_then(|values| Ok((int(&values, 0)?, values))) {
-            Ok((1, values)) => match int(&values, 2) {
-                Ok(expires_at) => Renewal::Renewed { expires_at },
-                Err(err) => Renewal::Unconfirmed {
-                    message: format!("{err:#}"),
-                    maybe_sent: true,
-                },
-            },
-            Ok(_) => Renewal::Lost,
-            Err(err) => Renewal::Unconfirmed {
-                message: format!("{err:#}"),
-                maybe_sent: true,
-            },
+        let _ = (lease, seconds, after_unknown, limit);
+        Renewal::Unconfirmed {
+            message: format!("the {} store has no lease mode", self.kind()),
+            maybe_sent: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_later_of_grace_and_hold_wins() {
+        let grace_only = Keep { grace: 40, hold: 0 };
+        assert_eq!(grace_only.until(100, 200), 141);
+        let both = Keep { grace: 40, hold: 10 };
+        assert_eq!(both.until(100, 120), 141, "grace from the start is later");
+        assert_eq!(both.until(100, 200), 211, "hold from the end is later");
+        let negative = Keep { grace: -1, hold: 0 };
+        assert_eq!(negative.until(100, 100), 100);
     }
 }

@@ -9,15 +9,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use cronlock::config::{self, Config, Search, Store};
+use cronlock::config::{self, Config, Search};
 use cronlock::exit::Outcome;
 use cronlock::key;
 use cronlock::lease::LeaseKeeper;
-use cronlock::lock::{Acquire, LockStore, RedisLock, Release};
+use cronlock::lock::{Acquire, Claim, Feature, Keep, LockStore, Release};
 use cronlock::report::Report;
 use cronlock::signals;
 use cronlock::startup;
-use cronlock::store::file::DirectoryLock;
+use cronlock::store;
 use cronlock::supervise::{self, Ended, Job};
 
 /// Every allocation of the binary; see `cronlock::arena` for why. A run
@@ -78,10 +78,20 @@ fn run(args: &[OsString]) -> Result<Outcome> {
         utf8,
     );
 
-    match &config.store {
-        Store::Redis(target) => run_with(&mut RedisLock::new(target, &report)?, &config, &report, args, &key),
-        Store::Directory(dir) => run_with(&mut DirectoryLock::new(dir)?, &config, &report, args, &key),
+    let mut store = store::open(&config.store, &report)?;
+    for (feature, asked) in [
+        (Feature::Lease, config.lease.is_some()),
+        (Feature::Hold, config.hold > 0),
+    ] {
+        if let Some(why) = store.lacks(feature).filter(|_| asked) {
+            anyhow::bail!(
+                "{} is not supported by the {} store: {why}",
+                feature.variable(),
+                store.kind()
+            );
+        }
     }
+    run_with(store.as_mut(), &config, &report, args, &key)
 }
 
 fn env_bytes(name: &str) -> Option<Vec<u8>> {
@@ -106,7 +116,12 @@ fn run_with(
     }
 
     let asked_at = Instant::now();
-    let mut lease = match store.acquire(key, config.lease.unwrap_or(config.release))? {
+    let claim = Claim {
+        key,
+        release: config.lease.unwrap_or(config.release),
+        owner: None,
+    };
+    let mut lease = match store.acquire(&claim)? {
         Acquire::Held { expires_in: 0 } => {
             report.info(format_args!("lock {shown} is held, expiring now"));
             return Ok(Outcome::Held);
@@ -168,7 +183,13 @@ fn run_with(
         }
     };
 
-    let released = store.release(&lease, config.grace);
+    let released = store.release(
+        &lease,
+        Keep {
+            grace: config.grace,
+            hold: config.hold,
+        },
+    );
     if let Some(why) = lease_lost {
         anyhow::bail!("lease of {shown} lost: {why}; the command's process group was killed");
     }

@@ -50,6 +50,7 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("TIMEOUT", ["ok", "error", "error", "error", "error", "error"]),
     ("KILL_AFTER", ["ok", "error", "error", "error", "error", "error"]),
     ("LEASE", ["ok", "error", "error", "error", "error", "error"]),
+    ("HOLD", ["ok", "error", "error", "error", "error", "error"]),
     // A named config file must exist.
     ("CONFIG", ["ok", "error", "error", "error", "error", "error"]),
     ("USE_SENTINEL", ["ok", "error", "error", "error", "error", "error"]),

@@ -124,26 +124,6 @@ fn redis_restarted_while_the_command_runs_gets_the_release() {
 }
 
 #[test]
-fn redis_gone_for_good_after_the_command_is_201_naming_the_commands_status() {
-    let mut redis = RedisServer::start();
-    let dir = TempDir::new("gone");
-    let gated = Gated::new(&dir, "job");
-    let env = with(&redis.env(), &[("CRONLOCK_RECONNECT_ATTEMPTS", "1")]);
-    let child = cronlock(&env)
-        .args(["sh", "-c", &format!("{}; exit 4", gated.script)])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    gated.wait_started();
-    redis.kill();
-    gated.open();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(201), "{stderr}");
-    assert!(stderr.contains("exit status 4"), "{stderr}");
-}
-
-#[test]
 fn a_server_that_never_answers_is_given_up_after_the_redis_timeout() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

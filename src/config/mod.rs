@@ -43,6 +43,7 @@ pub const KNOWN: &[&str] = &[
     "TIMEOUT",
     "KILL_AFTER",
     "LEASE",
+    "HOLD",
     "CONFIG",
     "USE_SENTINEL",
     "SENTINEL_MASTER",
@@ -170,6 +171,8 @@ pub struct Config {
     pub kill_after: u64,
     /// Lease mode: the lock's life in seconds, renewed while the command runs (`CRONLOCK_LEASE`).
     pub lease: Option<i64>,
+    /// Seconds the lock is kept after the command, counted from its end (`CRONLOCK_HOLD`); 0 for none.
+    pub hold: i64,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// `export`ed assignments of the file, passed on to the command's environment.
@@ -338,6 +341,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         n if n < 3 => bail!("CRONLOCK_LEASE={n:?}: at least 3 seconds (it is renewed every third of it), or 0 for off"),
         n => Some(n),
     };
+    let hold = seconds("HOLD", raw.get("hold"), 0, 0)?;
     let redis_timeout = seconds("REDIS_TIMEOUT", raw.get("redis_timeout"), 30, 0)? as u64;
     let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.get("reconnect_attempts"), 5, 0)?;
     let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.get("reconnect_backoff"), 5, 0)? as u64;
@@ -424,10 +428,6 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
     }
 
-    if lease.is_some() && matches!(store, Some(Store::Directory(_))) {
-        bail!("CRONLOCK_LEASE is for Redis locks; the directory store already frees a crashed run's lock at once");
-    }
-
     Ok(Config {
         store: store.unwrap_or(Store::Redis(Box::new(target))),
         grace,
@@ -440,6 +440,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         timeout,
         kill_after,
         lease,
+        hold,
         file,
         exported,
         notes,
@@ -467,12 +468,14 @@ fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {
     }
 }
 
-/// yes/no/true/false/1/0 in any case.
+/// yes/no/true/false/1/0/on/off in any case, and the single letters t and f
+/// that golock accepts (Go's `strconv.ParseBool`), so a golock environment
+/// works unchanged.
 pub fn boolean(name: &str, value: Option<&str>, default: bool) -> Result<bool> {
     let Some(value) = value else { return Ok(default) };
     match value.to_ascii_lowercase().as_str() {
-        "yes" | "true" | "1" | "on" => Ok(true),
-        "no" | "false" | "0" | "off" => Ok(false),
+        "yes" | "true" | "1" | "on" | "t" => Ok(true),
+        "no" | "false" | "0" | "off" | "f" => Ok(false),
         _ => bail!("CRONLOCK_{name}={value:?}: expected yes or no (also true/false, 1/0)"),
     }
 }
@@ -576,10 +579,11 @@ mod tests {
 
     #[test]
     fn booleans_take_several_spellings() {
-        for yes in ["yes", "YES", "True", "1"] {
+        // Go's strconv.ParseBool spellings too, as golock reads CRONLOCK_TLS.
+        for yes in ["yes", "YES", "True", "1", "t", "T", "TRUE", "true"] {
             assert!(load_env(&[("CRONLOCK_VERBOSE", yes)]).unwrap().verbose);
         }
-        for no in ["no", "FALSE", "0"] {
+        for no in ["no", "FALSE", "0", "f", "F", "False", "false"] {
             assert!(!load_env(&[("CRONLOCK_VERBOSE", no)]).unwrap().verbose);
         }
     }

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::lock::{Acquire, Lease, LockStore, Release};
+use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release};
 
 /// Lock files in one directory.
 pub struct DirectoryLock {
@@ -109,16 +109,26 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 impl LockStore for DirectoryLock {
-    fn acquire(&mut self, key: &[u8], release: i64) -> Result<Acquire> {
+    fn kind(&self) -> &'static str {
+        "directory"
+    }
+
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        match feature {
+            Feature::Lease => {
+                Some("the directory store already frees a crashed run's lock at once (the kernel drops its flock)")
+            }
+            Feature::Hold => None,
+        }
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let (key, release) = (claim.key, claim.release);
         let _mutex = self.mutex()?;
         let path = self.path(key);
         let start = now();
         let expires_at = start + release + 1;
-        let lease = Lease {
-            key: key.to_vec(),
-            start,
-            expires_at,
-        };
+        let lease = Lease::new(key, start, expires_at);
         let file = open_run_file(&path, false)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut file) => {
@@ -164,10 +174,10 @@ impl LockStore for DirectoryLock {
         }
     }
 
-    fn release(&mut self, lease: &Lease, grace: i64) -> Result<Release> {
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
         let _mutex = self.mutex()?;
         let path = self.path(&lease.key);
-        let keep_until = lease.start + grace + 1;
+        let keep_until = keep.until(lease.start, now());
         let Some(mut held) = self.held.take() else {
             return Ok(Release::NotOurs);
         };
@@ -224,6 +234,14 @@ fn file_name(key: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn claim() -> Claim<'static> {
+        Claim {
+            key: b"k",
+            release: 100,
+            owner: None,
+        }
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("cronlock-file-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -241,16 +259,19 @@ mod tests {
     fn second_taker_is_held_then_grace_applies() {
         let dir = temp_dir("grace");
         let mut first = DirectoryLock::new(&dir).unwrap();
-        let lease = match first.acquire(b"k", 100).unwrap() {
+        let lease = match first.acquire(&claim()).unwrap() {
             Acquire::Taken(lease) => lease,
             other => panic!("{other:?}"),
         };
         let mut second = DirectoryLock::new(&dir).unwrap();
-        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Held { .. }));
-        assert!(matches!(first.release(&lease, 30).unwrap(), Release::Kept { .. }));
-        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Held { .. }));
+        assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::Held { .. }));
+        assert!(matches!(
+            first.release(&lease, Keep { grace: 30, hold: 0 }).unwrap(),
+            Release::Kept { .. }
+        ));
+        assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::Held { .. }));
         assert!(second.reset(b"k").unwrap());
-        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::Taken(_)));
+        assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::Taken(_)));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -258,17 +279,20 @@ mod tests {
     fn negative_grace_drops_the_lock_and_a_crashed_run_is_taken_over() {
         let dir = temp_dir("crash");
         let mut first = DirectoryLock::new(&dir).unwrap();
-        let Acquire::Taken(lease) = first.acquire(b"k", 100).unwrap() else {
+        let Acquire::Taken(lease) = first.acquire(&claim()).unwrap() else {
             panic!()
         };
-        assert_eq!(first.release(&lease, -1).unwrap(), Release::Dropped);
+        assert_eq!(
+            first.release(&lease, Keep { grace: -1, hold: 0 }).unwrap(),
+            Release::Dropped
+        );
         // A run that "crashed": its file says running but nobody holds it.
-        let Acquire::Taken(_) = first.acquire(b"k", 100).unwrap() else {
+        let Acquire::Taken(_) = first.acquire(&claim()).unwrap() else {
             panic!()
         };
         drop(first);
         let mut second = DirectoryLock::new(&dir).unwrap();
-        assert!(matches!(second.acquire(b"k", 100).unwrap(), Acquire::TakenOver { .. }));
+        assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::TakenOver { .. }));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,3 +1,21 @@
-//! Lock stores other than Redis.
+//! The lock stores, one module each, and the one place where the configured
+//! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
 pub mod file;
+pub mod redis;
+
+use anyhow::Result;
+
+use crate::config::Store;
+use crate::lock::LockStore;
+use crate::report::Report;
+
+/// Opens the store `store` names. Nothing is sent to a server yet: each
+/// store connects on its first request, so a bad setting found here costs
+/// no connection.
+pub fn open<'a>(store: &'a Store, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+    Ok(match store {
+        Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
+        Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+    })
+}

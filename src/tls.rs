@@ -1,9 +1,7 @@
-//! TLS through rustls: the client configuration built from `CRONLOCK_TLS_*`,
+//! TLS through rustls for every store: the client configuration built from `CRONLOCK_TLS_*`,
 //! and one-line explanations of handshake failures.
 
-use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -76,14 +74,23 @@ impl TlsSetup {
         })
     }
 
+    /// The rustls configuration, for stores whose client drives TLS itself.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The name to verify for `host`: `CRONLOCK_TLS_SERVER_NAME` if set, else the host.
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>> {
+        match &self.server_name {
+            Some(name) => Ok(name.clone()),
+            None => ServerName::try_from(host.to_string())
+                .with_context(|| format!("'{host}' cannot be verified as a TLS server name")),
+        }
+    }
+
     /// A client session for `host`, verifying `CRONLOCK_TLS_SERVER_NAME` if set.
     pub fn client(&self, host: &str) -> Result<rustls::ClientConnection> {
-        let name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => ServerName::try_from(host.to_string())
-                .with_context(|| format!("'{host}' cannot be verified as a TLS server name"))?,
-        };
-        rustls::ClientConnection::new(self.config.clone(), name).context("TLS setup")
+        rustls::ClientConnection::new(self.config.clone(), self.server_name(host)?).context("TLS setup")
     }
 }
 
@@ -189,34 +196,4 @@ pub fn explain(err: &rustls::Error) -> String {
         }
         other => format!("TLS handshake failed: {other}"),
     }
-}
-
-/// How long [`speaks_tls`] waits for an answer.
-const PROBE_LIMIT: Duration = Duration::from_secs(1);
-
-/// Whether `host`:`port` answers a TLS ClientHello with a TLS record: asked
-/// only after a plain connection was closed before any answer.
-pub fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
-    let probe = || -> Result<bool> {
-        let any_certificate = TlsSetup::new(&Tls {
-            skip_verify: true,
-            ..Tls::default()
-        })?;
-        // Any name will do: the answer is never verified.
-        let mut session = any_certificate
-            .client(host)
-            .or_else(|_| any_certificate.client("localhost"))?;
-        // A TLS server answers a ClientHello at once; a plain one waits for a
-        // line that never comes, so the question gets at most a second.
-        let limit = timeout.unwrap_or(PROBE_LIMIT).min(PROBE_LIMIT);
-        let mut tcp = super::wire::connect_tcp(host, port, Some(limit))?;
-        while session.wants_write() {
-            session.write_tls(&mut tcp)?;
-        }
-        let mut head = [0u8; 2];
-        tcp.read_exact(&mut head)?;
-        // A handshake (22) or alert (21) record of TLS major version 3.
-        Ok(matches!(head, [21 | 22, 3]))
-    };
-    probe().unwrap_or(false)
 }

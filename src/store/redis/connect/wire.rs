@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::{ClientConnection, StreamOwned};
 
 use super::reply::{self, ReadError, Reply};
-use super::tls::{self, TlsSetup};
+use crate::tls::{self, TlsSetup};
 
 /// Why a connection could not be used.
 #[derive(Debug)]
@@ -125,7 +125,7 @@ impl Connection {
 
     /// Queues `AUTH [user] password` to travel with the first request.
     pub fn authenticate_with_first_request(&mut self, user: Option<&str>, password: &str) {
-        let mut auth = redis::cmd("AUTH");
+        let mut auth = ::redis::cmd("AUTH");
         if let Some(user) = user {
             auth.arg(user);
         }
@@ -195,7 +195,7 @@ impl Connection {
         }
         if self.fresh
             && matches!(self.stream.get_ref().transport, Transport::Plain(_))
-            && tls::speaks_tls(&self.host, self.port, self.timeout)
+            && speaks_tls(&self.host, self.port, self.timeout)
         {
             return WireError::Fatal(
                 "the server speaks TLS on this port and closed our plain connection; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
@@ -254,4 +254,34 @@ fn handshake(
         }
     }
     Ok(StreamOwned::new(session, tcp))
+}
+
+/// How long [`speaks_tls`] waits for an answer.
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Whether `host`:`port` answers a TLS ClientHello with a TLS record: asked
+/// only after a plain connection was closed before any answer.
+fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
+    let probe = || -> anyhow::Result<bool> {
+        let any_certificate = TlsSetup::new(&crate::config::Tls {
+            skip_verify: true,
+            ..crate::config::Tls::default()
+        })?;
+        // Any name will do: the answer is never verified.
+        let mut session = any_certificate
+            .client(host)
+            .or_else(|_| any_certificate.client("localhost"))?;
+        // A TLS server answers a ClientHello at once; a plain one waits for a
+        // line that never comes, so the question gets at most a second.
+        let limit = timeout.unwrap_or(PROBE_LIMIT).min(PROBE_LIMIT);
+        let mut tcp = connect_tcp(host, port, Some(limit))?;
+        while session.wants_write() {
+            session.write_tls(&mut tcp)?;
+        }
+        let mut head = [0u8; 2];
+        tcp.read_exact(&mut head)?;
+        // A handshake (22) or alert (21) record of TLS major version 3.
+        Ok(matches!(head, [21 | 22, 3]))
+    };
+    probe().unwrap_or(false)
 }

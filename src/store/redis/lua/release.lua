@@ -1,6 +1,7 @@
--- ARGV[2]: start time, ARGV[3]: CRONLOCK_GRACE, ARGV[4]: the value we wrote.
--- Returns {status, now}: 1 = kept for the grace, 2 = deleted (grace over),
--- -1 = left alone because another holder owns it now.
+-- ARGV[2]: start time, ARGV[3]: CRONLOCK_GRACE, ARGV[4]: the value we wrote,
+-- ARGV[5]: CRONLOCK_HOLD (0 for none).
+-- Returns {status, now, kept until}: 1 = kept for the grace or the hold,
+-- 2 = deleted (both over), -1 = left alone because another holder owns it now.
 local ours = tonumber(ARGV[4])
 local current = redis.call('GET', KEYS[1])
 if current and current ~= ARGV[4] then
@@ -11,11 +12,14 @@ if current and current ~= ARGV[4] then
   -- rewrites the value with its own, slightly earlier, expiry).
   if value > ours or now > ours then return {-1, now} end
 end
+-- GRACE counts from the start, HOLD from the end (now); the later one wins.
 local keep_until = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 1
+local hold = tonumber(ARGV[5])
+if hold > 0 and now + hold + 1 > keep_until then keep_until = now + hold + 1 end
 if keep_until <= now then
   redis.call('DEL', KEYS[1])
   return {2, now}
 end
 redis.call('SET', KEYS[1], string.format('%d', keep_until))
 redis.call('EXPIREAT', KEYS[1], keep_until)
-return {1, now}
+return {1, now, keep_until}

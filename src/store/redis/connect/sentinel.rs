@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::tls::TlsSetup;
 use super::wire::{Connection, WireError};
 use super::{Failure, Reply};
 use crate::config::Sentinel;
 use crate::report::Report;
+use crate::tls::TlsSetup;
 
 /// Asks each sentinel in turn for the master's address. An unknown master
 /// name is final (as in the original); a sentinel that cannot be reached
@@ -27,7 +27,7 @@ pub(super) fn master(
             sentinel.master
         ));
         let where_ = format!("sentinel at '{host}' port '{port}'");
-        let question = redis::cmd("SENTINEL")
+        let question = ::redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&sentinel.master)
             .get_packed_command();

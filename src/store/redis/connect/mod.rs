@@ -4,20 +4,19 @@
 
 mod reply;
 mod sentinel;
-mod tls;
 mod wire;
 
 use std::fmt;
 use std::time::Duration;
 
+use ::redis::Cmd;
 use anyhow::{bail, Result};
-use redis::Cmd;
 
 use crate::config::RedisTarget;
 use crate::report::Report;
 use crate::signals;
+use crate::tls::TlsSetup;
 pub use reply::{Reply, ServerError};
-use tls::TlsSetup;
 use wire::{Connection, WireError};
 
 /// How many redirects one command may follow before we call it a loop.
@@ -248,7 +247,7 @@ impl<'a> Session<'a> {
         };
         let had_auth = connection.has_preamble();
         let mut replies = if asking {
-            let mut request = redis::cmd("ASKING").get_packed_command();
+            let mut request = ::redis::cmd("ASKING").get_packed_command();
             request.extend_from_slice(packed);
             connection.exchange(&request, 2)?
         } else {

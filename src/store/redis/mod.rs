@@ -1,0 +1,192 @@
+//! The Redis store: the lock protocol as Lua scripts, one round trip each,
+//! over our own connection code (plain or TLS, Sentinel, Cluster redirects).
+//!
+//! Interop with the original script is the point: the key holds the unix
+//! time at which the lock expires (start + RELEASE + 1 while the command
+//! runs, start + GRACE + 1 afterwards); a value now or in the future means
+//! held, one in the past may be taken over. The original reaches this with
+//! SETNX/GET/GETSET/EXPIREAT; we do each step as one Lua script, so a
+//! takeover has exactly one winner and the release never clobbers a lock
+//! that someone else has taken over since.
+
+pub mod connect;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::config::RedisTarget;
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::report::Report;
+use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
+
+/// Each script is the shared prelude followed by its own body, joined at
+/// compile time.
+macro_rules! lock_script {
+    ($body:literal) => {
+        concat!(include_str!("lua/prelude.lua"), "\n", include_str!($body))
+    };
+}
+
+const ACQUIRE: &str = lock_script!("lua/acquire.lua");
+const RELEASE: &str = lock_script!("lua/release.lua");
+const RESET: &str = lock_script!("lua/reset.lua");
+const RENEW: &str = lock_script!("lua/renew.lua");
+
+/// Locks in Redis.
+pub struct RedisLock<'a> {
+    session: Session<'a>,
+    db: i64,
+}
+
+impl<'a> RedisLock<'a> {
+    /// A store on `target`; nothing is sent until the first call.
+    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<RedisLock<'a>> {
+        Ok(RedisLock {
+            session: Session::new(target, report)?,
+            db: target.db,
+        })
+    }
+
+    /// EVAL with the script text every time: one round trip, no NOSCRIPT
+    /// fallback, and the server caches the compiled script anyway.
+    fn eval(&mut self, body: &str, key: &[u8], args: &[i64], retry: Retry) -> Result<Vec<Reply>> {
+        let reply = self.session.query(&self.eval_cmd(body, key, args), retry)?;
+        self.script_reply(reply)
+    }
+
+    fn eval_cmd(&self, body: &str, key: &[u8], args: &[i64]) -> ::redis::Cmd {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(body).arg(1).arg(key).arg(self.db);
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        cmd
+    }
+
+    fn script_reply(&self, reply: Reply) -> Result<Vec<Reply>> {
+        match reply {
+            Reply::Array(items) => Ok(items),
+            Reply::Int(n) => Ok(vec![Reply::Int(n)]),
+            other => bail!(
+                "{}: unexpected reply to the lock script: {other:?}",
+                self.session.describe()
+            ),
+        }
+    }
+}
+
+impl RedisLock<'_> {
+    /// AUTH travels with the acquire script. A server without a password
+    /// refuses the AUTH but runs the script, so the lock may be ours although
+    /// we are about to stop with an error: give it back at once, as the
+    /// original (which sends AUTH first) would never have taken it.
+    fn undo_refused_acquire(&mut self, key: &[u8], release: i64, err: &anyhow::Error) {
+        let Some(rejected) = err.downcast_ref::<AuthRejected>() else {
+            return;
+        };
+        let Reply::Array(reply) = &rejected.reply else {
+            return;
+        };
+        if let (Ok(1 | 2), Ok(now)) = (int(reply, 0), int(reply, 1)) {
+            let lease = Lease::new(key, now, now + release + 1);
+            // A grace of -1 keeps it until `start`, which has passed: dropped.
+            let _ = self.release(&lease, Keep { grace: -1, hold: 0 });
+        }
+    }
+}
+
+fn int(values: &[Reply], index: usize) -> Result<i64> {
+    match values.get(index) {
+        Some(Reply::Int(n)) => Ok(*n),
+        other => Err(anyhow!("unexpected reply from the lock script: {other:?}")),
+    }
+}
+
+/// The previous value as the original's bash arithmetic reads it: not a number → 0.
+fn previous_value(values: &[Reply]) -> i64 {
+    match values.get(2) {
+        Some(Reply::Bulk(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0),
+        Some(Reply::Int(n)) => *n,
+        _ => 0,
+    }
+}
+
+impl LockStore for RedisLock<'_> {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let (key, release) = (claim.key, claim.release);
+        let reply = match self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent) {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.undo_refused_acquire(key, release, &err);
+                return Err(err);
+            }
+        };
+        let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
+        let lease = Lease::new(key, now, now + release + 1);
+        match status {
+            1 => Ok(Acquire::Taken(lease)),
+            2 => Ok(Acquire::TakenOver {
+                lease,
+                expired_ago: now - previous_value(&reply),
+            }),
+            0 => Ok(Acquire::Held {
+                expires_in: previous_value(&reply) - now,
+            }),
+            other => bail!("unexpected status {other} from the lock script"),
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let reply = self.eval(
+            RELEASE,
+            &lease.key,
+            &[lease.start, keep.grace, lease.expires_at, keep.hold],
+            Retry::Idempotent,
+        )?;
+        match int(&reply, 0)? {
+            1 => Ok(Release::Kept { until: int(&reply, 2)? }),
+            2 => Ok(Release::Dropped),
+            -1 => Ok(Release::NotOurs),
+            other => bail!("unexpected status {other} from the release script"),
+        }
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let reply = self.eval(RESET, key, &[], Retry::Idempotent)?;
+        Ok(int(&reply, 0)? > 0)
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
+        let cmd = self.eval_cmd(
+            RENEW,
+            &lease.key,
+            &[lease.expires_at, seconds, i64::from(after_unknown)],
+        );
+        let reply = match self.session.query_once(&cmd, limit) {
+            Ok(reply) => self.script_reply(reply),
+            Err(Unconfirmed { message, maybe_sent }) => return Renewal::Unconfirmed { message, maybe_sent },
+        };
+        match reply.and_then(|values| Ok((int(&values, 0)?, values))) {
+            Ok((1, values)) => match int(&values, 2) {
+                Ok(expires_at) => Renewal::Renewed { expires_at },
+                Err(err) => Renewal::Unconfirmed {
+                    message: format!("{err:#}"),
+                    maybe_sent: true,
+                },
+            },
+            Ok(_) => Renewal::Lost,
+            Err(err) => Renewal::Unconfirmed {
+                message: format!("{err:#}"),
+                maybe_sent: true,
+            },
+        }
+    }
+}

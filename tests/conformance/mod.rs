@@ -1,0 +1,420 @@
+//! The store conformance suite: one function per lock behaviour, written
+//! once and run against every store with a real server. Each store's test
+//! file implements [`Fixture`] and calls `conformance::suite!(ItsFixture)`,
+//! which makes one `#[test]` per behaviour.
+//!
+//! Everything is seen from outside, through the built binary, as a user's
+//! crontab sees it: exit codes, and whether the command ran.
+#![allow(dead_code)]
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::util::*;
+
+/// A store under test: its server (if it has one) and how to point cronlock at it.
+pub trait Fixture {
+    /// A fresh store, with a private server where the store needs one.
+    fn start() -> Self
+    where
+        Self: Sized;
+    /// Variables that point cronlock at this store.
+    fn env(&self) -> Vec<(String, String)>;
+    /// The settings this store refuses (e.g. `CRONLOCK_LEASE`), each with
+    /// a value that asks for it.
+    fn lacks(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    /// Stops the server for good; false for a store without one.
+    fn stop(&mut self) -> bool;
+}
+
+/// Makes one `#[test]` per behaviour for the fixture type `$fixture`.
+macro_rules! suite {
+    ($fixture:ty) => {
+        $crate::conformance::suite!(@tests $fixture:
+            takes_the_lock_and_passes_the_exit_code_through,
+            a_held_lock_exits_200_without_running,
+            ten_contenders_for_a_stale_lock_have_exactly_one_winner,
+            grace_counts_from_the_start,
+            hold_counts_from_the_end,
+            release_never_clobbers_a_new_holder,
+            reset_removes_the_lock_and_exits_200,
+            a_lease_is_renewed_while_the_command_runs,
+            a_lost_lease_kills_the_command_and_exits_201,
+            a_sigkilled_holder_is_freed_within_its_lease,
+            timeout_kills_the_command_and_exits_202,
+            server_gone_before_the_lock_exits_201,
+            server_gone_while_the_command_runs_exits_201_after_it,
+            what_the_store_lacks_is_refused_with_one_line,
+        );
+    };
+    (@tests $fixture:ty: $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let mut fixture = <$fixture as $crate::conformance::Fixture>::start();
+                $crate::conformance::$name(&mut fixture);
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+fn marker(dir: &TempDir) -> Vec<String> {
+    let path = dir.join("ran");
+    vec!["sh".into(), "-c".into(), format!("echo x >> {}", path.display())]
+}
+
+fn runs(dir: &TempDir) -> usize {
+    std::fs::read_to_string(dir.join("ran"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Waits until the local clock has passed `at` (the stores here all run on
+/// this machine, so their clocks are this one).
+fn wait_past(at: i64) {
+    wait_until(Duration::from_secs(10), "the clock to pass a lock's expiry", || {
+        unix_now() > at
+    });
+}
+
+fn lacks(fixture: &dyn Fixture, variable: &str) -> bool {
+    fixture.lacks().iter().any(|(name, _)| *name == variable)
+}
+
+fn spawn_gated(env: &[(String, String)], gated: &Gated, tail: &str) -> Child {
+    cronlock(env)
+        .args(["sh", "-c", &format!("{}{tail}", gated.script)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn takes_the_lock_and_passes_the_exit_code_through(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("take");
+    run(&fixture.env(), &marker(&dir)).expect(0);
+    assert_eq!(runs(&dir), 1);
+    run(&fixture.env(), &["sh", "-c", "exit 7"]).expect(7);
+}
+
+pub fn a_held_lock_exits_200_without_running(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("held");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "held")]);
+    let gated = Gated::new(&dir, "holder");
+    let holder = spawn_gated(&env, &gated, "");
+    gated.wait_started();
+    run(&env, &marker(&dir)).expect(200);
+    assert_eq!(runs(&dir), 0, "the command must not run while the lock is held");
+    gated.open();
+    let output = holder.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Within the grace (40 s by default) it is still held.
+    run(&env, &marker(&dir)).expect(200);
+}
+
+pub fn ten_contenders_for_a_stale_lock_have_exactly_one_winner(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("stale");
+    let stale = with(&fixture.env(), &[("CRONLOCK_KEY", "stale"), ("CRONLOCK_RELEASE", "0")]);
+    let first = Gated::new(&dir, "first");
+    let taken_at = unix_now();
+    let holder = spawn_gated(&stale, &first, "");
+    first.wait_started();
+    // RELEASE=0: its time is up once the clock passes start + 1.
+    wait_past(taken_at + 2);
+    let env = with(
+        &fixture.env(),
+        &[("CRONLOCK_KEY", "stale"), ("CRONLOCK_RELEASE", "600")],
+    );
+    let started = dir.join("started");
+    let gate = dir.join("contenders.gate");
+    let script = format!(
+        "echo x >> {}; while [ ! -e {} ]; do sleep 0.05; done",
+        started.display(),
+        gate.display()
+    );
+    let mut contenders: Vec<Child> = (0..10)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &script])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let count = || {
+        std::fs::read_to_string(&started)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let mut codes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The losers end at once with 200; the winner waits at its gate.
+    while codes.len() + count() < 10 || codes.len() < 9 {
+        assert!(
+            Instant::now() < deadline,
+            "contenders did not settle: {codes:?}, {} started",
+            count()
+        );
+        contenders.retain_mut(|child| match child.try_wait().unwrap() {
+            Some(status) => {
+                codes.push(status.code().unwrap_or(-1));
+                false
+            }
+            None => true,
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count(), 1, "exactly one contender runs; exits {codes:?}");
+    assert!(codes.iter().all(|&code| code == 200), "{codes:?}");
+    std::fs::write(&gate, b"").unwrap();
+    for child in contenders {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    first.open();
+    let output = holder.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+pub fn grace_counts_from_the_start(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("grace");
+    // A short command with a long grace: held after it ends.
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "short"), ("CRONLOCK_GRACE", "30")]);
+    run(&env, &["true"]).expect(0);
+    run(&env, &marker(&dir)).expect(200);
+    // A negative grace gives the lock back at once.
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "none"), ("CRONLOCK_GRACE", "-1")]);
+    run(&env, &["true"]).expect(0);
+    run(&env, &marker(&dir)).expect(0);
+    // A command that outlives its grace: free as soon as it ends.
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "long"), ("CRONLOCK_GRACE", "1")]);
+    let gated = Gated::new(&dir, "long");
+    let started_at = unix_now();
+    let child = spawn_gated(&env, &gated, "");
+    gated.wait_started();
+    wait_past(started_at + 3);
+    gated.open();
+    assert!(child.wait_with_output().unwrap().status.success());
+    run(&env, &marker(&dir)).expect(0);
+    assert_eq!(runs(&dir), 2);
+}
+
+pub fn hold_counts_from_the_end(fixture: &mut dyn Fixture) {
+    if lacks(fixture, "CRONLOCK_HOLD") {
+        return;
+    }
+    let dir = TempDir::new("hold");
+    let env = with(
+        &fixture.env(),
+        &[
+            ("CRONLOCK_KEY", "hold"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_HOLD", "30"),
+        ],
+    );
+    run(&env, &["true"]).expect(0);
+    run(&env, &marker(&dir)).expect(200);
+    assert_eq!(runs(&dir), 0);
+    // Without it, the same grace frees the lock at once.
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "nohold"), ("CRONLOCK_GRACE", "-1")]);
+    run(&env, &["true"]).expect(0);
+    run(&env, &marker(&dir)).expect(0);
+}
+
+pub fn release_never_clobbers_a_new_holder(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("clobber");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "job"), ("CRONLOCK_RELEASE", "0")]);
+    let first = Gated::new(&dir, "first");
+    let taken_at = unix_now();
+    let first_run = spawn_gated(&env, &first, "");
+    first.wait_started();
+    wait_past(taken_at + 2);
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "job"), ("CRONLOCK_RELEASE", "600")]);
+    let second = Gated::new(&dir, "second");
+    let second_run = spawn_gated(&env, &second, "");
+    second.wait_started();
+    first.open();
+    assert!(first_run.wait_with_output().unwrap().status.success());
+    // The first run's release left the second's lock alone.
+    run(&env, &marker(&dir)).expect(200);
+    assert_eq!(runs(&dir), 0);
+    second.open();
+    assert!(second_run.wait_with_output().unwrap().status.success());
+}
+
+pub fn reset_removes_the_lock_and_exits_200(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("reset");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "reset")]);
+    run(&env, &marker(&dir)).expect(0);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &marker(&dir)).expect(200);
+    assert_eq!(runs(&dir), 1, "reset must not run the command");
+    run(&env, &marker(&dir)).expect(0);
+    assert_eq!(runs(&dir), 2);
+    // Resetting a lock nobody holds is fine too.
+    run(
+        &with(&fixture.env(), &[("CRONLOCK_KEY", "never"), ("CRONLOCK_RESET", "yes")]),
+        &["true"],
+    )
+    .expect(200);
+}
+
+pub fn a_lease_is_renewed_while_the_command_runs(fixture: &mut dyn Fixture) {
+    if lacks(fixture, "CRONLOCK_LEASE") {
+        return;
+    }
+    let dir = TempDir::new("lease");
+    let env = with(
+        &fixture.env(),
+        &[
+            ("CRONLOCK_KEY", "lease"),
+            ("CRONLOCK_LEASE", "3"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let gated = Gated::new(&dir, "job");
+    let started_at = unix_now();
+    let child = spawn_gated(&env, &gated, "");
+    gated.wait_started();
+    // Well past the first lease: still held, so it was renewed.
+    wait_past(started_at + 6);
+    run(&env, &marker(&dir)).expect(200);
+    gated.open();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    run(&env, &marker(&dir)).expect(0);
+}
+
+pub fn a_lost_lease_kills_the_command_and_exits_201(fixture: &mut dyn Fixture) {
+    if lacks(fixture, "CRONLOCK_LEASE") {
+        return;
+    }
+    let dir = TempDir::new("lost");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "lost"), ("CRONLOCK_LEASE", "3")]);
+    let gated = Gated::new(&dir, "job");
+    let pidfile = dir.join("pid");
+    let child = cronlock(&env)
+        .args([
+            "sh",
+            "-c",
+            &format!("sleep 300 & echo $! > {}; {}", pidfile.display(), gated.script),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    // An operator removes the lock: the next renewal finds it gone.
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(201), "{stderr}");
+    assert!(stderr.contains("lease of cronlock.lost lost"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    wait_until(Duration::from_secs(5), "the command's group to die", || {
+        !alive(grandchild)
+    });
+}
+
+pub fn a_sigkilled_holder_is_freed_within_its_lease(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("crash");
+    let lease = !lacks(fixture, "CRONLOCK_LEASE");
+    let mut env = with(&fixture.env(), &[("CRONLOCK_KEY", "crash")]);
+    if lease {
+        env = with(&env, &[("CRONLOCK_LEASE", "3")]);
+    }
+    let gated = Gated::new(&dir, "job");
+    let mut child = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let crashed = Instant::now();
+    wait_until(Duration::from_secs(15), "another run to take the lock", || {
+        run(&env, &marker(&dir)).code() == 0
+    });
+    // The lease plus 1 s of value plus the second in which it still counts
+    // as held; a store without leases frees it at once.
+    let bound = if lease {
+        Duration::from_secs(6)
+    } else {
+        Duration::from_secs(1)
+    };
+    assert!(crashed.elapsed() <= bound, "{:?}", crashed.elapsed());
+    assert_eq!(runs(&dir), 1);
+}
+
+pub fn timeout_kills_the_command_and_exits_202(fixture: &mut dyn Fixture) {
+    let env = with(&fixture.env(), &[("CRONLOCK_TIMEOUT", "1"), ("CRONLOCK_KEY", "slow")]);
+    let result = run(&env, &["sleep", "30"]);
+    result.expect(202);
+    assert!(
+        result
+            .stdout()
+            .contains("emergency: had to kill 'sleep 30' after 1s timeout"),
+        "{}",
+        result.stdout()
+    );
+}
+
+pub fn server_gone_before_the_lock_exits_201(fixture: &mut dyn Fixture) {
+    if !fixture.stop() {
+        return;
+    }
+    let dir = TempDir::new("gone");
+    let env = with(&fixture.env(), &[("CRONLOCK_RECONNECT_ATTEMPTS", "1")]);
+    let result = run(&env, &marker(&dir));
+    result.expect(201);
+    assert_eq!(runs(&dir), 0);
+    assert_eq!(result.stderr().trim_end().lines().count(), 1, "{}", result.stderr());
+}
+
+pub fn server_gone_while_the_command_runs_exits_201_after_it(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("gone-later");
+    let env = with(
+        &fixture.env(),
+        &[("CRONLOCK_RECONNECT_ATTEMPTS", "1"), ("CRONLOCK_KEY", "later")],
+    );
+    let gated = Gated::new(&dir, "job");
+    let child = spawn_gated(&env, &gated, "; echo finished; exit 4");
+    gated.wait_started();
+    if !fixture.stop() {
+        gated.open();
+        child.wait_with_output().unwrap();
+        return;
+    }
+    gated.open();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "finished\n",
+        "the command ran to its end"
+    );
+    assert_eq!(output.status.code(), Some(201), "{stderr}");
+    assert!(stderr.contains("exit status 4"), "{stderr}");
+}
+
+pub fn what_the_store_lacks_is_refused_with_one_line(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("lacks");
+    for (variable, value) in fixture.lacks() {
+        let result = run(&with(&fixture.env(), &[(variable, value)]), &marker(&dir));
+        result.expect(201);
+        let stderr = result.stderr();
+        assert!(
+            stderr.contains(variable) && stderr.contains("not supported"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(runs(&dir), 0);
+}

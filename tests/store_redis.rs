@@ -1,0 +1,25 @@
+//! The store conformance suite against a private redis-server.
+
+mod conformance;
+mod util;
+
+use util::*;
+
+struct Redis(RedisServer);
+
+impl conformance::Fixture for Redis {
+    fn start() -> Redis {
+        Redis(RedisServer::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+}
+
+conformance::suite!(Redis);
