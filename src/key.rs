@@ -1,5 +1,6 @@
 //! Lock key derivation, byte-exact with the original's
-//! `md5sum` of what bash's builtin `echo "$@"` prints.
+//! `md5sum` of what bash's builtin `echo "$@"` prints, and with the names
+//! other lock tools give the same command, so mixed fleets exclude each other.
 //!
 //! Bash's `echo` looks at its leading arguments: each one made only of a dash
 //! and the letters `n`, `e` and `E` is an option, not text. `-n` drops the
@@ -10,18 +11,191 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
+use anyhow::bail;
+
+/// How the lock's name is derived (CRONLOCK_KEY_STYLE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStyle {
+    /// The original script: the prefix, then CRONLOCK_KEY or the md5 of `echo "$@"`.
+    Cronlock,
+    /// golock: the prefix, then CRONLOCK_KEY or the md5 of the plain space-joined arguments.
+    Golock,
+    /// sera: the md5 of the space-joined arguments, the name it passes to MySQL's GET_LOCK.
+    Sera,
+    /// lockex: the ZooKeeper path `/lockex/<id>`, the id coming from Python 2's `hash()`.
+    Lockex,
+    /// lock-exec: CRONLOCK_KEY as given, since lock-exec takes every name from `-k`.
+    LockExec,
+}
+
+impl KeyStyle {
+    /// Every style, in the order the documentation lists them.
+    pub const ALL: [KeyStyle; 5] = [
+        KeyStyle::Cronlock,
+        KeyStyle::Golock,
+        KeyStyle::Sera,
+        KeyStyle::Lockex,
+        KeyStyle::LockExec,
+    ];
+
+    /// The style a CRONLOCK_KEY_STYLE value names, if any.
+    pub fn parse(value: &str) -> Option<KeyStyle> {
+        KeyStyle::ALL.into_iter().find(|style| style.name() == value)
+    }
+
+    /// The value of CRONLOCK_KEY_STYLE that selects this style.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyStyle::Cronlock => "cronlock",
+            KeyStyle::Golock => "golock",
+            KeyStyle::Sera => "sera",
+            KeyStyle::Lockex => "lockex",
+            KeyStyle::LockExec => "lock-exec",
+        }
+    }
+}
+
+/// The full key for `style`. Errors (anyhow) only for lock-exec without a key.
+///
+/// The prefix is only used where the other tool has one (cronlock, golock):
+/// sera, lockex and lock-exec would never find a prefixed name.
+///
+/// sera has no option to name a lock, so under `sera` a CRONLOCK_KEY is the
+/// GET_LOCK name itself: set it to the digest a sera host computes to share a
+/// lock with one whose command is spelled differently.
+///
+/// lockex's `--lockid` takes the place of the hash under the same lock path,
+/// so under `lockex` a CRONLOCK_KEY plays `--lockid` and gives `/lockex/<key>`.
+pub fn styled_key(
+    style: KeyStyle,
+    prefix: &[u8],
+    key: Option<&[u8]>,
+    args: &[OsString],
+    utf8_locale: bool,
+) -> anyhow::Result<Vec<u8>> {
+    Ok(match (style, key) {
+        (KeyStyle::Cronlock, _) => lock_key(prefix, key, args, utf8_locale),
+        (KeyStyle::Golock, Some(key)) => [prefix, key].concat(),
+        (KeyStyle::Golock, None) => [prefix, md5_hex(&space_joined(args)).as_bytes()].concat(),
+        (KeyStyle::Sera, Some(key)) => key.to_vec(),
+        (KeyStyle::Sera, None) => md5_hex(&space_joined(args)).into_bytes(),
+        (KeyStyle::Lockex, Some(key)) => [LOCKEX_PATH, key].concat(),
+        (KeyStyle::Lockex, None) => {
+            let id = lockex_id(&space_joined(args), utf8_locale);
+            [LOCKEX_PATH, id.as_bytes()].concat()
+        }
+        (KeyStyle::LockExec, Some(key)) => key.to_vec(),
+        (KeyStyle::LockExec, None) => bail!(
+            "CRONLOCK_KEY_STYLE=lock-exec needs CRONLOCK_KEY: lock-exec names every lock with -k, so give the same name"
+        ),
+    })
+}
+
 /// The full Redis key: `prefix` followed by `key` when one is configured,
 /// otherwise by the md5 hex digest of the command line as bash's echo prints it.
 pub fn lock_key(prefix: &[u8], key: Option<&[u8]>, args: &[OsString], utf8_locale: bool) -> Vec<u8> {
     let mut full = prefix.to_vec();
     match key {
         Some(key) => full.extend_from_slice(key),
-        None => {
-            let printed = echo_output(args, utf8_locale);
-            full.extend_from_slice(format!("{:x}", md5::compute(&printed)).as_bytes());
-        }
+        None => full.extend_from_slice(md5_hex(&echo_output(args, utf8_locale)).as_bytes()),
     }
     full
+}
+
+/// Lowercase hex, as `md5sum` and Go's `hex.EncodeToString` write it.
+fn md5_hex(bytes: &[u8]) -> String {
+    format!("{:x}", md5::compute(bytes))
+}
+
+/// The arguments joined by single spaces, with no echo option parsing and no
+/// newline: what golock and sera hash and lockex starts from.
+fn space_joined(args: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (index, arg) in args.iter().enumerate() {
+        if index > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out
+}
+
+/// lockex's default `--lockpath` is `lockex` and it builds `/<lockpath>/<id>`.
+const LOCKEX_PATH: &[u8] = b"/lockex/";
+
+/// The id lockex gives a command: `str(abs(hash(text)))` of the joined
+/// command, stripped, as Python 2 sees it.
+///
+/// lockex imports `unicode_literals` and click hands it the arguments decoded
+/// in the locale's charset, so it hashes a unicode string: code points, not
+/// the UTF-8 bytes (`é` hashes as U+00E9 alone). Where that decoding fails
+/// (non-ASCII in the C locale, invalid UTF-8 in a UTF-8 one) lockex stops with
+/// a UnicodeDecodeError, so no lockex host can hold that lock; we then read
+/// each byte as one character, as a Latin-1 locale would decode it, which
+/// keeps the name stable among cronlock hosts.
+fn lockex_id(joined: &[u8], utf8_locale: bool) -> String {
+    let chars: Vec<u32> = match std::str::from_utf8(joined) {
+        Ok(text) if utf8_locale => text.chars().map(u32::from).collect(),
+        _ => joined.iter().map(|&byte| u32::from(byte)).collect(),
+    };
+    let start = chars.iter().position(|&c| !python2_unicode_space(c));
+    let end = chars.iter().rposition(|&c| !python2_unicode_space(c));
+    let stripped = match (start, end) {
+        (Some(start), Some(end)) => &chars[start..=end],
+        _ => &[],
+    };
+    python_abs_decimal(python2_hash(stripped))
+}
+
+/// Python's `str(abs(h))`: abs() of the most negative C long is a long, not an
+/// overflow, so the digits are those of the unsigned magnitude.
+fn python_abs_decimal(hash: i64) -> String {
+    hash.unsigned_abs().to_string()
+}
+
+/// Whether Python 2.7's `unicode.strip()` removes `c`: its whitespace table
+/// (Unicode 5.2, so U+180E counts) plus the ASCII separators U+001C..U+001F,
+/// which Rust's `char::is_whitespace` does not share.
+fn python2_unicode_space(c: u32) -> bool {
+    matches!(
+        c,
+        0x09..=0x0d
+            | 0x1c..=0x20
+            | 0x85
+            | 0xa0
+            | 0x1680
+            | 0x180e
+            | 0x2000..=0x200a
+            | 0x2028
+            | 0x2029
+            | 0x202f
+            | 0x205f
+            | 0x3000
+    )
+}
+
+/// CPython 2.7's string hash on 64-bit Unix with hash randomization off, its
+/// default: `str` hashes bytes and `unicode` code points the same way. This
+/// follows UCS-4 builds, as Linux distributions ship; a UCS-2 build hashes
+/// characters above U+FFFF as surrogate pairs, a 32-bit build in 32 bits, and
+/// `-R` or PYTHONHASHSEED other than 0 salts the hash, so lockex hosts like
+/// those name the same command differently.
+fn python2_hash(chars: &[u32]) -> i64 {
+    let Some(&first) = chars.first() else {
+        // The empty string hashes to 0 rather than to its length.
+        return 0;
+    };
+    let mut x = i64::from(first) << 7;
+    for &c in chars {
+        x = x.wrapping_mul(1_000_003) ^ i64::from(c);
+    }
+    x ^= chars.len() as i64;
+    // -1 is CPython's error return, so a hash never takes it.
+    if x == -1 {
+        -2
+    } else {
+        x
+    }
 }
 
 /// Whether the locale bash would run in encodes characters as UTF-8; this
@@ -249,6 +423,135 @@ mod tests {
         assert_eq!(echo(&["-e", "\\U7fffffff"]), b"\xfd\xbf\xbf\xbf\xbf\xbf\n");
         let c = echo_output(&args(&["-e", "\\U0001F600|\\u0041|\\u80|\\u00e9x"]), false);
         assert_eq!(c, b"\\U0001F600|A|\\u0080|\\u00E9x\n");
+    }
+
+    fn styled(style: KeyStyle, key: Option<&[u8]>, list: &[&str]) -> Vec<u8> {
+        match styled_key(style, b"pre.", key, &args(list), true) {
+            Ok(key) => key,
+            Err(err) => panic!("{style:?} {list:?}: {err:#}"),
+        }
+    }
+
+    #[test]
+    fn style_names_round_trip_and_unknown_names_are_rejected() {
+        for style in KeyStyle::ALL {
+            assert_eq!(KeyStyle::parse(style.name()), Some(style));
+        }
+        assert_eq!(KeyStyle::parse("lock-exec"), Some(KeyStyle::LockExec));
+        assert_eq!(KeyStyle::parse("Sera"), None);
+        assert_eq!(KeyStyle::parse(""), None);
+    }
+
+    #[test]
+    fn cronlock_style_is_the_echo_digest() {
+        // bash's `echo -n a` prints "a": `printf '%s' a | md5sum`.
+        assert_eq!(
+            styled(KeyStyle::Cronlock, None, &["-n", "a"]),
+            b"pre.0cc175b9c0f1b6a831c399e269772661"
+        );
+        assert_eq!(styled(KeyStyle::Cronlock, Some(b"k"), &["pwd"]), b"pre.k");
+    }
+
+    #[test]
+    fn golock_style_hashes_the_plain_join_without_newline() {
+        // `printf '%s' 'pwd' | md5sum`, `printf '%s' 'ls -al a b' | md5sum`, `printf '%s' '-n a' | md5sum`
+        assert_eq!(
+            styled(KeyStyle::Golock, None, &["pwd"]),
+            b"pre.9003d1df22eb4d3820015070385194c8"
+        );
+        assert_eq!(
+            styled(KeyStyle::Golock, None, &["ls", "-al", "a b"]),
+            b"pre.1c2e9be8f4b4bcdb59d11b9dfcd61229"
+        );
+        assert_eq!(
+            styled(KeyStyle::Golock, None, &["-n", "a"]),
+            b"pre.397275c642768f96a5f06213ab25c339"
+        );
+        assert_eq!(styled(KeyStyle::Golock, Some(b"k"), &["pwd"]), b"pre.k");
+    }
+
+    #[test]
+    fn sera_style_is_the_bare_digest_of_the_plain_join() {
+        // `printf '%s' 'ls -al a b' | md5sum`, `printf '%s' 'é x' | md5sum`, `printf '' | md5sum`
+        assert_eq!(
+            styled(KeyStyle::Sera, None, &["ls", "-al", "a b"]),
+            b"1c2e9be8f4b4bcdb59d11b9dfcd61229"
+        );
+        assert_eq!(
+            styled(KeyStyle::Sera, None, &["é", "x"]),
+            b"5ea629a064d0f999d5e93b5e04614e58"
+        );
+        assert_eq!(styled(KeyStyle::Sera, None, &[""]), b"d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(styled(KeyStyle::Sera, Some(b"my key"), &["pwd"]), b"my key");
+    }
+
+    #[test]
+    fn lockex_style_matches_python2_hash_of_the_stripped_unicode_join() {
+        // Each number is lockex 0.3's own lock name under python 2.7.18 (UCS-4,
+        // 64-bit) and click 6.2 in LC_ALL=C.UTF-8, `abs(hash(u' '.join(args).strip()))`.
+        let cases: &[(&[&str], &[u8])] = &[
+            (&[""], b"/lockex/0"),
+            (&["", ""], b"/lockex/0"),
+            (&["x"], b"/lockex/15360046201"),
+            (&[" x "], b"/lockex/15360046201"),
+            (&["\u{1c}x\u{1f}"], b"/lockex/15360046201"),
+            (&["\u{a0}x\u{85}"], b"/lockex/15360046201"),
+            (&["\u{180e}x"], b"/lockex/15360046201"),
+            (&["a"], b"/lockex/12416037344"),
+            (&["pwd"], b"/lockex/3008991115381782354"),
+            (&["backup.sh"], b"/lockex/5986709366098901944"),
+            (&["-n", "a"], b"/lockex/2487915135519793908"),
+            (&["ls", "-al", "a b"], b"/lockex/6831573476673215688"),
+            (&["é"], b"/lockex/29824089448"),
+            (&["日本語 job"], b"/lockex/4347880656942734533"),
+            (&["日本語", "job"], b"/lockex/4347880656942734533"),
+            (&["😀"], b"/lockex/16449585346049"),
+        ];
+        for (list, expected) in cases {
+            assert_eq!(styled(KeyStyle::Lockex, None, list), *expected, "{list:?}");
+        }
+        // The hash of this 1119-character command is -405114461151821745.
+        let long = ["/usr/local/bin/backup --all"; 40];
+        assert_eq!(styled(KeyStyle::Lockex, None, &long), b"/lockex/405114461151821745");
+        assert_eq!(styled(KeyStyle::Lockex, Some(b"my id"), &["x"]), b"/lockex/my id");
+    }
+
+    #[test]
+    fn lockex_style_reads_undecodable_bytes_as_latin1() {
+        // python2: abs(hash('\xc3\xa9'.decode('latin-1'))), abs(hash('\xe9 x'.decode('latin-1')))
+        let utf8_in_c_locale = styled_key(KeyStyle::Lockex, b"", None, &args(&["é"]), false);
+        assert_eq!(utf8_in_c_locale.ok(), Some(b"/lockex/24960149699224354".to_vec()));
+        let invalid = [OsString::from(std::ffi::OsStr::from_bytes(b"\xe9 x"))];
+        let latin1 = styled_key(KeyStyle::Lockex, b"", None, &invalid, true);
+        assert_eq!(latin1.ok(), Some(b"/lockex/4116773383266158166".to_vec()));
+    }
+
+    #[test]
+    fn python2_hash_matches_cpython_for_bytes() {
+        // python2: hash(''), hash('a'), hash('ab'), hash('ls -al a b'), hash('\xc3\xa9')
+        let hash = |bytes: &[u8]| python2_hash(&bytes.iter().map(|&b| u32::from(b)).collect::<Vec<_>>());
+        assert_eq!(hash(b""), 0);
+        assert_eq!(hash(b"a"), 12416037344);
+        assert_eq!(hash(b"ab"), 12416074593111939);
+        assert_eq!(hash(b"ls -al a b"), 6831573476673215688);
+        assert_eq!(hash("é".as_bytes()), 24960149699224354);
+        // python2: str(abs(-9223372036854775808)) == '9223372036854775808'
+        assert_eq!(python_abs_decimal(i64::MIN), "9223372036854775808");
+        assert_eq!(python_abs_decimal(-405114461151821745), "405114461151821745");
+    }
+
+    #[test]
+    fn lock_exec_style_takes_the_key_as_is_and_needs_one() {
+        assert_eq!(
+            styled(KeyStyle::LockExec, Some(b"nightly backup"), &["x"]),
+            b"nightly backup"
+        );
+        let missing = styled_key(KeyStyle::LockExec, b"pre.", None, &args(&["x"]), true);
+        let message = missing.err().map(|err| format!("{err:#}")).unwrap_or_default();
+        assert!(
+            message.starts_with("CRONLOCK_KEY_STYLE=lock-exec needs CRONLOCK_KEY"),
+            "{message}"
+        );
     }
 
     #[test]
