@@ -71,14 +71,21 @@ fn run(args: &[OsString]) -> Result<Outcome> {
         env_bytes("LC_CTYPE").as_deref(),
         env_bytes("LANG").as_deref(),
     );
-    let key = key::lock_key(
+    let key = key::styled_key(
+        config.key_style,
         config.prefix.as_bytes(),
         config.key.as_deref().map(str::as_bytes),
         args,
         utf8,
-    );
+    )?;
+    if config.show_key {
+        let mut line = b"cronlock: key ".to_vec();
+        line.extend_from_slice(&key);
+        line.push(b'\n');
+        let _ = std::io::stderr().write_all(&line);
+    }
 
-    let mut store = store::open(&config.store, &report)?;
+    let mut store = store::open(&config, &report)?;
     for (feature, asked) in [
         (Feature::Lease, config.lease.is_some()),
         (Feature::Hold, config.hold > 0),

@@ -51,6 +51,8 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("KILL_AFTER", ["ok", "error", "error", "error", "error", "error"]),
     ("LEASE", ["ok", "error", "error", "error", "error", "error"]),
     ("HOLD", ["ok", "error", "error", "error", "error", "error"]),
+    ("KEY_STYLE", ["ok", "error", "error", "error", "error", "error"]),
+    ("SHOW_KEY", ["ok", "error", "error", "error", "error", "error"]),
     // A named config file must exist.
     ("CONFIG", ["ok", "error", "error", "error", "error", "error"]),
     ("USE_SENTINEL", ["ok", "error", "error", "error", "error", "error"]),

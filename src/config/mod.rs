@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::key::KeyStyle;
+
 /// The largest number of seconds any duration setting accepts (about 31
 /// years). Lua numbers are doubles and timestamps are added to these values,
 /// so an unbounded value could lose precision or overflow.
@@ -44,6 +46,8 @@ pub const KNOWN: &[&str] = &[
     "KILL_AFTER",
     "LEASE",
     "HOLD",
+    "KEY_STYLE",
+    "SHOW_KEY",
     "CONFIG",
     "USE_SENTINEL",
     "SENTINEL_MASTER",
@@ -173,6 +177,10 @@ pub struct Config {
     pub lease: Option<i64>,
     /// Seconds the lock is kept after the command, counted from its end (`CRONLOCK_HOLD`); 0 for none.
     pub hold: i64,
+    /// How the lock's name is derived from the command (`CRONLOCK_KEY_STYLE`).
+    pub key_style: KeyStyle,
+    /// Print the key in use on stderr (`CRONLOCK_SHOW_KEY`, golock's variable).
+    pub show_key: bool,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// `export`ed assignments of the file, passed on to the command's environment.
@@ -342,6 +350,14 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         n => Some(n),
     };
     let hold = seconds("HOLD", raw.get("hold"), 0, 0)?;
+    let show_key = boolean("SHOW_KEY", raw.get("show_key"), false)?;
+    let key_style = match raw.get("key_style") {
+        None => KeyStyle::Cronlock,
+        Some(value) => KeyStyle::parse(value).ok_or_else(|| {
+            let names: Vec<&str> = KeyStyle::ALL.iter().map(|style| style.name()).collect();
+            anyhow!("CRONLOCK_KEY_STYLE={value:?}: expected one of {}", names.join(", "))
+        })?,
+    };
     let redis_timeout = seconds("REDIS_TIMEOUT", raw.get("redis_timeout"), 30, 0)? as u64;
     let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.get("reconnect_attempts"), 5, 0)?;
     let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.get("reconnect_backoff"), 5, 0)? as u64;
@@ -441,6 +457,8 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         kill_after,
         lease,
         hold,
+        key_style,
+        show_key,
         file,
         exported,
         notes,

@@ -6,15 +6,15 @@ pub mod redis;
 
 use anyhow::Result;
 
-use crate::config::Store;
+use crate::config::{Config, Store};
 use crate::lock::LockStore;
 use crate::report::Report;
 
-/// Opens the store `store` names. Nothing is sent to a server yet: each
+/// Opens the store `config.store` names. Nothing is sent to a server yet: each
 /// store connects on its first request, so a bad setting found here costs
 /// no connection.
-pub fn open<'a>(store: &'a Store, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
-    Ok(match store {
+pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+    Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
     })
