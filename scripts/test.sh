@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
-# tests (unit and integration, against private redis-server processes) and
-# the shell compatibility suite, and the integration tests and that suite
-# again against the release binary of scripts/build.sh.
+# tests (unit and integration, against private redis-server, mariadbd and
+# postgres processes) and the shell compatibility suite, and the
+# integration tests and that suite again against the release binary of
+# scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,6 +16,12 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+# The MariaDB and PostgreSQL fixtures (tests/util/) run these programs
+# themselves; Debian keeps the servers off PATH.
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || need+=(mariadb-server)
+command -v mariadb >/dev/null || need+=(mariadb-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -37,8 +44,10 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
 fi
 
-# Installing redis-server from a package may start a service on 6379; the
-# tests never use it, they start their own servers on free ports.
+# Installing redis-server, mariadb-server or postgresql from a package may
+# start a service on 6379, 3306 or 5432; the tests use none of them (nor
+# their sockets or config files): they start their own servers, with their
+# own data directories, on free ports.
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -1,8 +1,11 @@
-//! Test fixtures: private `redis-server` processes on free loopback ports,
-//! and a helper that runs the built `cronlock` with a clean environment.
+//! Test fixtures: private `redis-server` processes on free loopback ports
+//! (MariaDB and PostgreSQL servers in their own modules), and a helper that
+//! runs the built `cronlock` with a clean environment.
 #![allow(dead_code)]
 
+pub mod mariadb;
 pub mod pki;
+pub mod postgres;
 
 use std::ffi::OsStr;
 use std::net::TcpListener;
@@ -206,6 +209,33 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The first `name` found on PATH or in `extra` directories.
+pub fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The last lines of a server's log file, for a failure message.
+pub fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// `text` with everything but RFC 3986's unreserved characters
+/// percent-encoded, for the user and password of a URL.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// A directory removed when dropped.
