@@ -13,12 +13,13 @@ use cronlock::config::{self, Config, Search};
 use cronlock::exit::Outcome;
 use cronlock::key;
 use cronlock::lease::LeaseKeeper;
-use cronlock::lock::{Acquire, Claim, Feature, Keep, LockStore, Release};
+use cronlock::lock::{Claim, Feature, Keep, LockStore, Release};
 use cronlock::report::Report;
 use cronlock::signals;
 use cronlock::startup;
 use cronlock::store;
 use cronlock::supervise::{self, Ended, Job};
+use cronlock::take::{self, Plan, Taken};
 
 /// Every allocation of the binary; see `cronlock::arena` for why. A run
 /// takes about 23 KiB, 60 KiB over TLS with a CA file; loading the system's
@@ -114,7 +115,11 @@ fn run_with(
 ) -> Result<Outcome> {
     let shown = String::from_utf8_lossy(key);
     if config.reset {
-        let existed = store.reset(key)?;
+        // Every slot of a semaphore, so that no copy is left holding one.
+        let mut existed = false;
+        for slot in 1..=config.concurrency {
+            existed |= store.reset(&take::slot_key(key, slot))?;
+        }
         report.info(format_args!(
             "reset {shown}: {}",
             if existed { "deleted" } else { "was not set" }
@@ -128,24 +133,43 @@ fn run_with(
         release: config.lease.unwrap_or(config.release),
         owner: None,
     };
-    let mut lease = match store.acquire(&claim)? {
-        Acquire::Held { expires_in: 0 } => {
+    let plan = Plan {
+        jitter: Duration::from_millis(config.jitter_ms),
+        wait: Duration::from_secs(config.wait),
+        slots: config.concurrency,
+    };
+    let mut lease = match take::take(store, &claim, plan, report)? {
+        Taken::Held { expires_in: 0 } => {
             report.info(format_args!("lock {shown} is held, expiring now"));
             return Ok(Outcome::Held);
         }
-        Acquire::Held { expires_in } => {
+        Taken::Held { expires_in } => {
             report.info(format_args!("lock {shown} is held (expires in {expires_in}s)"));
             return Ok(Outcome::Held);
         }
-        Acquire::Taken(lease) => {
-            report.info(format_args!("lock {shown} acquired"));
+        Taken::Stopped(signal) => {
+            report.info(format_args!("received {signal} before taking the lock"));
+            return Ok(Outcome::Signaled(signal as i32));
+        }
+        Taken::Ours {
+            lease,
+            expired_ago: None,
+        } => {
+            report.info(format_args!("lock {} acquired", String::from_utf8_lossy(&lease.key)));
             lease
         }
-        Acquire::TakenOver { lease, expired_ago } => {
-            report.info(format_args!("lock {shown} had expired {expired_ago}s ago; taken over"));
+        Taken::Ours {
+            lease,
+            expired_ago: Some(ago),
+        } => {
+            report.info(format_args!(
+                "lock {} had expired {ago}s ago; taken over",
+                String::from_utf8_lossy(&lease.key)
+            ));
             lease
         }
     };
+    let shown = String::from_utf8_lossy(&lease.key).into_owned();
 
     // Told to stop while taking the lock: give it back without running.
     let ended = match signals::take_pending_termination() {

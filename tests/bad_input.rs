@@ -53,6 +53,9 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("HOLD", ["ok", "error", "error", "error", "error", "error"]),
     ("KEY_STYLE", ["ok", "error", "error", "error", "error", "error"]),
     ("SHOW_KEY", ["ok", "error", "error", "error", "error", "error"]),
+    ("WAIT", ["ok", "error", "error", "error", "error", "error"]),
+    ("CONCURRENCY", ["ok", "error", "error", "error", "error", "error"]),
+    ("JITTER", ["ok", "error", "error", "error", "error", "error"]),
     // A named config file must exist.
     ("CONFIG", ["ok", "error", "error", "error", "error", "error"]),
     ("USE_SENTINEL", ["ok", "error", "error", "error", "error", "error"]),

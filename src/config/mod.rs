@@ -47,6 +47,9 @@ pub const KNOWN: &[&str] = &[
     "LEASE",
     "HOLD",
     "KEY_STYLE",
+    "WAIT",
+    "CONCURRENCY",
+    "JITTER",
     "SHOW_KEY",
     "CONFIG",
     "USE_SENTINEL",
@@ -177,6 +180,12 @@ pub struct Config {
     pub lease: Option<i64>,
     /// Seconds the lock is kept after the command, counted from its end (`CRONLOCK_HOLD`); 0 for none.
     pub hold: i64,
+    /// Seconds to wait for a held lock to come free; 0 for not at all (`CRONLOCK_WAIT`).
+    pub wait: u64,
+    /// How many copies may run at once across the fleet (`CRONLOCK_CONCURRENCY`).
+    pub concurrency: u32,
+    /// Sleep a random 0..N seconds before trying, in milliseconds (`CRONLOCK_JITTER`).
+    pub jitter_ms: u64,
     /// How the lock's name is derived from the command (`CRONLOCK_KEY_STYLE`).
     pub key_style: KeyStyle,
     /// Print the key in use on stderr (`CRONLOCK_SHOW_KEY`, golock's variable).
@@ -350,6 +359,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         n => Some(n),
     };
     let hold = seconds("HOLD", raw.get("hold"), 0, 0)?;
+    let wait = seconds("WAIT", raw.get("wait"), 0, 0)? as u64;
+    let concurrency = integer("CONCURRENCY", raw.get("concurrency"), 1, 1, 1000)? as u32;
+    let jitter_ms = seconds("JITTER", raw.get("jitter"), 0, 0)? as u64 * 1000;
     let show_key = boolean("SHOW_KEY", raw.get("show_key"), false)?;
     let key_style = match raw.get("key_style") {
         None => KeyStyle::Cronlock,
@@ -457,6 +469,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         kill_after,
         lease,
         hold,
+        wait,
+        concurrency,
+        jitter_ms,
         key_style,
         show_key,
         file,

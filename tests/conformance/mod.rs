@@ -50,6 +50,11 @@ macro_rules! suite {
             server_gone_before_the_lock_exits_201,
             server_gone_while_the_command_runs_exits_201_after_it,
             what_the_store_lacks_is_refused_with_one_line,
+            a_waiter_outlasts_its_holder,
+            a_waiter_gives_up_with_200,
+            five_started_with_concurrency_two_run_two,
+            a_sigkilled_semaphore_holder_frees_its_slot,
+            jitter_spreads_starts_within_its_bound,
         );
     };
     (@tests $fixture:ty: $($name:ident,)*) => {
@@ -417,4 +422,158 @@ pub fn what_the_store_lacks_is_refused_with_one_line(fixture: &mut dyn Fixture) 
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
     assert_eq!(runs(&dir), 0);
+}
+
+pub fn a_waiter_outlasts_its_holder(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("wait");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "wait"), ("CRONLOCK_GRACE", "-1")]);
+    let gated = Gated::new(&dir, "holder");
+    let holder = spawn_gated(&env, &gated, "");
+    gated.wait_started();
+    let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30"), ("CRONLOCK_VERBOSE", "yes")]))
+        .args(marker(&dir))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The waiter faces a held lock (the holder is at its gate) and is told
+    // nothing but the holder's end.
+    gated.open();
+    assert!(holder.wait_with_output().unwrap().status.success());
+    let output = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is held; trying again"), "it had to wait: {stderr}");
+    assert_eq!(runs(&dir), 1);
+}
+
+pub fn a_waiter_gives_up_with_200(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("wait-out");
+    let env = with(&fixture.env(), &[("CRONLOCK_KEY", "busy")]);
+    let gated = Gated::new(&dir, "holder");
+    let holder = spawn_gated(&env, &gated, "");
+    gated.wait_started();
+    let started = Instant::now();
+    run(&with(&env, &[("CRONLOCK_WAIT", "1")]), &marker(&dir)).expect(200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it gave up before its wait was over"
+    );
+    assert_eq!(runs(&dir), 0);
+    gated.open();
+    assert!(holder.wait_with_output().unwrap().status.success());
+}
+
+pub fn five_started_with_concurrency_two_run_two(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("semaphore");
+    let env = with(
+        &fixture.env(),
+        &[("CRONLOCK_KEY", "sem"), ("CRONLOCK_CONCURRENCY", "2")],
+    );
+    let started = dir.join("started");
+    let gate = dir.join("gate");
+    let script = format!(
+        "echo x >> {}; while [ ! -e {} ]; do sleep 0.05; done",
+        started.display(),
+        gate.display()
+    );
+    let mut children: Vec<Child> = (0..5)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &script])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let count = || {
+        std::fs::read_to_string(&started)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let mut codes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while codes.len() < 3 || count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "did not settle: {codes:?}, {} started",
+            count()
+        );
+        children.retain_mut(|child| match child.try_wait().unwrap() {
+            Some(status) => {
+                codes.push(status.code().unwrap_or(-1));
+                false
+            }
+            None => true,
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count(), 2, "exactly two copies run; exits {codes:?}");
+    assert_eq!(codes, vec![200, 200, 200]);
+    std::fs::write(&gate, b"").unwrap();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    // A third copy is held while both slots keep their grace.
+    run(&env, &["true"]).expect(200);
+}
+
+pub fn a_sigkilled_semaphore_holder_frees_its_slot(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("sem-crash");
+    let lease = !lacks(fixture, "CRONLOCK_LEASE");
+    let mut env = with(
+        &fixture.env(),
+        &[("CRONLOCK_KEY", "semcrash"), ("CRONLOCK_CONCURRENCY", "2")],
+    );
+    if lease {
+        env = with(&env, &[("CRONLOCK_LEASE", "3")]);
+    }
+    let first = Gated::new(&dir, "first");
+    let second = Gated::new(&dir, "second");
+    let keeper = spawn_gated(&env, &first, "");
+    first.wait_started();
+    let mut victim = cronlock(&env).args(["sh", "-c", &second.script]).spawn().unwrap();
+    second.wait_started();
+    run(&env, &marker(&dir)).expect(200);
+    kill(Pid::from_raw(victim.id() as i32), Signal::SIGKILL).unwrap();
+    victim.wait().unwrap();
+    let crashed = Instant::now();
+    wait_until(Duration::from_secs(15), "another run to take the freed slot", || {
+        run(&env, &marker(&dir)).code() == 0
+    });
+    let bound = if lease {
+        Duration::from_secs(6)
+    } else {
+        Duration::from_secs(1)
+    };
+    assert!(crashed.elapsed() <= bound, "{:?}", crashed.elapsed());
+    first.open();
+    assert!(keeper.wait_with_output().unwrap().status.success());
+}
+
+pub fn jitter_spreads_starts_within_its_bound(fixture: &mut dyn Fixture) {
+    let mut pauses = Vec::new();
+    for n in 0..8 {
+        let key = format!("jitter{n}");
+        let env = with(
+            &fixture.env(),
+            &[
+                ("CRONLOCK_KEY", &key),
+                ("CRONLOCK_JITTER", "1"),
+                ("CRONLOCK_VERBOSE", "yes"),
+            ],
+        );
+        let result = run(&env, &["true"]);
+        result.expect(0);
+        let stderr = result.stderr();
+        let millis: u64 = stderr
+            .split("jitter: sleeping ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no jitter line: {stderr}"));
+        pauses.push(millis);
+    }
+    assert!(pauses.iter().all(|&ms| ms <= 1000), "{pauses:?}");
+    pauses.dedup();
+    assert!(pauses.len() > 1, "every run slept the same: {pauses:?}");
 }

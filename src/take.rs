@@ -1,0 +1,178 @@
+//! Taking the lock, for every store alike: the start-up jitter
+//! (`CRONLOCK_JITTER`), the slots of a semaphore (`CRONLOCK_CONCURRENCY`) and
+//! waiting for a held lock to come free (`CRONLOCK_WAIT`).
+//!
+//! A semaphore of N is N locks: slot 1 is the plain key, so N = 1 is exactly
+//! the normal lock (same key, same value), and slot i > 1 is the key plus
+//! `:i`. Each slot is taken or taken over by the store's own atomic step, so a
+//! holder that dies frees its slot as it would free a plain lock (its TTL, its
+//! lease, or at once where the store can tell).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use nix::sys::signal::Signal;
+
+use crate::lock::{Acquire, Claim, Lease, LockStore};
+use crate::report::Report;
+use crate::signals;
+
+/// The first pause of a waiter, doubled after each try up to [`MAX_PAUSE`].
+/// At least half a second, so a waiter costs at most two tries a second.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest pause between two tries of a waiter.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// How to take the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Sleep a random 0..=jitter before the first try.
+    pub jitter: Duration,
+    /// How long to wait for a held lock; zero for not at all.
+    pub wait: Duration,
+    /// How many copies may run at once (1: a plain lock).
+    pub slots: u32,
+}
+
+/// What came of it.
+#[derive(Debug)]
+pub enum Taken {
+    /// We hold a slot.
+    Ours {
+        /// The slot's lease.
+        lease: Lease,
+        /// How many seconds ago a stale holder's time ran out, when we took it over.
+        expired_ago: Option<i64>,
+    },
+    /// Every slot is held, and the wait (if any) is over; the soonest expiry
+    /// of any slot is `expires_in` seconds away.
+    Held {
+        /// Seconds until the soonest slot may be taken over.
+        expires_in: i64,
+    },
+    /// A terminating signal arrived while we slept; nothing is held.
+    Stopped(Signal),
+}
+
+/// The key of slot `slot` (1-based) of a semaphore on `key`.
+pub fn slot_key(key: &[u8], slot: u32) -> Vec<u8> {
+    let mut name = key.to_vec();
+    if slot > 1 {
+        name.extend_from_slice(format!(":{slot}").as_bytes());
+    }
+    name
+}
+
+/// Takes a slot of `claim.key` as `plan` says.
+pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Report) -> Result<Taken> {
+    let mut random = Random::seeded();
+    if !plan.jitter.is_zero() {
+        let pause = random.up_to(plan.jitter);
+        report.info(format_args!("jitter: sleeping {} ms first", pause.as_millis()));
+        if let Some(signal) = signals::sleep_unless_told_to_stop(pause) {
+            return Ok(Taken::Stopped(signal));
+        }
+    }
+    let deadline = Instant::now() + plan.wait;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let mut soonest = i64::MAX;
+        for slot in 1..=plan.slots.max(1) {
+            let key = slot_key(claim.key, slot);
+            let slot_claim = Claim { key: &key, ..*claim };
+            match store.acquire(&slot_claim)? {
+                Acquire::Taken(lease) => {
+                    return Ok(Taken::Ours {
+                        lease,
+                        expired_ago: None,
+                    })
+                }
+                Acquire::TakenOver { lease, expired_ago } => {
+                    return Ok(Taken::Ours {
+                        lease,
+                        expired_ago: Some(expired_ago),
+                    })
+                }
+                Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Taken::Held { expires_in: soonest });
+        }
+        // A holder in its grace has a known end: no need to try before it.
+        // A running one ends whenever it ends: back off, with jitter so
+        // that waiters on many hosts do not try in step.
+        let known_end = Duration::from_secs(soonest.max(0) as u64 + 1);
+        let sleep = random.around(pause).min(known_end).min(left);
+        report.info(format_args!(
+            "lock {} is held; trying again in {} ms",
+            String::from_utf8_lossy(claim.key),
+            sleep.as_millis()
+        ));
+        if let Some(signal) = signals::sleep_unless_told_to_stop(sleep) {
+            return Ok(Taken::Stopped(signal));
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// xorshift64*, seeded from the clock and the pid: enough to spread hosts
+/// and waiters apart, and nothing here needs more.
+struct Random(u64);
+
+impl Random {
+    fn seeded() -> Random {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Random((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A duration from zero to `limit`, in whole milliseconds.
+    fn up_to(&mut self, limit: Duration) -> Duration {
+        let millis = limit.as_millis() as u64;
+        Duration::from_millis(self.next() % (millis + 1))
+    }
+
+    /// `base` give or take a quarter.
+    fn around(&mut self, base: Duration) -> Duration {
+        base * 3 / 4 + self.up_to(base / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_one_is_the_plain_key() {
+        assert_eq!(slot_key(b"cronlock.x", 1), b"cronlock.x");
+        assert_eq!(slot_key(b"cronlock.x", 2), b"cronlock.x:2");
+        assert_eq!(slot_key(b"cronlock.x", 10), b"cronlock.x:10");
+    }
+
+    #[test]
+    fn random_durations_stay_in_bounds_and_spread() {
+        let mut random = Random(0x1234_5678_9abc_def1);
+        let limit = Duration::from_millis(1000);
+        let draws: Vec<Duration> = (0..1000).map(|_| random.up_to(limit)).collect();
+        assert!(draws.iter().all(|d| *d <= limit));
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(100)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(900)));
+        for _ in 0..1000 {
+            let d = random.around(Duration::from_millis(800));
+            assert!(
+                d >= Duration::from_millis(600) && d <= Duration::from_millis(1000),
+                "{d:?}"
+            );
+        }
+    }
+}
