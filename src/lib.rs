@@ -7,6 +7,7 @@ pub mod exit;
 pub mod key;
 pub mod lease;
 pub mod lock;
+pub mod owner;
 pub mod report;
 pub mod signals;
 pub mod startup;

@@ -128,10 +128,14 @@ fn run_with(
     }
 
     let asked_at = Instant::now();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let owner = cronlock::owner::record(&config.node, std::process::id(), started, args);
     let claim = Claim {
         key,
         release: config.lease.unwrap_or(config.release),
-        owner: None,
+        owner: Some(&owner),
     };
     let plan = Plan {
         jitter: Duration::from_millis(config.jitter_ms),

@@ -256,3 +256,66 @@ fn verbose_output_never_shows_the_password() {
     assert!(result.stderr().contains("acquired"), "{}", result.stderr());
     assert!(!result.stderr().contains("hunter2"), "{}", result.stderr());
 }
+
+#[test]
+fn the_owner_record_lives_and_dies_with_the_lock() {
+    let redis = RedisServer::start();
+    let env = with(
+        &redis.env(),
+        &[
+            ("CRONLOCK_KEY", "owned"),
+            ("CRONLOCK_NODE", "web-7"),
+            ("CRONLOCK_GRACE", "30"),
+        ],
+    );
+    run(&env, &["sh", "-c", "exit 0", "x\"y"]).expect(0);
+    let record = redis.query(&["GET", "cronlock.owned:owner"]);
+    assert!(
+        record.starts_with(r#"{"node":"web-7","pid":"#) && record.ends_with(r#","command":"sh -c exit 0 x\"y"}"#),
+        "{record}"
+    );
+    // Same life as the lock, and gone with it.
+    let ttl = |key: &str| redis.query(&["TTL", key]).parse::<i64>().unwrap();
+    assert!((ttl("cronlock.owned") - ttl("cronlock.owned:owner")).abs() <= 1);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    assert_eq!(redis.query(&["DBSIZE"]), "0");
+    // With no new setting, only the original's key and the owner record are written.
+    run(&redis.env(), &["true"]).expect(0);
+    let mut keys: Vec<String> = redis.query(&["KEYS", "*"]).lines().map(String::from).collect();
+    keys.sort();
+    let key = key_for("cronlock.", &["true"]);
+    assert_eq!(keys, vec![key.clone(), format!("{key}:owner")]);
+}
+
+#[test]
+fn an_acl_that_covers_only_the_lock_key_still_takes_the_lock() {
+    let redis = RedisServer::start();
+    redis.query(&[
+        "ACL",
+        "SETUSER",
+        "narrow",
+        "on",
+        ">pw",
+        "resetkeys",
+        "%RW~cronlock.narrow",
+        "-@all",
+        "+eval",
+        "+get",
+        "+set",
+        "+del",
+        "+expireat",
+        "+time",
+        "+select",
+    ]);
+    let env = with(
+        &redis.env(),
+        &[
+            ("CRONLOCK_USER", "narrow"),
+            ("CRONLOCK_AUTH", "pw"),
+            ("CRONLOCK_KEY", "narrow"),
+        ],
+    );
+    run(&env, &["true"]).expect(0);
+    run(&env, &["true"]).expect(200);
+    assert_eq!(redis.query(&["EXISTS", "cronlock.narrow:owner"]), "0");
+}

@@ -30,3 +30,21 @@ impl conformance::Fixture for Directory {
 }
 
 conformance::suite!(Directory);
+
+#[test]
+fn the_lock_file_names_its_owner() {
+    let store = <Directory as conformance::Fixture>::start();
+    let env = with(
+        &conformance::Fixture::env(&store),
+        &[("CRONLOCK_KEY", "owned"), ("CRONLOCK_NODE", "web-7")],
+    );
+    run(&env, &["true"]).expect(0);
+    let text = std::fs::read_to_string(store.0.join("locks").join("cronlock.owned")).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().ends_with(" done"), "{text}");
+    let owner = lines.next().unwrap();
+    assert!(
+        owner.starts_with(r#"{"node":"web-7","pid":"#) && owner.ends_with(r#""command":"true"}"#),
+        "{text}"
+    );
+}

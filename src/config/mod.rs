@@ -47,6 +47,7 @@ pub const KNOWN: &[&str] = &[
     "LEASE",
     "HOLD",
     "KEY_STYLE",
+    "NODE",
     "WAIT",
     "CONCURRENCY",
     "JITTER",
@@ -186,6 +187,8 @@ pub struct Config {
     pub concurrency: u32,
     /// Sleep a random 0..N seconds before trying, in milliseconds (`CRONLOCK_JITTER`).
     pub jitter_ms: u64,
+    /// The name recorded as the lock's owner (`CRONLOCK_NODE`; default: the host name).
+    pub node: String,
     /// How the lock's name is derived from the command (`CRONLOCK_KEY_STYLE`).
     pub key_style: KeyStyle,
     /// Print the key in use on stderr (`CRONLOCK_SHOW_KEY`, golock's variable).
@@ -472,6 +475,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         wait,
         concurrency,
         jitter_ms,
+        node: raw.take("node").unwrap_or_else(crate::owner::host_name),
         key_style,
         show_key,
         file,

@@ -27,6 +27,8 @@ pub struct DirectoryLock {
     dir: PathBuf,
     /// The file we hold while the command runs.
     held: Option<Flock<File>>,
+    /// The owner record we wrote, kept for the release's rewrite.
+    owner: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +49,7 @@ impl DirectoryLock {
         Ok(DirectoryLock {
             dir: dir.to_path_buf(),
             held: None,
+            owner: String::new(),
         })
     }
 
@@ -94,10 +97,12 @@ fn read_state(file: &mut File) -> State {
     }
 }
 
-fn write_state(file: &mut File, expiry: i64, state: &str) -> Result<()> {
+/// The first line is the state; the second, when there is one, the owner
+/// record (see `crate::owner`).
+fn write_state(file: &mut File, expiry: i64, state: &str, owner: &str) -> Result<()> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
-    file.write_all(format!("{expiry} {state}\n").as_bytes())?;
+    file.write_all(format!("{expiry} {state}\n{owner}\n").as_bytes())?;
     Ok(())
 }
 
@@ -124,6 +129,7 @@ impl LockStore for DirectoryLock {
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
         let (key, release) = (claim.key, claim.release);
+        self.owner = claim.owner.unwrap_or("").replace('\n', " ");
         let _mutex = self.mutex()?;
         let path = self.path(key);
         let start = now();
@@ -142,7 +148,7 @@ impl LockStore for DirectoryLock {
                     },
                     State::Unknown => Acquire::Taken(lease),
                 };
-                write_state(&mut file, expires_at, "running")?;
+                write_state(&mut file, expires_at, "running", &self.owner)?;
                 self.held = Some(file);
                 Ok(outcome)
             }
@@ -163,7 +169,7 @@ impl LockStore for DirectoryLock {
                 let mut fresh = Flock::lock(fresh, FlockArg::LockExclusiveNonblock)
                     .map_err(|(_, errno)| errno)
                     .with_context(|| format!("locking {}", path.display()))?;
-                write_state(&mut fresh, expires_at, "running")?;
+                write_state(&mut fresh, expires_at, "running", &self.owner)?;
                 self.held = Some(fresh);
                 Ok(Acquire::TakenOver {
                     lease,
@@ -197,7 +203,7 @@ impl LockStore for DirectoryLock {
                 .map_err(|(_, errno)| errno)
                 .with_context(|| format!("locking {}", path.display()))?;
         }
-        write_state(&mut held, keep_until, "done")?;
+        write_state(&mut held, keep_until, "done", &self.owner)?;
         Ok(Release::Kept { until: keep_until })
     }
 

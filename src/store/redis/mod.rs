@@ -122,7 +122,10 @@ impl LockStore for RedisLock<'_> {
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
         let (key, release) = (claim.key, claim.release);
-        let reply = match self.eval(ACQUIRE, key, &[release], Retry::OnlyIfUnsent) {
+        let mut cmd = self.eval_cmd(ACQUIRE, key, &[release]);
+        cmd.arg(claim.owner.unwrap_or(""));
+        let sent = self.session.query(&cmd, Retry::OnlyIfUnsent);
+        let reply = match sent.and_then(|reply| self.script_reply(reply)) {
             Ok(reply) => reply,
             Err(err) => {
                 self.undo_refused_acquire(key, release, &err);

@@ -1,4 +1,5 @@
--- ARGV[2]: CRONLOCK_RELEASE. Returns {status, now, value before}:
+-- ARGV[2]: CRONLOCK_RELEASE, ARGV[3]: the owner record ('' for none).
+-- Returns {status, now, value before}:
 -- status 1 = taken, 2 = taken over from a stale holder, 0 = held by another.
 local expire_at = now + tonumber(ARGV[2]) + 1
 local current = redis.call('GET', KEYS[1])
@@ -15,4 +16,12 @@ redis.call('SET', KEYS[1], string.format('%d', expire_at))
 -- One second past the value, so the key outlives the "expiring now" second
 -- in which the original still treats the lock as held.
 redis.call('EXPIREAT', KEYS[1], expire_at + 1)
+if ARGV[3] ~= '' then
+  -- The owner record beside the lock, with the same life. Best effort
+  -- (pcall): an ACL that does not cover it, or a Cluster node that does not
+  -- serve its slot, leaves the lock itself untouched.
+  local owner = KEYS[1] .. ':owner'
+  local set = redis.pcall('SET', owner, ARGV[3])
+  if type(set) == 'table' and set.ok then redis.pcall('EXPIREAT', owner, expire_at + 1) end
+end
 return {status, now, current or ''}

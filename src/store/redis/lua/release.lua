@@ -16,10 +16,14 @@ end
 local keep_until = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 1
 local hold = tonumber(ARGV[5])
 if hold > 0 and now + hold + 1 > keep_until then keep_until = now + hold + 1 end
+-- Our owner record goes with the lock (best effort, as in acquire.lua).
+local owner = KEYS[1] .. ':owner'
 if keep_until <= now then
   redis.call('DEL', KEYS[1])
+  redis.pcall('DEL', owner)
   return {2, now}
 end
 redis.call('SET', KEYS[1], string.format('%d', keep_until))
 redis.call('EXPIREAT', KEYS[1], keep_until)
+redis.pcall('EXPIREAT', owner, keep_until)
 return {1, now, keep_until}

@@ -17,4 +17,5 @@ end
 local value = now + lease + 1
 redis.call('SET', KEYS[1], string.format('%d', value))
 redis.call('EXPIREAT', KEYS[1], value + 1)
+redis.pcall('EXPIREAT', KEYS[1] .. ':owner', value + 1)
 return {1, now, value}

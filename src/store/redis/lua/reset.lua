@@ -1,2 +1,3 @@
--- Returns how many keys were deleted (0 or 1).
+-- Returns how many locks were deleted (0 or 1); the owner record goes too.
+redis.pcall('DEL', KEYS[1] .. ':owner')
 return redis.call('DEL', KEYS[1])

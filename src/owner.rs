@@ -1,0 +1,78 @@
+//! Who holds a lock: the record cronlock keeps beside it (coolock's node
+//! name, plus what an operator needs at 3 a.m.: the pid, the start time and
+//! the command line). It is one line of JSON, so scripts can parse it:
+//! `{"node":"web1","pid":4242,"start":1764460800,"command":"sh -c job"}`.
+//!
+//! The record never replaces the lock's own value, which stays the
+//! original's expiry time: hosts running the original script read locks as
+//! before and simply ignore the record.
+
+use std::ffi::OsString;
+use std::fmt::Write;
+use std::os::unix::ffi::OsStrExt;
+
+/// The record for a run on `node`, by process `pid`, started at `start`
+/// (unix seconds, this host's clock), running `args`.
+pub fn record(node: &str, pid: u32, start: i64, args: &[OsString]) -> String {
+    let mut command = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            command.push(b' ');
+        }
+        command.extend_from_slice(arg.as_bytes());
+    }
+    let mut out = String::from("{\"node\":");
+    json_string(&mut out, node.as_bytes());
+    let _ = write!(out, ",\"pid\":{pid},\"start\":{start},\"command\":");
+    json_string(&mut out, &command);
+    out.push('}');
+    out
+}
+
+/// The host name, the default of `CRONLOCK_NODE`.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A JSON string. Bytes that are not UTF-8 (a command line may hold any)
+/// become U+FFFD, so the record always parses.
+fn json_string(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn the_record_is_one_line_of_json_whatever_the_command() {
+        let args = vec![
+            OsString::from("sh"),
+            OsString::from("-c"),
+            OsString::from("echo \"hi\"\n\\ \u{1}"),
+            OsString::from_vec(vec![0xff]),
+        ];
+        assert_eq!(
+            record("web1", 42, 1_764_460_800, &args),
+            r#"{"node":"web1","pid":42,"start":1764460800,"command":"sh -c echo \"hi\"\n\\ \u0001 �"}"#
+        );
+    }
+}
