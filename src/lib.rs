@@ -12,5 +12,6 @@ pub mod signals;
 pub mod startup;
 pub mod store;
 pub mod supervise;
+pub mod syslog;
 pub mod tls;
 pub mod watchdog;
