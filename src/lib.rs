@@ -13,6 +13,7 @@ pub mod signals;
 pub mod startup;
 pub mod store;
 pub mod supervise;
+pub mod syslog;
 pub mod take;
 pub mod tls;
 pub mod watchdog;
