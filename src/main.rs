@@ -19,6 +19,7 @@ use cronlock::signals;
 use cronlock::startup;
 use cronlock::store;
 use cronlock::supervise::{self, Ended, Job};
+use cronlock::syslog::{Event, Syslog};
 use cronlock::take::{self, Plan, Taken};
 
 /// Every allocation of the binary; see `cronlock::arena` for why. A run
@@ -99,8 +100,40 @@ fn run(args: &[OsString]) -> Result<Outcome> {
             );
         }
     }
-    run_with(store.as_mut(), &config, &report, args, &key)
+    let syslog = config.syslog.as_ref().and_then(|(facility, path)| {
+        Syslog::open(path, *facility, "cronlock")
+            .map_err(|err| {
+                let _ = writeln!(std::io::stderr(), "cronlock: warning: {err}; going on without syslog");
+            })
+            .ok()
+    });
+    let result = run_with(store.as_mut(), &config, &report, args, &key);
+    if let Some(syslog) = &syslog {
+        let command = join(args);
+        let (event, status) = match &result {
+            Ok(Outcome::ResetDone) => return result,
+            Ok(Outcome::Held) => (Event::Held, Outcome::Held.code()),
+            Ok(Outcome::TimedOut) => (Event::TimedOut, Outcome::TimedOut.code()),
+            Ok(outcome) => (Event::Taken, outcome.code()),
+            Err(err) if err.is::<LeaseLost>() => (Event::LeaseLost, Outcome::Error.code()),
+            Err(_) => (Event::Error, Outcome::Error.code()),
+        };
+        syslog.send(event, &key, &command, Some(i32::from(status)));
+    }
+    result
 }
+
+/// The lock was lost while the command ran (lease mode); its group was killed.
+#[derive(Debug)]
+struct LeaseLost(String);
+
+impl std::fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LeaseLost {}
 
 fn env_bytes(name: &str) -> Option<Vec<u8>> {
     std::env::var_os(name).map(|v| v.as_bytes().to_vec())
@@ -226,7 +259,10 @@ fn run_with(
         },
     );
     if let Some(why) = lease_lost {
-        anyhow::bail!("lease of {shown} lost: {why}; the command's process group was killed");
+        return Err(LeaseLost(format!(
+            "lease of {shown} lost: {why}; the command's process group was killed"
+        ))
+        .into());
     }
     match released {
         Ok(Release::Kept { until }) => report.info(format_args!("lock {shown} kept until {until} (grace)")),

@@ -56,6 +56,11 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("WAIT", ["ok", "error", "error", "error", "error", "error"]),
     ("CONCURRENCY", ["ok", "error", "error", "error", "error", "error"]),
     ("JITTER", ["ok", "error", "error", "error", "error", "error"]),
+    ("NODE", ["ok", "ok", "ok", "ok", "ok", "error"]),
+    ("SYSLOG", ["ok", "error", "error", "error", "error", "error"]),
+    // Facility and socket while syslog is off are an error.
+    ("SYSLOG_FACILITY", ["ok", "error", "error", "error", "error", "error"]),
+    ("SYSLOG_SOCKET", ["ok", "error", "error", "error", "error", "error"]),
     // A named config file must exist.
     ("CONFIG", ["ok", "error", "error", "error", "error", "error"]),
     ("USE_SENTINEL", ["ok", "error", "error", "error", "error", "error"]),

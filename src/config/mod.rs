@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::key::KeyStyle;
+use crate::syslog::Facility;
 
 /// The largest number of seconds any duration setting accepts (about 31
 /// years). Lua numbers are doubles and timestamps are added to these values,
@@ -48,6 +49,9 @@ pub const KNOWN: &[&str] = &[
     "HOLD",
     "KEY_STYLE",
     "NODE",
+    "SYSLOG",
+    "SYSLOG_FACILITY",
+    "SYSLOG_SOCKET",
     "WAIT",
     "CONCURRENCY",
     "JITTER",
@@ -187,6 +191,9 @@ pub struct Config {
     pub concurrency: u32,
     /// Sleep a random 0..N seconds before trying, in milliseconds (`CRONLOCK_JITTER`).
     pub jitter_ms: u64,
+    /// Log lock events to the local syslog with this facility (`CRONLOCK_SYSLOG`,
+    /// `CRONLOCK_SYSLOG_FACILITY`), through this socket (`CRONLOCK_SYSLOG_SOCKET`).
+    pub syslog: Option<(Facility, PathBuf)>,
     /// The name recorded as the lock's owner (`CRONLOCK_NODE`; default: the host name).
     pub node: String,
     /// How the lock's name is derived from the command (`CRONLOCK_KEY_STYLE`).
@@ -365,6 +372,25 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let wait = seconds("WAIT", raw.get("wait"), 0, 0)? as u64;
     let concurrency = integer("CONCURRENCY", raw.get("concurrency"), 1, 1, 1000)? as u32;
     let jitter_ms = seconds("JITTER", raw.get("jitter"), 0, 0)? as u64 * 1000;
+    let facility = match raw.get("syslog_facility") {
+        None => Facility::User,
+        Some(name) => Facility::parse(name).ok_or_else(|| {
+            anyhow!(
+                "CRONLOCK_SYSLOG_FACILITY={name:?}: not a syslog facility (user, daemon, cron, local0..local7, ...)"
+            )
+        })?,
+    };
+    let syslog_socket = raw.take("syslog_socket").map(PathBuf::from);
+    let syslog = if boolean("SYSLOG", raw.get("syslog"), false)? {
+        Some((
+            facility,
+            syslog_socket.unwrap_or_else(|| PathBuf::from(crate::syslog::DEFAULT_PATH)),
+        ))
+    } else if raw.get("syslog_facility").is_some() || syslog_socket.is_some() {
+        bail!("CRONLOCK_SYSLOG_FACILITY or CRONLOCK_SYSLOG_SOCKET is set but syslog is off; set CRONLOCK_SYSLOG=yes");
+    } else {
+        None
+    };
     let show_key = boolean("SHOW_KEY", raw.get("show_key"), false)?;
     let key_style = match raw.get("key_style") {
         None => KeyStyle::Cronlock,
@@ -475,6 +501,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         wait,
         concurrency,
         jitter_ms,
+        syslog,
         node: raw.take("node").unwrap_or_else(crate::owner::host_name),
         key_style,
         show_key,
