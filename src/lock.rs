@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use nix::sys::signal::Signal;
 
 /// What a run asks for when it tries to take a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,14 @@ pub trait LockStore {
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release>;
     /// Removes `key` whoever holds it; true if it existed.
     fn reset(&mut self, key: &[u8]) -> Result<bool>;
+    /// A waiter's pause (`CRONLOCK_WAIT`) while `key` is held: returns after
+    /// at most `limit`, sooner where the store can tell that the lock was
+    /// given back, or when a terminating signal arrives (returned). The
+    /// default sleeps; a store with notifications wakes at the release.
+    fn wait_for_release(&mut self, key: &[u8], limit: Duration) -> Result<Option<Signal>> {
+        let _ = key;
+        Ok(crate::signals::sleep_unless_told_to_stop(limit))
+    }
     /// Lease mode: one try, within `limit`, to extend the lock to now +
     /// `seconds` + 1 if it is still ours. `after_unknown`: the previous try
     /// may have renewed without our seeing the answer.

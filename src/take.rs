@@ -110,7 +110,7 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
             String::from_utf8_lossy(claim.key),
             sleep.as_millis()
         ));
-        if let Some(signal) = signals::sleep_unless_told_to_stop(sleep) {
+        if let Some(signal) = store.wait_for_release(claim.key, sleep)? {
             return Ok(Taken::Stopped(signal));
         }
         pause = (pause * 2).min(MAX_PAUSE);

@@ -319,3 +319,36 @@ fn an_acl_that_covers_only_the_lock_key_still_takes_the_lock() {
     run(&env, &["true"]).expect(200);
     assert_eq!(redis.query(&["EXISTS", "cronlock.narrow:owner"]), "0");
 }
+
+#[test]
+fn a_waiter_marks_itself_and_is_woken_by_the_release() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("wake");
+    let gated = Gated::new(&dir, "holder");
+    let env = with(&redis.env(), &[("CRONLOCK_KEY", "wake"), ("CRONLOCK_GRACE", "-1")]);
+    let mut holder = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "60")]))
+        .args(["true"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the waiter's marker", || {
+        redis.query(&["EXISTS", "cronlock.wake:waiting"]) == "1"
+    });
+    gated.open();
+    assert!(holder.wait().unwrap().success());
+    let output = waiter.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What waiting leaves behind is short-lived: a marker, and a token that a
+    // release pushed while the waiter was trying the lock rather than blocked.
+    for key in ["cronlock.wake:waiting", "cronlock.wake:wake"] {
+        let ttl: i64 = redis.query(&["TTL", key]).parse().unwrap();
+        assert!(ttl == -2 || (0..=5).contains(&ttl), "{key}: {ttl}");
+    }
+}

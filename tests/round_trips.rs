@@ -104,9 +104,10 @@ fn a_run_with_password_and_database_is_two_round_trips() {
 fn assert_only_scripts(redis: &RedisServer, evals: usize) {
     let stats = commandstats(redis);
     assert!(stats.contains(&format!("cmdstat_eval:calls={evals}")), "{stats:?}");
-    // Inside the scripts: GET, SET, EXPIREAT, DEL, TIME and SELECT, at most
+    // Inside the scripts: GET, SET, EXPIREAT, DEL, TIME, SELECT and EXISTS (is
+    // anyone waiting?), at most
     // twice per script (the lock and its owner record).
-    let inside = ["get", "set", "expireat", "del", "time", "select"];
+    let inside = ["get", "set", "expireat", "del", "time", "select", "exists"];
     for stat in &stats {
         let name = stat.trim_start_matches("cmdstat_").split(':').next().unwrap();
         let calls: usize = stat.rsplit('=').next().unwrap().parse().unwrap();

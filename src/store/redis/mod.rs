@@ -19,6 +19,9 @@ use crate::config::RedisTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
+use nix::sys::signal::Signal;
+
+use crate::signals;
 
 /// Each script is the shared prelude followed by its own body, joined at
 /// compile time.
@@ -37,7 +40,17 @@ const RENEW: &str = lock_script!("lua/renew.lua");
 pub struct RedisLock<'a> {
     session: Session<'a>,
     db: i64,
+    /// The server timeout: a blocking wait must end well within it.
+    timeout: Option<Duration>,
+    /// When this waiter last refreshed its marker.
+    marked_at: Option<std::time::Instant>,
 }
+
+/// The longest a waiter blocks on its wake list before it looks for a
+/// terminating signal and tries the lock again: two commands a second.
+const WAIT_BLOCK: Duration = Duration::from_secs(1);
+/// How long a waiter's marker (`<key>:waiting`) outlives its last refresh.
+const WAITING_MARKER_SECONDS: i64 = 5;
 
 impl<'a> RedisLock<'a> {
     /// A store on `target`; nothing is sent until the first call.
@@ -45,6 +58,8 @@ impl<'a> RedisLock<'a> {
         Ok(RedisLock {
             session: Session::new(target, report)?,
             db: target.db,
+            timeout: target.timeout,
+            marked_at: None,
         })
     }
 
@@ -165,6 +180,54 @@ impl LockStore for RedisLock<'_> {
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
         let reply = self.eval(RESET, key, &[], Retry::Idempotent)?;
         Ok(int(&reply, 0)? > 0)
+    }
+
+    /// Blocks on `<key>:wake`, which a release pushes a token to when a
+    /// waiter's marker `<key>:waiting` is there (release.lua): the waiter
+    /// that has blocked longest is woken at once. Holders that send no token
+    /// (the original script, a Cluster whose slots part these keys) leave
+    /// waiters to their periodic tries.
+    fn wait_for_release(&mut self, key: &[u8], limit: Duration) -> Result<Option<Signal>> {
+        let deadline = std::time::Instant::now() + limit;
+        // A server timeout shorter than the block would read as a dead
+        // server; and BLPOP cannot SELECT, which the scripts do for
+        // CRONLOCK_DB: both wait by sleeping.
+        if self
+            .timeout
+            .is_some_and(|t| t <= WAIT_BLOCK + Duration::from_millis(500))
+            || self.db != 0
+        {
+            return Ok(signals::sleep_unless_told_to_stop(limit));
+        }
+        let refresh_due = self
+            .marked_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(WAITING_MARKER_SECONDS as u64 / 2));
+        if refresh_due {
+            let mut marker = key.to_vec();
+            marker.extend_from_slice(b":waiting");
+            let mut set = ::redis::cmd("SET");
+            set.arg(&marker).arg(1).arg("EX").arg(WAITING_MARKER_SECONDS);
+            self.session.query(&set, Retry::Idempotent)?;
+            self.marked_at = Some(std::time::Instant::now());
+        }
+        let mut wake = key.to_vec();
+        wake.extend_from_slice(b":wake");
+        loop {
+            if let Some(signal) = signals::take_pending_termination() {
+                return Ok(Some(signal));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Whole seconds, which every Redis version takes.
+            let block = left.min(WAIT_BLOCK).as_secs().max(1);
+            let mut blpop = ::redis::cmd("BLPOP");
+            blpop.arg(&wake).arg(block);
+            if let Reply::Array(_) = self.session.query(&blpop, Retry::Idempotent)? {
+                return Ok(None);
+            }
+        }
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {

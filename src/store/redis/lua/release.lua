@@ -18,12 +18,22 @@ local hold = tonumber(ARGV[5])
 if hold > 0 and now + hold + 1 > keep_until then keep_until = now + hold + 1 end
 -- Our owner record goes with the lock (best effort, as in acquire.lua).
 local owner = KEYS[1] .. ':owner'
+-- Waiters (CRONLOCK_WAIT) leave a marker; wake the longest-blocked one with
+-- a token on the list it blocks on. Best effort: without it they poll.
+local function wake()
+  if redis.pcall('EXISTS', KEYS[1] .. ':waiting') == 1 then
+    redis.pcall('RPUSH', KEYS[1] .. ':wake', '1')
+    redis.pcall('EXPIRE', KEYS[1] .. ':wake', 5)
+  end
+end
 if keep_until <= now then
   redis.call('DEL', KEYS[1])
   redis.pcall('DEL', owner)
+  wake()
   return {2, now}
 end
 redis.call('SET', KEYS[1], string.format('%d', keep_until))
 redis.call('EXPIREAT', KEYS[1], keep_until)
 redis.pcall('EXPIREAT', owner, keep_until)
+wake()
 return {1, now, keep_until}
