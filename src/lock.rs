@@ -158,6 +158,21 @@ pub trait LockStore {
     }
     /// Tries to take `claim.key`, writing start + `claim.release` + 1 as its expiry.
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire>;
+    /// `CRONLOCK_CONCURRENCY`: takes the first of `slots` slots of
+    /// `claim.key` that is free or stale (see `crate::take::slot_key`); the
+    /// lease names the slot. When all are held, the soonest expiry. The
+    /// default tries them one request each; a store may do it in one.
+    fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
+        let mut soonest = i64::MAX;
+        for slot in 1..=slots.max(1) {
+            let key = crate::take::slot_key(claim.key, slot);
+            match self.acquire(&Claim { key: &key, ..*claim })? {
+                Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
+                taken => return Ok(taken),
+            }
+        }
+        Ok(Acquire::Held { expires_in: soonest })
+    }
     /// After the command: keep the lock as `keep` says, if it is still ours.
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release>;
     /// Removes `key` whoever holds it; true if it existed.

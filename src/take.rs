@@ -76,26 +76,21 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
     let deadline = Instant::now() + plan.wait;
     let mut pause = FIRST_PAUSE;
     loop {
-        let mut soonest = i64::MAX;
-        for slot in 1..=plan.slots.max(1) {
-            let key = slot_key(claim.key, slot);
-            let slot_claim = Claim { key: &key, ..*claim };
-            match store.acquire(&slot_claim)? {
-                Acquire::Taken(lease) => {
-                    return Ok(Taken::Ours {
-                        lease,
-                        expired_ago: None,
-                    })
-                }
-                Acquire::TakenOver { lease, expired_ago } => {
-                    return Ok(Taken::Ours {
-                        lease,
-                        expired_ago: Some(expired_ago),
-                    })
-                }
-                Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
+        let soonest = match store.acquire_slot(claim, plan.slots)? {
+            Acquire::Taken(lease) => {
+                return Ok(Taken::Ours {
+                    lease,
+                    expired_ago: None,
+                })
             }
-        }
+            Acquire::TakenOver { lease, expired_ago } => {
+                return Ok(Taken::Ours {
+                    lease,
+                    expired_ago: Some(expired_ago),
+                })
+            }
+            Acquire::Held { expires_in } => expires_in,
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(Taken::Held { expires_in: soonest });

@@ -107,3 +107,19 @@ fn ask_is_followed_during_a_migration() {
     // The old owner now redirects a new run to the lock, which is held.
     run(&node_env(&cluster, from, &name), &["true"]).expect(200);
 }
+
+#[test]
+fn a_semaphore_whose_slots_live_on_several_nodes_takes_them_one_by_one() {
+    let cluster = Cluster::start();
+    // Slots cronlock.<name> and cronlock.<name>:2 hash apart: the one-script
+    // semaphore is refused (CROSSSLOT) and each slot is tried on its own.
+    let env = with(&node_env(&cluster, 0, "sem"), &[("CRONLOCK_CONCURRENCY", "2")]);
+    run(&env, &["true"]).expect(0);
+    run(&env, &["true"]).expect(0);
+    run(&env, &["true"]).expect(200);
+    for key in ["cronlock.sem", "cronlock.sem:2"] {
+        let owner = cluster.owner(cluster.slot(key));
+        assert_eq!(cluster.nodes[owner].query(&["EXISTS", key]), "1", "{key}");
+    }
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+}

@@ -90,30 +90,40 @@ fn a_run_with_password_and_database_is_two_round_trips() {
         2,
         "round trips of a run that takes the lock"
     );
-    assert_only_scripts(&redis, 2);
+    assert_only_scripts(&redis, 2, 1);
 
     // A run that finds the lock held: one round trip.
     redis.query(&["CONFIG", "RESETSTAT"]);
     run(&env, &["true"]).expect(200);
     assert_eq!(proxy.turns.load(Ordering::SeqCst), 3);
-    assert_only_scripts(&redis, 1);
+    assert_only_scripts(&redis, 1, 1);
+
+    // A semaphore: every slot is tried in one script, held or not.
+    let semaphore = with(&env, &[("CRONLOCK_CONCURRENCY", "3"), ("CRONLOCK_KEY", "sem")]);
+    for _ in 0..3 {
+        run(&semaphore, &["true"]).expect(0);
+    }
+    redis.query(&["CONFIG", "RESETSTAT"]);
+    run(&semaphore, &["true"]).expect(200);
+    assert_eq!(proxy.turns.load(Ordering::SeqCst), 3 + 6 + 1);
+    assert_only_scripts(&redis, 1, 3);
 }
 
 /// The server saw `evals` scripts and, outside them, nothing but AUTH (also
 /// sent by redis-cli here): no CLIENT SETINFO, HELLO, PING or SELECT of our own.
-fn assert_only_scripts(redis: &RedisServer, evals: usize) {
+fn assert_only_scripts(redis: &RedisServer, evals: usize, slots: usize) {
     let stats = commandstats(redis);
     assert!(stats.contains(&format!("cmdstat_eval:calls={evals}")), "{stats:?}");
     // Inside the scripts: GET, SET, EXPIREAT, DEL, TIME, SELECT and EXISTS (is
-    // anyone waiting?), at most
-    // twice per script (the lock and its owner record).
+    // anyone waiting?), at most twice per script and slot (the lock and its
+    // owner record).
     let inside = ["get", "set", "expireat", "del", "time", "select", "exists"];
     for stat in &stats {
         let name = stat.trim_start_matches("cmdstat_").split(':').next().unwrap();
         let calls: usize = stat.rsplit('=').next().unwrap().parse().unwrap();
         match name {
             "eval" | "auth" => {}
-            _ if inside.contains(&name) => assert!(calls <= 2 * evals, "{stats:?}"),
+            _ if inside.contains(&name) => assert!(calls <= 2 * evals * slots, "{stats:?}"),
             _ => panic!("unexpected command {name}: {stats:?}"),
         }
     }

@@ -26,12 +26,13 @@ use crate::signals;
 /// Each script is the shared prelude followed by its own body, joined at
 /// compile time.
 macro_rules! lock_script {
-    ($body:literal) => {
-        concat!(include_str!("lua/prelude.lua"), "\n", include_str!($body))
+    ($($part:literal),+) => {
+        concat!(include_str!("lua/prelude.lua") $(, "\n", include_str!($part))+)
     };
 }
 
-const ACQUIRE: &str = lock_script!("lua/acquire.lua");
+const ACQUIRE: &str = lock_script!("lua/take.lua", "lua/acquire.lua");
+const SLOTS: &str = lock_script!("lua/take.lua", "lua/slots.lua");
 const RELEASE: &str = lock_script!("lua/release.lua");
 const RESET: &str = lock_script!("lua/reset.lua");
 const RENEW: &str = lock_script!("lua/renew.lua");
@@ -92,11 +93,48 @@ impl<'a> RedisLock<'a> {
 }
 
 impl RedisLock<'_> {
+    /// Runs `script` (acquire.lua or slots.lua) on `keys`; the lease names
+    /// the key that was taken.
+    fn take(&mut self, script: &str, keys: &[&[u8]], claim: &Claim) -> Result<Acquire> {
+        let release = claim.release;
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        cmd.arg(self.db).arg(release).arg(claim.owner.unwrap_or(""));
+        let sent = self.session.query(&cmd, Retry::OnlyIfUnsent);
+        let reply = match sent.and_then(|reply| self.script_reply(reply)) {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.undo_refused_acquire(keys, release, &err);
+                return Err(err);
+            }
+        };
+        let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
+        let index = match reply.get(3) {
+            Some(Reply::Int(i)) if *i >= 1 && (*i as usize) <= keys.len() => *i as usize - 1,
+            _ => 0,
+        };
+        let lease = Lease::new(keys[index], now, now + release + 1);
+        match status {
+            1 => Ok(Acquire::Taken(lease)),
+            2 => Ok(Acquire::TakenOver {
+                lease,
+                expired_ago: now - previous_value(&reply),
+            }),
+            0 => Ok(Acquire::Held {
+                expires_in: previous_value(&reply) - now,
+            }),
+            other => bail!("unexpected status {other} from the lock script"),
+        }
+    }
+
     /// AUTH travels with the acquire script. A server without a password
     /// refuses the AUTH but runs the script, so the lock may be ours although
     /// we are about to stop with an error: give it back at once, as the
     /// original (which sends AUTH first) would never have taken it.
-    fn undo_refused_acquire(&mut self, key: &[u8], release: i64, err: &anyhow::Error) {
+    fn undo_refused_acquire(&mut self, keys: &[&[u8]], release: i64, err: &anyhow::Error) {
         let Some(rejected) = err.downcast_ref::<AuthRejected>() else {
             return;
         };
@@ -104,6 +142,8 @@ impl RedisLock<'_> {
             return;
         };
         if let (Ok(1 | 2), Ok(now)) = (int(reply, 0), int(reply, 1)) {
+            let index = int(reply, 3).map_or(0, |i| (i.max(1) - 1) as usize);
+            let Some(key) = keys.get(index) else { return };
             let lease = Lease::new(key, now, now + release + 1);
             // A grace of -1 keeps it until `start`, which has passed: dropped.
             let _ = self.release(&lease, Keep { grace: -1, hold: 0 });
@@ -136,29 +176,30 @@ impl LockStore for RedisLock<'_> {
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
-        let (key, release) = (claim.key, claim.release);
-        let mut cmd = self.eval_cmd(ACQUIRE, key, &[release]);
-        cmd.arg(claim.owner.unwrap_or(""));
-        let sent = self.session.query(&cmd, Retry::OnlyIfUnsent);
-        let reply = match sent.and_then(|reply| self.script_reply(reply)) {
-            Ok(reply) => reply,
-            Err(err) => {
-                self.undo_refused_acquire(key, release, &err);
-                return Err(err);
+        self.take(ACQUIRE, &[claim.key], claim)
+    }
+
+    /// All slots in one script; a Cluster, whose slots the semaphore's keys
+    /// part, refuses a script with keys of several slots (CROSSSLOT): there
+    /// the slots are tried one request each.
+    fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
+        if slots <= 1 {
+            return self.acquire(claim);
+        }
+        let keys: Vec<Vec<u8>> = (1..=slots).map(|slot| crate::take::slot_key(claim.key, slot)).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        match self.take(SLOTS, &keys, claim) {
+            Err(err) if format!("{err:#}").contains("CROSSSLOT") => {
+                let mut soonest = i64::MAX;
+                for key in keys {
+                    match self.acquire(&Claim { key, ..*claim })? {
+                        Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
+                        taken => return Ok(taken),
+                    }
+                }
+                Ok(Acquire::Held { expires_in: soonest })
             }
-        };
-        let (status, now) = (int(&reply, 0)?, int(&reply, 1)?);
-        let lease = Lease::new(key, now, now + release + 1);
-        match status {
-            1 => Ok(Acquire::Taken(lease)),
-            2 => Ok(Acquire::TakenOver {
-                lease,
-                expired_ago: now - previous_value(&reply),
-            }),
-            0 => Ok(Acquire::Held {
-                expires_in: previous_value(&reply) - now,
-            }),
-            other => bail!("unexpected status {other} from the lock script"),
+            other => other,
         }
     }
 
