@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side figures for one machine: median wall time, median CPU time and
 # peak RSS of the bare command, cronlock on its paths (lock taken, lock held,
-# TLS, directory store) and, when CRONLOCK_REFERENCE names it, the original
-# script; then 200 runs at once on one key. Starts its own servers.
+# TLS, directory store, a semaphore slot) and, when CRONLOCK_REFERENCE names
+# it, the original script; then 200 runs at once on one key, and how fast
+# and how cheaply a waiter (CRONLOCK_WAIT) gets a released lock. Starts its
+# own servers.
 #   CRONLOCK_BIN        binary to measure (default: what scripts/build.sh builds)
 #   CRONLOCK_REFERENCE  the original `cronlock` script (optional)
 #   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
@@ -70,6 +72,9 @@ export CRONLOCK_CONFIG=/dev/null CRONLOCK_HOST=127.0.0.1 CRONLOCK_PORT="$PLAIN" 
 HELD_VALUE=$(( $(date +%s) + 86400 ))
 redis-cli -p "$PLAIN" set cronlock.bench-held "$HELD_VALUE" >/dev/null
 redis-cli -p "$TLSPORT" "${TLSCLI[@]}" set cronlock.bench-held "$HELD_VALUE" >/dev/null
+# A semaphore of 3 whose first two slots are held: each run takes the third.
+redis-cli -p "$PLAIN" set cronlock.bench-sem "$HELD_VALUE" >/dev/null
+redis-cli -p "$PLAIN" set cronlock.bench-sem:2 "$HELD_VALUE" >/dev/null
 mkdir -p "$WORK/locks"
 
 ROWS="$WORK/rows"
@@ -89,6 +94,7 @@ row "cronlock true (lock held, 200)" 200 "$RUNS" CRONLOCK_KEY=bench-held -- "$BI
 row "cronlock true over TLS (taken)" 0 "$RUNS" "${TLSENV[@]}" -- "$BIN" "$TRUE"
 row "cronlock true over TLS (held)" 200 "$RUNS" "${TLSENV[@]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
 row "cronlock true, directory store" 0 "$RUNS" CRONLOCK_URL="file://$WORK/locks" -- "$BIN" "$TRUE"
+row "cronlock true, slot 3 of 3 taken" 0 "$RUNS" CRONLOCK_KEY=bench-sem CRONLOCK_CONCURRENCY=3 -- "$BIN" "$TRUE"
 if [ -n "$REF" ]; then
   row "original true (lock taken)" 0 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) -- "$REF" "$TRUE"
   row "original true (lock held, 200)" 200 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) CRONLOCK_KEY=bench-held -- "$REF" "$TRUE"
@@ -201,3 +207,39 @@ wait "${runners[@]}" || true
 end=$(date +%s%N)
 echo "200 runs at once on one key: all finished in $(( (end - start) / 1000000 )) ms;" \
   "exit codes: $(sort -n "$codes" | uniq -c | awk '{printf "%s × %s, ", $1, $2}' | sed 's/, $//')"
+
+# CRONLOCK_WAIT: a waiter blocked on a held lock, and the moment it starts
+# after the holder's command ends (the holder's release is in between).
+# Each trial: a holder that runs 300 ms, a waiter started 100 ms into it.
+now_ns() { date +%s%N; }
+delays=()
+for trial in $(seq 20); do
+  CRONLOCK_KEY=bench-wait "$BIN" sh -c "sleep 0.3; date +%s%N >$WORK/held-end" &
+  holder=$!
+  sleep 0.1
+  CRONLOCK_KEY=bench-wait CRONLOCK_WAIT=10 "$BIN" sh -c "date +%s%N >$WORK/waiter-start"
+  wait "$holder"
+  delays+=($(( ($(cat "$WORK/waiter-start") - $(cat "$WORK/held-end")) / 1000 )))
+done
+sorted=$(printf '%s\n' "${delays[@]}" | sort -n)
+median=$(echo "$sorted" | sed -n 10p)
+worst=$(echo "$sorted" | tail -1)
+echo "WAIT: from the holder's command end to the waiter's start, 20 trials: median $((median / 1000)).$(printf '%03d' $((median % 1000))) ms, worst $((worst / 1000)).$(printf '%03d' $((worst % 1000))) ms"
+
+# What five waiters cost the server while a holder runs for 6 s: commands
+# counted by the server over the middle 4 s.
+CRONLOCK_KEY=bench-cost "$BIN" sleep 6 &
+holder=$!
+sleep 0.2
+waiters=()
+for _ in 1 2 3 4 5; do
+  CRONLOCK_KEY=bench-cost CRONLOCK_WAIT=30 "$BIN" "$TRUE" &
+  waiters+=($!)
+done
+sleep 1
+before=$(redis-cli -p "$PLAIN" info stats | tr -d '\r' | awk -F: '/^total_commands_processed/ {print $2}')
+sleep 4
+after=$(redis-cli -p "$PLAIN" info stats | tr -d '\r' | awk -F: '/^total_commands_processed/ {print $2}')
+wait "$holder" "${waiters[@]}" || true
+# The INFO that reads the first count is counted in the second.
+echo "WAIT: 5 waiters cost the server $(python3 -c "print(f'{($after - $before - 1) / 5 / 4:.2f}')") commands per waiter per second"

@@ -18,8 +18,9 @@ use crate::report::Report;
 use crate::signals;
 
 /// The first pause of a waiter, doubled after each try up to [`MAX_PAUSE`].
-/// At least half a second, so a waiter costs at most two tries a second.
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// A second, so that with the store's own blocking a waiter costs at most
+/// two commands a second.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
 /// The longest pause between two tries of a waiter.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 

@@ -349,6 +349,6 @@ fn a_waiter_marks_itself_and_is_woken_by_the_release() {
     // release pushed while the waiter was trying the lock rather than blocked.
     for key in ["cronlock.wake:waiting", "cronlock.wake:wake"] {
         let ttl: i64 = redis.query(&["TTL", key]).parse().unwrap();
-        assert!(ttl == -2 || (0..=5).contains(&ttl), "{key}: {ttl}");
+        assert!(ttl == -2 || (0..=10).contains(&ttl), "{key}: {ttl}");
     }
 }

@@ -48,10 +48,11 @@ pub struct RedisLock<'a> {
 }
 
 /// The longest a waiter blocks on its wake list before it looks for a
-/// terminating signal and tries the lock again: two commands a second.
-const WAIT_BLOCK: Duration = Duration::from_secs(1);
+/// terminating signal: a BLPOP every two seconds at most, since a release
+/// wakes it anyway.
+const WAIT_BLOCK: Duration = Duration::from_secs(2);
 /// How long a waiter's marker (`<key>:waiting`) outlives its last refresh.
-const WAITING_MARKER_SECONDS: i64 = 5;
+const WAITING_MARKER_SECONDS: i64 = 10;
 
 impl<'a> RedisLock<'a> {
     /// A store on `target`; nothing is sent until the first call.
@@ -261,8 +262,8 @@ impl LockStore for RedisLock<'_> {
             if left.is_zero() {
                 return Ok(None);
             }
-            // Whole seconds, which every Redis version takes.
-            let block = left.min(WAIT_BLOCK).as_secs().max(1);
+            // Whole seconds, rounded up, which every Redis version takes.
+            let block = left.min(WAIT_BLOCK).as_millis().div_ceil(1000) as u64;
             let mut blpop = ::redis::cmd("BLPOP");
             blpop.arg(&wake).arg(block);
             if let Reply::Array(_) = self.session.query(&blpop, Retry::Idempotent)? {
