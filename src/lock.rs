@@ -126,6 +126,23 @@ pub enum Renewal {
     },
 }
 
+/// One lock as a store sees it, for the operator tool (`cronlockctl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The full key.
+    pub key: Vec<u8>,
+    /// The lock's expiry, unix seconds (the original's value); `None` for a
+    /// value that is not a number, which the original reads as expired.
+    pub expires_at: Option<i64>,
+    /// The store's clock when it looked.
+    pub now: i64,
+    /// The owner record (see `crate::owner`), when there is one.
+    pub owner: Option<String>,
+    /// Whether the holder's command still runs, where the store can tell
+    /// (a flock, a session, a lease); `None` where only the record speaks.
+    pub running: Option<bool>,
+}
+
 /// Settings that not every store can honour. A store that lacks one says
 /// why, and the run stops with that reason before anything is locked,
 /// instead of silently ignoring the setting.
@@ -184,6 +201,16 @@ pub trait LockStore {
     fn wait_for_release(&mut self, key: &[u8], limit: Duration) -> Result<Option<Signal>> {
         let _ = key;
         Ok(crate::signals::sleep_unless_told_to_stop(limit))
+    }
+    /// The lock `key` as it stands, or `None` when there is none.
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let _ = key;
+        anyhow::bail!("the {} store cannot show its locks yet", self.kind())
+    }
+    /// Every lock whose key starts with `prefix` (all locks for an empty one).
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let _ = prefix;
+        anyhow::bail!("the {} store cannot list its locks yet", self.kind())
     }
     /// Lease mode: one try, within `limit`, to extend the lock to now +
     /// `seconds` + 1 if it is still ours. `after_unknown`: the previous try

@@ -2,6 +2,8 @@
 //! name, plus what an operator needs at 3 a.m.: the pid, the start time and
 //! the command line). It is one line of JSON, so scripts can parse it:
 //! `{"node":"web1","pid":4242,"start":1764460800,"command":"sh -c job"}`.
+//! A store that can adds `"ended":<unix time>` when the command ends and
+//! the lock is kept for its grace or hold.
 //!
 //! The record never replaces the lock's own value, which stays the
 //! original's expiry time: hosts running the original script read locks as
@@ -27,6 +29,15 @@ pub fn record(node: &str, pid: u32, start: i64, args: &[OsString]) -> String {
     json_string(&mut out, &command);
     out.push('}');
     out
+}
+
+/// `record` with the time the command ended added, for a lock kept after
+/// it; a record that is not a JSON object, or already says so, is kept.
+pub fn with_ended(record: &str, ended: i64) -> String {
+    match record.strip_suffix('}') {
+        Some(head) if !record.contains("\"ended\":") => format!("{head},\"ended\":{ended}}}"),
+        _ => record.to_string(),
+    }
 }
 
 /// The host name, the default of `CRONLOCK_NODE`.
@@ -61,6 +72,15 @@ fn json_string(out: &mut String, bytes: &[u8]) {
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn the_end_is_added_once() {
+        let record = r#"{"node":"a","pid":1,"start":5,"command":"x"}"#;
+        let ended = with_ended(record, 9);
+        assert_eq!(ended, r#"{"node":"a","pid":1,"start":5,"command":"x","ended":9}"#);
+        assert_eq!(with_ended(&ended, 10), ended);
+        assert_eq!(with_ended("", 10), "");
+    }
 
     #[test]
     fn the_record_is_one_line_of_json_whatever_the_command() {

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release};
+use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Seen};
 
 /// Lock files in one directory.
 pub struct DirectoryLock {
@@ -203,8 +203,43 @@ impl LockStore for DirectoryLock {
                 .map_err(|(_, errno)| errno)
                 .with_context(|| format!("locking {}", path.display()))?;
         }
-        write_state(&mut held, keep_until, "done", &self.owner)?;
+        write_state(
+            &mut held,
+            keep_until,
+            "done",
+            &crate::owner::with_ended(&self.owner, now()),
+        )?;
         Ok(Release::Kept { until: keep_until })
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let _mutex = self.mutex()?;
+        let path = self.path(key);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(seen(key.to_vec(), file))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("lock file {}", path.display())),
+        }
+    }
+
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let _mutex = self.mutex()?;
+        let entries = fs::read_dir(&self.dir).with_context(|| format!("lock directory {}", self.dir.display()))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("lock directory {}", self.dir.display()))?;
+            let Some(key) = entry.file_name().to_str().map(key_of_file) else {
+                continue;
+            };
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            if let Ok(file) = File::open(entry.path()) {
+                found.push(seen(key, file));
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
@@ -216,6 +251,53 @@ impl LockStore for DirectoryLock {
             Err(err) => Err(err).with_context(|| format!("lock file {}", path.display())),
         }
     }
+}
+
+/// What a lock file says, and whether a live run holds its flock.
+fn seen(key: Vec<u8>, mut file: File) -> Seen {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let mut lines = text.lines();
+    let mut words = lines.next().unwrap_or("").split_whitespace();
+    let expires_at = words.next().and_then(|w| w.parse::<i64>().ok());
+    let owner = lines.next().filter(|line| !line.is_empty()).map(String::from);
+    let running = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_) => false,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => true,
+        Err(_) => false,
+    };
+    Seen {
+        key,
+        expires_at,
+        now: now(),
+        owner,
+        running: Some(running),
+    }
+}
+
+/// The key a lock file's name stands for (the reverse of [`file_name`]; a
+/// name shortened with its md5 stands for itself).
+fn key_of_file(name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| name.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                key.push(byte);
+                i += 3;
+            }
+            None => {
+                key.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    key
 }
 
 /// A file name for any key: safe bytes as they are, the rest %-escaped, and
@@ -259,6 +341,9 @@ mod tests {
         assert_eq!(file_name(b"cronlock.abc"), "cronlock.abc");
         assert_eq!(file_name(b"../x y/\xff"), "%2E.%2Fx%20y%2F%FF");
         assert!(file_name(&[b'a'; 1000]).len() <= 200);
+        for key in [&b"cronlock.abc"[..], b"../x y/\xff", b".hidden:2"] {
+            assert_eq!(key_of_file(&file_name(key)), key);
+        }
     }
 
     #[test]

@@ -19,3 +19,22 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
     })
 }
+
+/// Where `store` keeps its locks, for people; never a password.
+pub fn describe(store: &Store) -> String {
+    match store {
+        Store::Redis(target) => {
+            let via = if target.sentinel.is_some() {
+                " (master found through Sentinel)"
+            } else {
+                ""
+            };
+            let tls = if target.tls.is_some() { " over TLS" } else { "" };
+            format!(
+                "redis at {}:{} database {}{tls}{via}",
+                target.host, target.port, target.db
+            )
+        }
+        Store::Directory(dir) => format!("directory {}", dir.display()),
+    }
+}

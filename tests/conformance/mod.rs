@@ -33,6 +33,7 @@ pub trait Fixture {
 }
 
 /// Makes one `#[test]` per behaviour for the fixture type `$fixture`.
+#[allow(unused_macros)]
 macro_rules! suite {
     ($fixture:ty) => {
         $crate::conformance::suite!(@tests $fixture:
@@ -67,6 +68,7 @@ macro_rules! suite {
         )*
     };
 }
+#[allow(unused_imports)]
 pub(crate) use suite;
 
 fn marker(dir: &TempDir) -> Vec<String> {

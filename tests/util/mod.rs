@@ -274,10 +274,35 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronlock")))
 }
 
+/// `cronlockctl`: `CRONLOCKCTL_BIN` when set (scripts/test.sh points it at
+/// the release build), else the one cargo built for these tests.
+pub fn ctl_bin() -> PathBuf {
+    std::env::var_os("CRONLOCKCTL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronlockctl")))
+}
+
+/// Runs `cronlockctl ARGS` with the same clean environment as [`cronlock`].
+pub fn ctl(env: &[(String, String)], args: &[&str]) -> Run {
+    let mut command = Command::new(ctl_bin());
+    clean_env(&mut command, env);
+    let output = command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cronlockctl");
+    Run { output }
+}
+
 /// `cronlock` with every `CRONLOCK_*` variable of the caller removed, the
 /// config file lookup pointed at an empty file, and fast reconnects.
 pub fn cronlock(env: &[(String, String)]) -> Command {
     let mut command = Command::new(bin());
+    clean_env(&mut command, env);
+    command
+}
+
+fn clean_env(command: &mut Command, env: &[(String, String)]) {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CRONLOCK_") {
             command.env_remove(&name);
@@ -288,7 +313,6 @@ pub fn cronlock(env: &[(String, String)]) -> Command {
     for (name, value) in env {
         command.env(name, value);
     }
-    command
 }
 
 fn empty_config() -> PathBuf {

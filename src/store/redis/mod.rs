@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 
 use crate::config::RedisTarget;
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use nix::sys::signal::Signal;
@@ -36,10 +36,14 @@ const SLOTS: &str = lock_script!("lua/take.lua", "lua/slots.lua");
 const RELEASE: &str = lock_script!("lua/release.lua");
 const RESET: &str = lock_script!("lua/reset.lua");
 const RENEW: &str = lock_script!("lua/renew.lua");
+const INSPECT: &str = lock_script!("lua/inspect.lua");
+const SCAN: &str = lock_script!("lua/scan.lua");
 
 /// Locks in Redis.
 pub struct RedisLock<'a> {
     session: Session<'a>,
+    /// Where it connects, for the other nodes of a Cluster.
+    target: &'a RedisTarget,
     db: i64,
     /// The server timeout: a blocking wait must end well within it.
     timeout: Option<Duration>,
@@ -59,6 +63,7 @@ impl<'a> RedisLock<'a> {
     pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<RedisLock<'a>> {
         Ok(RedisLock {
             session: Session::new(target, report)?,
+            target,
             db: target.db,
             timeout: target.timeout,
             marked_at: None,
@@ -94,6 +99,37 @@ impl<'a> RedisLock<'a> {
 }
 
 impl RedisLock<'_> {
+    /// Every key matching `pattern` on this node (plain SCAN: a Cluster node
+    /// has only database 0), handed to `each` with this store.
+    fn scan_keys(&mut self, pattern: &[u8], each: &mut dyn FnMut(&mut Self, Vec<u8>) -> Result<()>) -> Result<()> {
+        let mut cursor = b"0".to_vec();
+        loop {
+            let mut cmd = ::redis::cmd("SCAN");
+            cmd.arg(&cursor[..]).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            let Reply::Array(page) = self.session.query(&cmd, Retry::Idempotent)? else {
+                bail!("unexpected reply to SCAN");
+            };
+            if let Some(Reply::Array(keys)) = page.get(1) {
+                for key in keys {
+                    let Reply::Bulk(key) = key else { continue };
+                    let companion = [&b":owner"[..], b":wake", b":waiting"]
+                        .iter()
+                        .any(|tail| key.ends_with(tail));
+                    if !companion {
+                        each(self, key.clone())?;
+                    }
+                }
+            }
+            cursor = match page.first() {
+                Some(Reply::Bulk(next)) => next.clone(),
+                other => bail!("unexpected SCAN cursor {other:?}"),
+            };
+            if cursor == b"0" {
+                return Ok(());
+            }
+        }
+    }
+
     /// Runs `script` (acquire.lua or slots.lua) on `keys`; the lease names
     /// the key that was taken.
     fn take(&mut self, script: &str, keys: &[&[u8]], claim: &Claim) -> Result<Acquire> {
@@ -150,6 +186,59 @@ impl RedisLock<'_> {
             let _ = self.release(&lease, Keep { grace: -1, hold: 0 });
         }
     }
+}
+
+/// A `Seen` from a lock's value and owner record as the scripts return them.
+fn seen(key: Vec<u8>, value: Option<&Reply>, owner: Option<&Reply>, now: i64) -> Option<Seen> {
+    let value = match value {
+        Some(Reply::Bulk(bytes)) => bytes,
+        _ => return None,
+    };
+    let owner = match owner {
+        Some(Reply::Bulk(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    };
+    // A command that ended says so in its record (release.lua); one that
+    // still runs cannot be told from one whose host died.
+    let running = owner.as_ref().filter(|o| o.contains("\"ended\":")).map(|_| false);
+    Some(Seen {
+        key,
+        expires_at: std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok()),
+        now,
+        owner,
+        running,
+    })
+}
+
+/// A SCAN pattern for keys that start with `prefix`.
+fn glob_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut pattern = Vec::with_capacity(prefix.len() + 1);
+    for &byte in prefix {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.push(b'*');
+    pattern
+}
+
+/// The masters of a `CLUSTER SLOTS` reply, each once.
+fn masters(ranges: &[Reply]) -> Vec<(String, u16)> {
+    let mut nodes = Vec::new();
+    for range in ranges {
+        if let Reply::Array(parts) = range {
+            if let Some(Reply::Array(master)) = parts.get(2) {
+                if let (Some(Reply::Bulk(host)), Some(Reply::Int(port))) = (master.first(), master.get(1)) {
+                    let node = (String::from_utf8_lossy(host).into_owned(), *port as u16);
+                    if !nodes.contains(&node) {
+                        nodes.push(node);
+                    }
+                }
+            }
+        }
+    }
+    nodes
 }
 
 fn int(values: &[Reply], index: usize) -> Result<i64> {
@@ -217,6 +306,61 @@ impl LockStore for RedisLock<'_> {
             -1 => Ok(Release::NotOurs),
             other => bail!("unexpected status {other} from the release script"),
         }
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let reply = self.eval(INSPECT, key, &[], Retry::Idempotent)?;
+        let now = int(&reply, 0)?;
+        Ok(seen(key.to_vec(), reply.get(1), reply.get(2), now))
+    }
+
+    /// SCAN, never KEYS. A Cluster's keys are spread over its masters: each
+    /// is scanned, and each lock read on its own node.
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let pattern = glob_prefix(prefix);
+        let mut found = Vec::new();
+        match self
+            .session
+            .query(&::redis::cmd("CLUSTER").arg("SLOTS").clone(), Retry::Idempotent)
+        {
+            Ok(Reply::Array(ranges)) => {
+                for (host, port) in masters(&ranges) {
+                    let mut target = self.target.clone();
+                    (target.host, target.port, target.sentinel) = (host, port, None);
+                    let mut node = RedisLock::new(&target, self.session.report())?;
+                    node.scan_keys(&pattern, &mut |lock, key| {
+                        if let Some(seen) = lock.inspect(&key)? {
+                            found.push(seen);
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            _ => {
+                let mut cursor = b"0".to_vec();
+                loop {
+                    let mut cmd = self.eval_cmd(SCAN, b"", &[]);
+                    cmd.arg(&cursor[..]).arg(&pattern[..]);
+                    let page = self.session.query(&cmd, Retry::Idempotent)?;
+                    let reply = self.script_reply(page)?;
+                    let now = int(&reply, 0)?;
+                    for lock in reply[2..].chunks(3) {
+                        if let [Reply::Bulk(key), value, owner] = lock {
+                            found.extend(seen(key.clone(), Some(value), Some(owner), now));
+                        }
+                    }
+                    cursor = match reply.get(1) {
+                        Some(Reply::Bulk(next)) => next.clone(),
+                        other => bail!("unexpected SCAN cursor {other:?}"),
+                    };
+                    if cursor == b"0" {
+                        break;
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {

@@ -119,6 +119,11 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Where verbose lines go.
+    pub fn report(&self) -> &'a Report {
+        self.report
+    }
+
     /// Where the session is talking to, for messages.
     pub fn describe(&self) -> String {
         let (host, port) = self

@@ -34,6 +34,12 @@ if keep_until <= now then
 end
 redis.call('SET', KEYS[1], string.format('%d', keep_until))
 redis.call('EXPIREAT', KEYS[1], keep_until)
+-- The record says when the command ended, so an operator can tell a lock
+-- in its grace from a running one.
+local record = redis.pcall('GET', owner)
+if type(record) == 'string' and string.sub(record, -1) == '}' and not string.find(record, '"ended":', 1, true) then
+  redis.pcall('SET', owner, string.sub(record, 1, -2) .. ',"ended":' .. now .. '}')
+end
 redis.pcall('EXPIREAT', owner, keep_until)
 wake()
 return {1, now, keep_until}

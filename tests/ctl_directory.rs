@@ -1,0 +1,28 @@
+//! cronlockctl against the directory store: the shared suite.
+
+mod conformance;
+mod ctl_suite;
+mod util;
+
+use util::*;
+
+struct Directory(TempDir);
+
+impl conformance::Fixture for Directory {
+    fn start() -> Directory {
+        Directory(TempDir::new("ctl-locks"))
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "CRONLOCK_URL".to_string(),
+            format!("file://{}", self.0.join("locks").display()),
+        )]
+    }
+
+    fn stop(&mut self) -> bool {
+        false
+    }
+}
+
+ctl_suite::suite!(Directory);
