@@ -360,6 +360,13 @@ impl<'a> MysqlLock<'a> {
                     self.target.db,
                     err.message
                 )),
+                // MySQL says "access denied" for a database that does not exist.
+                1044 if connecting => Failure::Fatal(anyhow!(
+                    "{at}: database '{}' does not exist or user '{}' has no rights on it ({}); see the README's MySQL section",
+                    self.target.db,
+                    self.target.user,
+                    err.message
+                )),
                 1044 | 1142 | 1227 => Failure::Fatal(anyhow!(
                     "{at} refused: {} (the user needs SELECT, INSERT, UPDATE and DELETE on {}.{TABLE}; see the README's MySQL section)",
                     err.message,
