@@ -418,15 +418,12 @@ impl<'a> MysqlLock<'a> {
         let got = int(locks, 0)? == Some(1);
         let used_by = int(locks, 1)?.map(|id| id as u64);
         let connection = int(locks, 2)?.unwrap_or(0) as u64;
-        let record = match rows.first() {
-            None => None,
-            Some(row) => Some(Record {
-                expires_at: row.get_opt::<i64, _>(0).and_then(Result::ok).unwrap_or(0),
-                running: row.get_opt::<String, _>(1).and_then(Result::ok).as_deref() == Some("running"),
-                token: row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default(),
-                holder: row.get_opt::<Option<u64>, _>(3).and_then(Result::ok).flatten(),
-            }),
-        };
+        let record = rows.first().map(|row| Record {
+            expires_at: row.get_opt::<i64, _>(0).and_then(Result::ok).unwrap_or(0),
+            running: row.get_opt::<String, _>(1).and_then(Result::ok).as_deref() == Some("running"),
+            token: row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default(),
+            holder: row.get_opt::<Option<u64>, _>(3).and_then(Result::ok).flatten(),
+        });
         let now = int(clock, 0)?.ok_or_else(|| Failure::Fatal(anyhow!("no server time")))?;
         let seen = Seen {
             got,
