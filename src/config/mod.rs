@@ -105,6 +105,67 @@ pub enum Store {
     Redis(Box<RedisTarget>),
     /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
     Directory(PathBuf),
+    /// A table and `GET_LOCK` names in MySQL or MariaDB (`CRONLOCK_URL=mysql://...`).
+    Mysql(Box<MysqlTarget>),
+}
+
+/// How to reach MySQL or MariaDB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port, 3306 unless the URL says otherwise.
+    pub port: u16,
+    /// User name (from the URL, else `CRONLOCK_USER`).
+    pub user: String,
+    /// Password (from the URL, else `CRONLOCK_AUTH`); never printed.
+    pub password: Option<String>,
+    /// The database holding the lock table.
+    pub db: String,
+    /// The URL's `ssl-mode`.
+    pub ssl_mode: SslMode,
+    /// CA, client certificate and key files (`CRONLOCK_TLS_*`), when TLS is on.
+    pub tls: Option<Tls>,
+    /// Connect, read and write timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub reconnect_attempts: u32,
+    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub reconnect_backoff: u64,
+}
+
+/// MySQL's `ssl-mode`, as its own client spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS without verification when the server offers it, else plain TCP.
+    Preferred,
+    /// TLS, without verifying the certificate.
+    Required,
+    /// TLS, the certificate checked against the CA but not the host name.
+    VerifyCa,
+    /// TLS, the certificate checked against the CA and the host name.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    /// Reads `disabled`, `preferred`, `required`, `verify_ca` or `verify_identity` (any case, `-` for `_`).
+    pub fn parse(text: &str) -> Option<SslMode> {
+        match text.to_ascii_lowercase().replace('-', "_").as_str() {
+            "disabled" => Some(SslMode::Disabled),
+            "preferred" => Some(SslMode::Preferred),
+            "required" => Some(SslMode::Required),
+            "verify_ca" => Some(SslMode::VerifyCa),
+            "verify_identity" => Some(SslMode::VerifyIdentity),
+            _ => None,
+        }
+    }
+
+    /// Whether the certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyIdentity)
+    }
 }
 
 /// How to reach Redis.
@@ -424,9 +485,28 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let mut store = None;
     // `rediss://` turns TLS on as CRONLOCK_TLS=yes does.
     let mut url_tls = false;
+    let mut mysql = None;
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::Mysql {
+                host,
+                port,
+                user,
+                password,
+                db,
+                ssl_mode,
+            } => {
+                // CRONLOCK_TLS=yes without an ssl-mode asks for a verified connection.
+                let ssl_mode = match ssl_mode {
+                    Some(mode) => mode,
+                    None if use_tls && skip_verify => SslMode::Required,
+                    None if use_tls => SslMode::VerifyIdentity,
+                    None => SslMode::Disabled,
+                };
+                url_tls = ssl_mode != SslMode::Disabled;
+                mysql = Some((host, port, user, password, db, ssl_mode));
+            }
             url::Parsed::Redis {
                 tls,
                 host,
@@ -481,7 +561,23 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         });
     }
 
-    if target.user.is_some() && target.password.is_none() {
+    if let Some((host, port, user, password, db, ssl_mode)) = mysql {
+        let user = user
+            .or(target.user.take())
+            .ok_or_else(|| anyhow!("CRONLOCK_URL: no MySQL user given; write mysql://user:password@host/database"))?;
+        store = Some(Store::Mysql(Box::new(MysqlTarget {
+            host,
+            port,
+            user,
+            password: password.or(target.password.take()),
+            db,
+            ssl_mode,
+            tls: target.tls.take(),
+            timeout: target.timeout,
+            reconnect_attempts: target.reconnect_attempts,
+            reconnect_backoff: target.reconnect_backoff,
+        })));
+    } else if target.user.is_some() && target.password.is_none() {
         bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
     }
 

@@ -1,8 +1,10 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`) and `file://` forms.
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
+
+use super::SslMode;
 
 /// What a URL names.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,13 +26,28 @@ pub enum Parsed {
         /// Database from the path.
         db: Option<i64>,
     },
+    /// A MySQL or MariaDB server.
+    Mysql {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// Port, 3306 when not given.
+        port: u16,
+        /// User, percent-decoded.
+        user: Option<String>,
+        /// Password, percent-decoded.
+        password: Option<String>,
+        /// The database that holds the lock table.
+        db: String,
+        /// `?ssl-mode=...`, when given.
+        ssl_mode: Option<SslMode>,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql:// or file:// at the start"))?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,11 +56,24 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "mysql" | "mariadb" => parse_mysql(rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb or file"),
     }
 }
 
-fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
+/// The parts of `[user[:password]@]host[:port][/path...]`.
+struct Authority<'a> {
+    user: Option<String>,
+    password: Option<String>,
+    host: String,
+    port: Option<&'a str>,
+    /// Everything from the first `/`, `?` or `#` on.
+    path: &'a str,
+    /// `scheme://word@host`: read as the password above, as redis-cli does.
+    lone_word: bool,
+}
+
+fn authority(rest: &str) -> Result<Authority<'_>> {
     let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -52,6 +82,7 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
         Some((userinfo, hostport)) => (Some(userinfo), hostport),
         None => (None, authority),
     };
+    let lone_word = userinfo.is_some_and(|info| !info.contains(':'));
     let (user, password) = match userinfo {
         None => (None, None),
         Some(info) => match info.split_once(':') {
@@ -77,12 +108,80 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     if host.is_empty() {
         bail!("CRONLOCK_URL: no host given");
     }
-    let port = match port {
-        None => 6379,
+    Ok(Authority {
+        user,
+        password,
+        host,
+        port,
+        path,
+        lone_word,
+    })
+}
+
+fn port_or(port: Option<&str>, default: u16) -> Result<u16> {
+    match port {
+        None => Ok(default),
         Some(p) => {
-            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
+            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))
         }
-    };
+    }
+}
+
+/// `mysql://user:password@host:port/database?ssl-mode=...`
+fn parse_mysql(rest: &str) -> Result<Parsed> {
+    let Authority {
+        mut user,
+        mut password,
+        host,
+        port,
+        path,
+        lone_word,
+    } = authority(rest)?;
+    // `mysql://name@host/db`: a lone word is the user, as MySQL's own URLs read it.
+    if lone_word {
+        user = password.take();
+    }
+    let port = port_or(port, 3306)?;
+    if path.contains('#') {
+        bail!("CRONLOCK_URL: fragments are not supported in a mysql:// URL");
+    }
+    let (db, query) = path.split_once('?').unwrap_or((path, ""));
+    let db = percent_decode(db.strip_prefix('/').unwrap_or(db), "database")?;
+    if db.is_empty() || db.contains('/') {
+        bail!("CRONLOCK_URL: name the database that holds the lock table, as in mysql://user:password@host/cronlock");
+    }
+    let mut ssl_mode = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "ssl-mode" | "sslmode" => {
+                ssl_mode = Some(SslMode::parse(value).ok_or_else(|| {
+                    anyhow!("CRONLOCK_URL: ssl-mode={value:?}; expected disabled, preferred, required, verify_ca or verify_identity")
+                })?)
+            }
+            _ => bail!("CRONLOCK_URL: unknown option {name:?} in a mysql:// URL; only ssl-mode is read"),
+        }
+    }
+    Ok(Parsed::Mysql {
+        host,
+        port,
+        user,
+        password,
+        db,
+        ssl_mode,
+    })
+}
+
+fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
+    let Authority {
+        user,
+        password,
+        host,
+        port,
+        path,
+        ..
+    } = authority(rest)?;
+    let port = port_or(port, 6379)?;
     if path.contains(['?', '#']) {
         bail!("CRONLOCK_URL: query strings and fragments are not supported; use the CRONLOCK_* variables");
     }
@@ -158,6 +257,39 @@ mod tests {
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
+    }
+
+    #[test]
+    fn parses_mysql_urls() {
+        assert_eq!(
+            parse("mysql://app:p%40ss@db.example/locks?ssl-mode=VERIFY_IDENTITY").unwrap(),
+            Parsed::Mysql {
+                host: "db.example".into(),
+                port: 3306,
+                user: Some("app".into()),
+                password: Some("p@ss".into()),
+                db: "locks".into(),
+                ssl_mode: Some(SslMode::VerifyIdentity),
+            }
+        );
+        let Parsed::Mysql {
+            user, password, port, ..
+        } = parse("mariadb://cron@[::1]:3307/x").unwrap()
+        else {
+            panic!("not mysql")
+        };
+        assert_eq!((user.as_deref(), password, port), (Some("cron"), None, 3307));
+        for bad in [
+            "mysql://u:p@h",
+            "mysql://u:p@h/",
+            "mysql://u:p@h/db?ssl-mode=maybe",
+            "mysql://u:p@h/db?charset=x",
+            "mysql://u:p@h:0/db",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let err = parse("mysql://u:hunter2@h:99999/db").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
 pub mod file;
+pub mod mysql;
 pub mod redis;
 
 use anyhow::Result;
@@ -17,6 +18,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
     })
 }
 
@@ -36,5 +38,9 @@ pub fn describe(store: &Store) -> String {
             )
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
+        Store::Mysql(target) => format!(
+            "mysql at {}:{} database {} as {} (ssl-mode {:?})",
+            target.host, target.port, target.db, target.user, target.ssl_mode
+        ),
     }
 }

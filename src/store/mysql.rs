@@ -1,0 +1,834 @@
+//! The MySQL / MariaDB store (`CRONLOCK_URL=mysql://user:password@host/db`):
+//! one row per lock in the table `cronlock_locks`, plus a `GET_LOCK` that the
+//! running holder keeps on its open connection.
+//!
+//! The row carries the lock's meaning, as the Redis value does: `expires_at`
+//! (unix seconds on the server's clock, `UNIX_TIMESTAMP()`) is start +
+//! RELEASE + 1 while the command runs and the grace or hold afterwards; held
+//! while it is now or later. `state` says `running` or `done` (in its grace),
+//! `token` names the run that wrote it (the release and renewals touch only
+//! their own row), and `holder` is the `CONNECTION_ID()` that took the
+//! `GET_LOCK` for it (NULL when the run could not take it).
+//!
+//! The `GET_LOCK` tells a live holder from a dead one, as the directory
+//! store's `flock` does: the server frees it the moment the holder's
+//! connection closes. A `running` row with a holder whose `GET_LOCK` we could
+//! take ourselves belongs to a run that died, and is taken over at once. A
+//! `done` row is held until it expires, whatever the `GET_LOCK` says. A
+//! `GET_LOCK` held by anyone but the row's holder (a sera host, a contender
+//! in the middle of its own acquire) counts as held. Every decision happens
+//! under `SELECT ... FOR UPDATE` in one transaction, so exactly one contender
+//! wins.
+//!
+//! The `GET_LOCK` name is the key itself when it is valid UTF-8 of at most 64
+//! bytes (MySQL refuses longer names), else `cronlock~` and the key's md5 hex;
+//! with `CRONLOCK_KEY_STYLE=sera` that is exactly sera's name, so sera hosts
+//! and cronlock hosts exclude each other while a command runs.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Result};
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder, Row, SslOpts};
+
+use crate::config::{MysqlTarget, SslMode};
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::report::Report;
+use crate::signals;
+
+/// The lock table's name.
+pub const TABLE: &str = "cronlock_locks";
+
+/// The table as cronlock creates it on first use (the README shows it for
+/// users that may not create tables).
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (\
+     name VARBINARY(255) NOT NULL PRIMARY KEY, \
+     expires_at BIGINT NOT NULL, \
+     state ENUM('running','done') NOT NULL, \
+     token VARCHAR(64) CHARACTER SET ascii NOT NULL, \
+     holder BIGINT UNSIGNED NULL, \
+     owner TEXT NULL\
+     ) ENGINE=InnoDB";
+
+/// The longest `GET_LOCK` name MySQL accepts.
+const MAX_LOCK_NAME: usize = 64;
+/// The longest key stored as it is in `name`.
+const MAX_ROW_NAME: usize = 255;
+/// The largest `wait_timeout` MySQL accepts (a year): the connection that
+/// holds the `GET_LOCK` sits idle for as long as the command runs.
+const IDLE_SECONDS: u64 = 31_536_000;
+
+/// Locks in a MySQL or MariaDB table.
+pub struct MysqlLock<'a> {
+    target: &'a MysqlTarget,
+    report: &'a Report,
+    /// The connection that holds our `GET_LOCK` while the command runs.
+    conn: Option<Conn>,
+    /// A separate connection for lease renewals, opened with their time limit.
+    renewals: Option<Conn>,
+    /// `ssl-mode=preferred` found a server without TLS: plain from then on.
+    plain: bool,
+    /// This run's proof of ownership, written into the row.
+    token: String,
+    /// The owner record we wrote, to say at the release when the command ended.
+    owner: Option<String>,
+}
+
+/// Why one try failed.
+enum Failure {
+    /// The server could not be reached or the connection broke: try again.
+    Retry(String),
+    /// The lock table does not exist yet.
+    NoTable,
+    /// Anything else: stop with this message.
+    Fatal(anyhow::Error),
+}
+
+/// A lock's row, as the acquire reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    expires_at: i64,
+    running: bool,
+    token: String,
+    holder: Option<u64>,
+}
+
+/// What the acquire found, all read inside its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// Our `GET_LOCK(name, 0)` succeeded.
+    got: bool,
+    /// The connection that holds the `GET_LOCK` name (`IS_USED_LOCK`).
+    used_by: Option<u64>,
+    /// The row, if there is one.
+    record: Option<Record>,
+    /// The server's clock.
+    now: i64,
+}
+
+/// What the acquire decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Write our row; `expired_ago` when there was a row to replace.
+    Take { expired_ago: Option<i64> },
+    /// Leave it: someone holds it.
+    Held { expires_in: i64 },
+}
+
+/// The acquire's rules (see the module's comment).
+fn decide(seen: &Seen, token: &str) -> Decision {
+    let now = seen.now;
+    let Some(record) = &seen.record else {
+        // No row: a free name is ours; a taken one belongs to a sera host or
+        // to a contender that is writing its row right now.
+        return if seen.got {
+            Decision::Take { expired_ago: None }
+        } else {
+            Decision::Held { expires_in: 0 }
+        };
+    };
+    let expired_ago = Some(now - record.expires_at);
+    if record.token == token {
+        // Our own row, from a try whose answer was lost.
+        return Decision::Take { expired_ago: None };
+    }
+    if record.running && record.holder.is_some() && seen.got {
+        // Its holder's connection is gone, so is the run: free at once.
+        return Decision::Take { expired_ago };
+    }
+    if record.expires_at >= now {
+        return Decision::Held {
+            expires_in: record.expires_at - now,
+        };
+    }
+    // Expired. A live holder past its RELEASE is replaced (as in Redis); a
+    // name held by someone else (sera, a contender) still counts as held.
+    let holder_alive = record.running && record.holder.is_some() && seen.used_by == record.holder;
+    if seen.got || holder_alive {
+        Decision::Take { expired_ago }
+    } else {
+        Decision::Held { expires_in: 0 }
+    }
+}
+
+impl<'a> MysqlLock<'a> {
+    /// A store on `target`; nothing is sent until the first call.
+    pub fn new(target: &'a MysqlTarget, report: &'a Report) -> Result<MysqlLock<'a>> {
+        if let Some(tls) = &target.tls {
+            if tls.server_name.is_some() {
+                anyhow::bail!(
+                    "CRONLOCK_TLS_SERVER_NAME is not supported by the mysql store: its client verifies the URL's host name (use ssl-mode=verify_ca to skip the name)"
+                );
+            }
+            for (variable, file) in [
+                ("CRONLOCK_TLS_CA_FILE", &tls.ca_file),
+                ("CRONLOCK_TLS_CERT_FILE", &tls.cert_file),
+                ("CRONLOCK_TLS_KEY_FILE", &tls.key_file),
+            ] {
+                if let Some(path) = file {
+                    std::fs::File::open(path).map_err(|err| anyhow!("{variable} '{}': {err}", path.display()))?;
+                }
+            }
+            if tls.skip_verify {
+                report.info(format_args!(
+                    "TLS certificate verification is OFF (CRONLOCK_TLS_SKIP_VERIFY): the server is not authenticated"
+                ));
+            }
+        }
+        Ok(MysqlLock {
+            target,
+            report,
+            conn: None,
+            renewals: None,
+            plain: false,
+            token: new_token(),
+            owner: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("MySQL at '{}' port '{}'", self.target.host, self.target.port)
+    }
+
+    /// The client's TLS options for the URL's `ssl-mode`. The `mysql` crate
+    /// builds its own rustls configuration from these (it cannot take ours):
+    /// without `CRONLOCK_TLS_CA_FILE` it trusts the Mozilla roots it carries
+    /// (webpki-roots), not the system's store.
+    fn ssl_opts(&self) -> Option<SslOpts> {
+        let mode = match self.target.ssl_mode {
+            SslMode::Disabled => return None,
+            SslMode::Preferred if self.plain => return None,
+            mode => mode,
+        };
+        let tls = self.target.tls.clone().unwrap_or_default();
+        let verify = mode.verifies() && !tls.skip_verify;
+        let mut opts = SslOpts::default()
+            .with_danger_accept_invalid_certs(!verify)
+            .with_danger_skip_domain_validation(mode != SslMode::VerifyIdentity || !verify)
+            .with_root_cert_path(tls.ca_file);
+        if let (Some(cert), Some(key)) = (tls.cert_file, tls.key_file) {
+            opts = opts.with_client_identity(Some(mysql::ClientIdentity::new(cert, key)));
+        }
+        Some(opts)
+    }
+
+    fn open(&mut self, timeout: Option<Duration>) -> Result<Conn, Failure> {
+        let target = self.target;
+        self.report.info(format_args!(
+            "connecting to mysql at '{}' port '{}'{}",
+            target.host,
+            target.port,
+            if self.ssl_opts().is_some() { " over TLS" } else { "" }
+        ));
+        loop {
+            let opts = OptsBuilder::new()
+                .ip_or_hostname(Some(target.host.clone()))
+                .tcp_port(target.port)
+                .user(Some(target.user.clone()))
+                .pass(target.password.clone())
+                .db_name(Some(target.db.clone()))
+                // Its default asks the server for its socket and reconnects
+                // through it: a second connection on every run.
+                .prefer_socket(false)
+                // Else it asks the server for the value: one more round trip.
+                .max_allowed_packet(Some(1 << 20))
+                .tcp_connect_timeout(timeout)
+                .read_timeout(timeout)
+                .write_timeout(timeout)
+                .ssl_opts(self.ssl_opts());
+            match Conn::new(opts) {
+                Ok(conn) => return Ok(conn),
+                Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
+                    if target.ssl_mode == SslMode::Preferred && !self.plain =>
+                {
+                    self.report.info(format_args!(
+                        "{} offers no TLS; ssl-mode=preferred goes on without it",
+                        self.describe()
+                    ));
+                    self.plain = true;
+                }
+                Err(err) => return Err(self.classify(err, true)),
+            }
+        }
+    }
+
+    /// The main connection, opened if needed.
+    fn conn(&mut self) -> Result<&mut Conn, Failure> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open(self.target.timeout)?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Failure::Fatal(anyhow!("no connection")))
+    }
+
+    /// Runs `sql` (several statements) on the main connection.
+    fn batch(&mut self, sql: &str) -> Result<Vec<Vec<Row>>, Failure> {
+        let result = batch(self.conn()?, sql);
+        result.map_err(|err| self.classify(err, false))
+    }
+
+    /// Runs `step` until it succeeds, reconnecting after connection failures
+    /// with the original's linear backoff, within CRONLOCK_RECONNECT_ATTEMPTS.
+    fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Self) -> Result<T, Failure>) -> Result<T> {
+        let mut attempt: u32 = 0;
+        let mut created = false;
+        loop {
+            let err = match step(self) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Fatal(err)) => return Err(err),
+                Err(Failure::NoTable) if !created => {
+                    self.create_table()?;
+                    created = true;
+                    // The failed try may have taken the GET_LOCK: a new
+                    // connection starts clean.
+                    self.conn = None;
+                    continue;
+                }
+                Err(Failure::NoTable) => {
+                    return Err(anyhow!("{}: table {TABLE} vanished while in use", self.describe()));
+                }
+                Err(Failure::Retry(err)) => err,
+            };
+            self.conn = None;
+            if attempt >= self.target.reconnect_attempts {
+                let tries = attempt + 1;
+                anyhow::bail!(
+                    "cannot reach {} ({err}) after {tries} attempt{}",
+                    self.describe(),
+                    if tries == 1 { "" } else { "s" }
+                );
+            }
+            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
+            self.report.info(format_args!(
+                "{}: {err}; reconnecting in {}s ({} of {})",
+                self.describe(),
+                wait.as_secs(),
+                attempt + 1,
+                self.target.reconnect_attempts
+            ));
+            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
+                anyhow::bail!("stopped by {signal} while waiting to reconnect to {}", self.describe());
+            }
+            attempt += 1;
+        }
+    }
+
+    fn create_table(&mut self) -> Result<()> {
+        self.report
+            .info(format_args!("creating table {TABLE} in database '{}'", self.target.db));
+        let created = match self.conn() {
+            Ok(conn) => conn.query_drop(CREATE_TABLE),
+            Err(Failure::Fatal(err)) => return Err(err),
+            Err(Failure::Retry(err)) => return Err(anyhow!("cannot reach {} ({err})", self.describe())),
+            Err(Failure::NoTable) => return Err(anyhow!("{}: no table {TABLE}", self.describe())),
+        };
+        match created {
+            Ok(()) => Ok(()),
+            Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044 | 1227) => Err(anyhow!(
+                "table {TABLE} does not exist in database '{}' and user '{}' may not create it ({}); create it and grant access as the README's MySQL section shows",
+                self.target.db,
+                self.target.user,
+                err.message
+            )),
+            Err(err) => match self.classify(err, false) {
+                Failure::Fatal(err) => Err(err),
+                Failure::Retry(err) => {
+                    Err(anyhow!("{}: creating table {TABLE}: {err}", self.describe()))
+                }
+                Failure::NoTable => Err(anyhow!("{}: creating table {TABLE} failed", self.describe())),
+            },
+        }
+    }
+
+    /// Sorts a client error into retry or stop, in words a cron log reader can act on.
+    fn classify(&self, err: mysql::Error, connecting: bool) -> Failure {
+        use mysql::DriverError as D;
+        let at = self.describe();
+        match err {
+            mysql::Error::MySqlError(err) => match err.code {
+                1146 => Failure::NoTable,
+                // Too many connections, lock wait timeout, deadlock, shutdown
+                // in progress, connection killed, idle disconnect.
+                1040 | 1205 | 1213 | 1053 | 1927 | 4031 => Failure::Retry(err.message),
+                1045 => Failure::Fatal(anyhow!(
+                    "{at} refused the login: {} (check the user and password in CRONLOCK_URL)",
+                    err.message
+                )),
+                1049 => Failure::Fatal(anyhow!(
+                    "{at}: database '{}' does not exist ({}); create it or fix CRONLOCK_URL",
+                    self.target.db,
+                    err.message
+                )),
+                // MySQL says "access denied" for a database that does not exist.
+                1044 if connecting => Failure::Fatal(anyhow!(
+                    "{at}: database '{}' does not exist or user '{}' has no rights on it ({}); see the README's MySQL section",
+                    self.target.db,
+                    self.target.user,
+                    err.message
+                )),
+                1044 | 1142 | 1227 => Failure::Fatal(anyhow!(
+                    "{at} refused: {} (the user needs SELECT, INSERT, UPDATE and DELETE on {}.{TABLE}; see the README's MySQL section)",
+                    err.message,
+                    self.target.db
+                )),
+                _ => Failure::Fatal(anyhow!("{at} answered: {} (error {})", err.message, err.code)),
+            },
+            mysql::Error::IoError(err)
+                if connecting
+                    && matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                Failure::Retry(format!("no greeting in time ({err}); is it a MySQL server?"))
+            }
+            mysql::Error::IoError(err) => Failure::Retry(err.to_string()),
+            mysql::Error::DriverError(D::ConnectTimeout) => Failure::Retry("connection timed out".to_string()),
+            mysql::Error::DriverError(D::CouldNotConnect(Some((_, why, _)))) => Failure::Retry(why),
+            mysql::Error::DriverError(D::CouldNotConnect(None)) => Failure::Retry("could not connect".to_string()),
+            mysql::Error::DriverError(D::TlsNotSupported) => Failure::Fatal(anyhow!(
+                "{at} offers no TLS, but CRONLOCK_URL's ssl-mode asks for it (use ssl-mode=preferred or disabled)"
+            )),
+            mysql::Error::TlsError(err) => Failure::Fatal(anyhow!("{at}: TLS: {err}")),
+            mysql::Error::CodecError(err) if connecting => Failure::Fatal(anyhow!(
+                "{at} did not answer as a MySQL server does ({err}); check the host and port"
+            )),
+            mysql::Error::DriverError(err) if connecting => Failure::Fatal(anyhow!(
+                "{at} did not answer as a MySQL server does ({err}); check the host and port"
+            )),
+            other => Failure::Fatal(anyhow!("{at}: {other}")),
+        }
+    }
+
+    fn try_acquire(&mut self, claim: &Claim, name: &str, lock: &str) -> Result<Acquire, Failure> {
+        let sets = self.batch(&format!(
+            "SET SESSION wait_timeout = {IDLE_SECONDS}; \
+             SELECT GET_LOCK({lock}, 0), IS_USED_LOCK({lock}), CONNECTION_ID(); \
+             START TRANSACTION; \
+             SELECT expires_at, state, token, holder FROM {TABLE} WHERE name = {name} FOR UPDATE; \
+             SELECT UNIX_TIMESTAMP()"
+        ))?;
+        let [locks, rows, clock] = sets.as_slice() else {
+            return Err(Failure::Fatal(anyhow!(
+                "{}: unexpected answer to the lock query",
+                self.describe()
+            )));
+        };
+        let got = int(locks, 0)? == Some(1);
+        let used_by = int(locks, 1)?.map(|id| id as u64);
+        let connection = int(locks, 2)?.unwrap_or(0) as u64;
+        let record = rows.first().map(|row| Record {
+            expires_at: row.get_opt::<i64, _>(0).and_then(Result::ok).unwrap_or(0),
+            running: row.get_opt::<String, _>(1).and_then(Result::ok).as_deref() == Some("running"),
+            token: row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default(),
+            holder: row.get_opt::<Option<u64>, _>(3).and_then(Result::ok).flatten(),
+        });
+        let now = int(clock, 0)?.ok_or_else(|| Failure::Fatal(anyhow!("no server time")))?;
+        let seen = Seen {
+            got,
+            used_by,
+            record,
+            now,
+        };
+        match decide(&seen, &self.token) {
+            Decision::Held { expires_in } => {
+                // Closing the connection rolls back and frees a GET_LOCK we took.
+                self.conn = None;
+                Ok(Acquire::Held { expires_in })
+            }
+            Decision::Take { expired_ago } => {
+                let expires_at = now + claim.release + 1;
+                let holder = if got {
+                    connection.to_string()
+                } else {
+                    "NULL".to_string()
+                };
+                self.owner = claim.owner.map(String::from);
+                let owner = claim.owner.map_or_else(|| "NULL".to_string(), |o| text(o.as_bytes()));
+                let token = self.token.clone();
+                let write = if seen.record.is_some() {
+                    format!(
+                        "UPDATE {TABLE} SET expires_at = {expires_at}, state = 'running', token = '{token}', \
+                         holder = {holder}, owner = {owner} WHERE name = {name}; COMMIT"
+                    )
+                } else {
+                    format!(
+                        "INSERT INTO {TABLE} (name, expires_at, state, token, holder, owner) \
+                         VALUES ({name}, {expires_at}, 'running', '{token}', {holder}, {owner}); COMMIT"
+                    )
+                };
+                self.batch(&write)?;
+                let mut lease = Lease::new(claim.key, now, expires_at);
+                lease.token = Some(token);
+                Ok(match expired_ago {
+                    Some(expired_ago) => Acquire::TakenOver { lease, expired_ago },
+                    None => Acquire::Taken(lease),
+                })
+            }
+        }
+    }
+
+    fn try_release(&mut self, lease: &Lease, keep: Keep, name: &str, lock: &str) -> Result<Release, Failure> {
+        let sets = self.batch(&format!(
+            "START TRANSACTION; \
+             SELECT token FROM {TABLE} WHERE name = {name} FOR UPDATE; \
+             SELECT UNIX_TIMESTAMP()"
+        ))?;
+        let [rows, clock] = sets.as_slice() else {
+            return Err(Failure::Fatal(anyhow!(
+                "{}: unexpected answer to the release query",
+                self.describe()
+            )));
+        };
+        let now = int(clock, 0)?.ok_or_else(|| Failure::Fatal(anyhow!("no server time")))?;
+        let token = rows
+            .first()
+            .map(|row| row.get_opt::<String, _>(0).and_then(Result::ok).unwrap_or_default());
+        let ours = lease.token.as_deref().unwrap_or(&self.token);
+        let until = keep.until(lease.start, now);
+        let ended = self.owner.as_deref().map_or_else(
+            || "NULL".to_string(),
+            |o| text(crate::owner::with_ended(o, now).as_bytes()),
+        );
+        let (write, outcome) = match &token {
+            Some(token) if token != ours => ("ROLLBACK".to_string(), Release::NotOurs),
+            Some(_) if until <= now => (
+                format!("DELETE FROM {TABLE} WHERE name = {name}; COMMIT"),
+                Release::Dropped,
+            ),
+            None if until <= now => ("ROLLBACK".to_string(), Release::Dropped),
+            Some(_) => (
+                format!(
+                    "UPDATE {TABLE} SET expires_at = {until}, state = 'done', holder = NULL, owner = {ended} \
+                     WHERE name = {name}; COMMIT"
+                ),
+                Release::Kept { until },
+            ),
+            // Reset while we ran: claim the grace again, as the original does.
+            None => (
+                format!(
+                    "INSERT INTO {TABLE} (name, expires_at, state, token, holder, owner) \
+                     VALUES ({name}, {until}, 'done', '{ours}', NULL, {ended}); COMMIT"
+                ),
+                Release::Kept { until },
+            ),
+        };
+        self.batch(&format!("{write}; DO RELEASE_LOCK({lock})"))?;
+        Ok(outcome)
+    }
+}
+
+impl MysqlLock<'_> {
+    /// Rows of (name, expires_at, state, owner, GET_LOCK in use, now) as
+    /// cronlockctl sees them; a missing table has no locks.
+    fn rows(&mut self, sql: &str) -> Result<Vec<crate::lock::Seen>> {
+        type Columns = (Vec<u8>, i64, String, Option<String>, Option<i64>, i64);
+        self.with_retries(|store| {
+            let conn = store.conn()?;
+            match conn.query::<Columns, _>(sql) {
+                Ok(rows) => Ok(rows
+                    .into_iter()
+                    .map(|(key, expires_at, state, owner, in_use, now)| crate::lock::Seen {
+                        key,
+                        expires_at: Some(expires_at),
+                        now,
+                        owner,
+                        running: match (state.as_str(), in_use) {
+                            ("done", _) => Some(false),
+                            (_, Some(1)) => Some(true),
+                            // A running row whose GET_LOCK is free: its run died.
+                            (_, Some(_)) => Some(false),
+                            _ => None,
+                        },
+                    })
+                    .collect()),
+                Err(mysql::Error::MySqlError(err)) if err.code == 1146 => Ok(Vec::new()),
+                Err(err) => Err(store.classify(err, false)),
+            }
+        })
+    }
+}
+
+impl LockStore for MysqlLock<'_> {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let (name, lock) = (row_name(claim.key), lock_name(claim.key));
+        self.with_retries(|store| store.try_acquire(claim, &name, &lock))
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
+        let released = self.with_retries(|store| store.try_release(lease, keep, &name, &lock));
+        // Closing the connection frees the GET_LOCK in any case.
+        self.conn = None;
+        self.renewals = None;
+        released
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<crate::lock::Seen>> {
+        let (name, lock) = (row_name(key), lock_name(key));
+        let sql = format!(
+            "SELECT name, expires_at, state, owner, IS_USED_LOCK({lock}) IS NOT NULL, UNIX_TIMESTAMP() \
+             FROM {TABLE} WHERE name = {name}"
+        );
+        let mut rows = self.rows(&sql)?;
+        Ok(rows.pop().map(|mut seen| {
+            seen.key = key.to_vec();
+            seen
+        }))
+    }
+
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<crate::lock::Seen>> {
+        // The holder's GET_LOCK is not looked up per row here: `running`
+        // comes from the row's state alone.
+        let sql = format!(
+            "SELECT name, expires_at, state, owner, NULL, UNIX_TIMESTAMP() FROM {TABLE} \
+             WHERE LEFT(name, {len}) = {prefix} ORDER BY name",
+            len = prefix.len(),
+            prefix = hex(prefix)
+        );
+        self.rows(&sql)
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let name = row_name(key);
+        self.with_retries(|store| {
+            let conn = store.conn()?;
+            match conn.query_drop(format!("DELETE FROM {TABLE} WHERE name = {name}")) {
+                Ok(()) => Ok(conn.affected_rows() > 0),
+                Err(mysql::Error::MySqlError(err)) if err.code == 1146 => Ok(false),
+                Err(err) => Err(store.classify(err, false)),
+            }
+        })
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
+        // The token decides, so a renewal whose answer was lost needs no
+        // special case: the next one finds the row still ours, or not.
+        let name = row_name(&lease.key);
+        let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
+        let sql = format!(
+            "SET @cronlock_until = UNIX_TIMESTAMP() + {seconds} + 1; \
+             UPDATE {TABLE} SET expires_at = @cronlock_until \
+             WHERE name = {name} AND token = '{ours}' AND state = 'running'; \
+             SELECT expires_at FROM {TABLE} WHERE name = {name} AND token = '{ours}'"
+        );
+        let limit = self
+            .target
+            .timeout
+            .map_or(limit, |t| t.min(limit))
+            .max(Duration::from_millis(1));
+        let mut maybe_sent = false;
+        let result = match self.renewals.take() {
+            Some(conn) => Ok(conn),
+            None => self.open(Some(limit)),
+        }
+        .and_then(|mut conn| {
+            maybe_sent = true;
+            let sets = batch(&mut conn, &sql).map_err(|err| self.classify(err, false))?;
+            self.renewals = Some(conn);
+            Ok(sets)
+        });
+        match result {
+            Ok(sets) => match sets.first().and_then(|rows| rows.first()) {
+                Some(row) => match row.get_opt::<i64, _>(0).and_then(Result::ok) {
+                    Some(expires_at) => Renewal::Renewed { expires_at },
+                    None => Renewal::Unconfirmed {
+                        message: format!("{}: unexpected answer to the renewal", self.describe()),
+                        maybe_sent: true,
+                    },
+                },
+                None => Renewal::Lost,
+            },
+            Err(Failure::Retry(message)) => Renewal::Unconfirmed {
+                message: format!("{}: {message}", self.describe()),
+                maybe_sent,
+            },
+            Err(Failure::NoTable) => Renewal::Lost,
+            Err(Failure::Fatal(err)) => Renewal::Unconfirmed {
+                message: format!("{err:#}"),
+                maybe_sent,
+            },
+        }
+    }
+}
+
+/// Runs `sql`, several statements in one round trip; the rows of each
+/// statement that returns columns, in order.
+fn batch(conn: &mut Conn, sql: &str) -> Result<Vec<Vec<Row>>, mysql::Error> {
+    let mut result = conn.query_iter(sql)?;
+    let mut sets = Vec::new();
+    while let Some(set) = result.iter() {
+        let has_columns = !set.columns().as_ref().is_empty();
+        let rows = set.collect::<Result<Vec<Row>, _>>()?;
+        if has_columns {
+            sets.push(rows);
+        }
+    }
+    Ok(sets)
+}
+
+/// Column `index` of the first row as a number (NULL as None).
+fn int(rows: &[Row], index: usize) -> Result<Option<i64>, Failure> {
+    let row = rows
+        .first()
+        .ok_or_else(|| Failure::Fatal(anyhow!("the server returned no row")))?;
+    match row.get_opt::<Option<i64>, _>(index) {
+        Some(Ok(value)) => Ok(value),
+        _ => Err(Failure::Fatal(anyhow!("unexpected value from the server"))),
+    }
+}
+
+/// A byte string as an SQL literal: hex, so no byte needs escaping.
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2 + 3);
+    out.push_str("X'");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out.push('\'');
+    out
+}
+
+/// A UTF-8 string as an SQL literal of the connection's text type.
+fn text(bytes: &[u8]) -> String {
+    format!("CONVERT({} USING utf8mb4)", hex(bytes))
+}
+
+/// The row's `name`: the key, or for keys longer than the column its first
+/// bytes, `~` and its md5 hex.
+fn row_name(key: &[u8]) -> String {
+    if key.len() <= MAX_ROW_NAME {
+        return hex(key);
+    }
+    let digest = format!("~{:x}", md5::compute(key));
+    let mut name = key[..MAX_ROW_NAME - digest.len()].to_vec();
+    name.extend_from_slice(digest.as_bytes());
+    hex(&name)
+}
+
+/// The `GET_LOCK` name: the key when MySQL can take it as it is, else a hash.
+fn lock_name(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(name) if !name.is_empty() && name.len() <= MAX_LOCK_NAME => text(key),
+        _ => text(format!("cronlock~{:x}", md5::compute(key)).as_bytes()),
+    }
+}
+
+/// 128 random bits as hex: the std library's per-process random keys,
+/// mixed with the pid and the time, are unique enough to tell runs apart.
+fn new_token() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut halves = [0u64; 2];
+    for (i, half) in halves.iter_mut().enumerate() {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(nanos);
+        hasher.write_usize(i);
+        *half = hasher.finish();
+    }
+    format!("{:016x}{:016x}", halves[0], halves[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(expires_at: i64, running: bool, holder: Option<u64>) -> Option<Record> {
+        Some(Record {
+            expires_at,
+            running,
+            token: "theirs".into(),
+            holder,
+        })
+    }
+
+    fn seen(got: bool, used_by: Option<u64>, record: Option<Record>) -> Seen {
+        Seen {
+            got,
+            used_by,
+            record,
+            now: 100,
+        }
+    }
+
+    #[test]
+    fn a_free_name_without_a_row_is_taken_a_held_one_is_not() {
+        assert_eq!(
+            decide(&seen(true, Some(1), None), "ours"),
+            Decision::Take { expired_ago: None }
+        );
+        // A sera host holds the name.
+        assert_eq!(
+            decide(&seen(false, Some(7), None), "ours"),
+            Decision::Held { expires_in: 0 }
+        );
+    }
+
+    #[test]
+    fn a_running_row_whose_holder_is_gone_is_taken_over_at_once() {
+        let dead = record(200, true, Some(5));
+        assert_eq!(
+            decide(&seen(true, Some(9), dead.clone()), "ours"),
+            Decision::Take {
+                expired_ago: Some(-100)
+            }
+        );
+        assert_eq!(
+            decide(&seen(false, Some(5), dead), "ours"),
+            Decision::Held { expires_in: 100 }
+        );
+    }
+
+    #[test]
+    fn a_row_in_its_grace_is_held_whatever_the_get_lock_says() {
+        assert_eq!(
+            decide(&seen(true, Some(9), record(100, false, None)), "ours"),
+            Decision::Held { expires_in: 0 }
+        );
+        assert_eq!(
+            decide(&seen(true, Some(9), record(99, false, None)), "ours"),
+            Decision::Take { expired_ago: Some(1) }
+        );
+    }
+
+    #[test]
+    fn an_expired_live_holder_is_replaced_but_not_a_stranger_holding_the_name() {
+        assert_eq!(
+            decide(&seen(false, Some(5), record(90, true, Some(5))), "ours"),
+            Decision::Take { expired_ago: Some(10) }
+        );
+        assert_eq!(
+            decide(&seen(false, Some(6), record(90, true, Some(5))), "ours"),
+            Decision::Held { expires_in: 0 }
+        );
+    }
+
+    #[test]
+    fn our_own_row_from_a_lost_answer_is_ours() {
+        let mut mine = record(200, true, Some(5));
+        if let Some(r) = mine.as_mut() {
+            r.token = "ours".into();
+        }
+        assert_eq!(
+            decide(&seen(false, Some(5), mine), "ours"),
+            Decision::Take { expired_ago: None }
+        );
+    }
+
+    #[test]
+    fn names_fit_the_server_limits() {
+        assert_eq!(lock_name(b"ab"), "CONVERT(X'6162' USING utf8mb4)");
+        let long = lock_name(&[b'a'; 65]);
+        assert!(long.contains(&hex(b"cronlock~")[2..20]), "{long}");
+        assert_eq!(row_name(&[b'a'; 300]).len(), 2 * MAX_ROW_NAME + 3);
+        assert_ne!(new_token(), new_token());
+    }
+}

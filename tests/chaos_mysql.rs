@@ -1,0 +1,38 @@
+//! The chaos loop (tests/chaos_loop/) against a private MariaDB. `CHAOS_RUNS`
+//! (default 200 here: a restart of the server takes a good second) sets the
+//! number of invocations, `CHAOS_SEED` replays a run.
+
+mod chaos_loop;
+mod util;
+
+use std::time::Duration;
+
+use util::mariadb::MariaDb;
+
+/// MariaDB keeps every committed row across a kill (the fixture's
+/// `innodb_flush_log_at_trx_commit=2` writes the log at each commit); the
+/// `GET_LOCK`s die with it, as they die with a holder's connection.
+struct Mysql(MariaDb);
+
+impl chaos_loop::ChaosStore for Mysql {
+    fn env(&self) -> Vec<(String, String)> {
+        vec![("CRONLOCK_URL".to_string(), self.0.url("cron", "pw", "cronlock"))]
+    }
+
+    fn restart(&mut self, pause: Duration) {
+        self.0.kill();
+        std::thread::sleep(pause);
+        self.0.restart();
+    }
+}
+
+#[test]
+fn killing_wrappers_commands_and_mariadb_never_lets_two_copies_run() {
+    if std::env::var_os("CHAOS_RUNS").is_none() {
+        std::env::set_var("CHAOS_RUNS", "200");
+    }
+    let server = MariaDb::start();
+    server.sql("CREATE DATABASE cronlock");
+    server.create_user("cron", "pw", &["ALL ON cronlock.*"]);
+    chaos_loop::chaos(&mut Mysql(server));
+}

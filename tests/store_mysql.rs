@@ -1,0 +1,214 @@
+//! The store conformance suite against a private MariaDB server, and what
+//! only the MySQL store does: sera's `GET_LOCK` names, a crashed holder
+//! freed at once, the lock table made on first use, and bad input.
+
+mod conformance;
+mod ctl_suite;
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use util::mariadb::MariaDb;
+use util::*;
+
+/// A private server with a `cronlock` database and a user allowed everything in it.
+struct Mysql(MariaDb);
+
+impl Mysql {
+    fn start() -> Mysql {
+        let server = MariaDb::start();
+        server.sql("CREATE DATABASE cronlock");
+        server.create_user("cron", "s3cret:@/pw", &["ALL ON cronlock.*"]);
+        Mysql(server)
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "CRONLOCK_URL".to_string(),
+                self.0.url("cron", "s3cret:@/pw", "cronlock"),
+            ),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+        ]
+    }
+}
+
+impl conformance::Fixture for Mysql {
+    fn start() -> Mysql {
+        Mysql::start()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        Mysql::env(self)
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+}
+
+conformance::suite!(Mysql);
+ctl_suite::suite!(Mysql);
+
+/// sera's name for a command: the md5 hex of its arguments joined by spaces.
+fn sera_name(args: &[&str]) -> String {
+    format!("{:x}", md5::compute(args.join(" ")))
+}
+
+/// A second session that takes `GET_LOCK(name)` as sera does and holds it
+/// until killed.
+fn hold_as_sera(server: &MariaDb, name: &str) -> Child {
+    let child = Command::new("mariadb")
+        .args(["--no-defaults", "--batch", "--user=root"])
+        .arg(format!("--socket={}", server.socket().display()))
+        .arg("--execute")
+        .arg(format!("SELECT GET_LOCK('{name}', 0); SELECT SLEEP(120)"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the sera session to take its lock", || {
+        server.sql(&format!("SELECT IS_FREE_LOCK('{name}')")) == "0"
+    });
+    child
+}
+
+#[test]
+fn a_name_held_by_sera_exits_200_without_running() {
+    let mysql = Mysql::start();
+    let dir = TempDir::new("sera-holds");
+    let marker = dir.join("ran");
+    let args = ["sh", "-c", &format!("echo x >> {}", marker.display())];
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY_STYLE", "sera")]);
+    let mut sera = hold_as_sera(&mysql.0, &sera_name(&args));
+    run(&env, &args).expect(200);
+    assert!(!marker.exists(), "the command must not run while sera holds the name");
+    sera.kill().unwrap();
+    sera.wait().unwrap();
+    wait_until(Duration::from_secs(10), "the sera session's lock to go", || {
+        mysql.0.sql(&format!("SELECT IS_FREE_LOCK('{}')", sera_name(&args))) == "1"
+    });
+    run(&env, &args).expect(0);
+    assert!(marker.exists());
+}
+
+#[test]
+fn sera_finds_the_name_taken_while_cronlock_runs() {
+    let mysql = Mysql::start();
+    let dir = TempDir::new("cronlock-holds");
+    let gated = Gated::new(&dir, "job");
+    let args = ["sh", "-c", gated.script.as_str()];
+    let name = sera_name(&args);
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY_STYLE", "sera")]);
+    let child = cronlock(&env).args(args).stderr(Stdio::piped()).spawn().unwrap();
+    gated.wait_started();
+    assert_eq!(mysql.0.sql(&format!("SELECT IS_FREE_LOCK('{name}')")), "0");
+    assert_eq!(mysql.0.sql(&format!("SELECT GET_LOCK('{name}', 0)")), "0");
+    gated.open();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The command has ended: sera may take the name, though cronlock's
+    // own hosts still see the grace in the row.
+    assert_eq!(mysql.0.sql(&format!("SELECT IS_FREE_LOCK('{name}')")), "1");
+    run(&env, &args).expect(200);
+}
+
+#[test]
+fn the_lock_table_is_made_on_first_use_with_the_documented_columns() {
+    let mysql = Mysql::start();
+    run(&mysql.env(), &["true"]).expect(0);
+    let columns = mysql.0.sql(
+        "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = 'cronlock' AND TABLE_NAME = 'cronlock_locks'",
+    );
+    assert_eq!(columns, "name,expires_at,state,token,holder,owner");
+    // A user that may only use the table, as the README grants it, works.
+    mysql.0.create_user(
+        "user",
+        "pw",
+        &["SELECT, INSERT, UPDATE, DELETE ON cronlock.cronlock_locks"],
+    );
+    let env = vec![("CRONLOCK_URL".to_string(), mysql.0.url("user", "pw", "cronlock"))];
+    run(&with(&env, &[("CRONLOCK_KEY", "limited")]), &["true"]).expect(0);
+    run(&with(&env, &[("CRONLOCK_KEY", "limited")]), &["true"]).expect(200);
+}
+
+/// A TCP listener that answers every connection with an HTTP error.
+fn garbage_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            let mut sink = [0u8; 512];
+            let _ = stream.read(&mut sink);
+        }
+    });
+    port
+}
+
+#[test]
+fn bad_input_exits_201_with_one_line_and_never_shows_the_password() {
+    let mysql = Mysql::start();
+    mysql
+        .0
+        .create_user("nocreate", "hunter2", &["SELECT, INSERT, UPDATE, DELETE ON cronlock.*"]);
+    let garbage = garbage_server();
+    let redis = RedisServer::start();
+    let closed = free_port();
+    let cases = [
+        ("bad URL", "mysql://cron:hunter2@127.0.0.1/".to_string(), "database"),
+        (
+            "wrong password",
+            mysql.0.url("cron", "hunter2", "cronlock"),
+            "refused the login",
+        ),
+        (
+            "missing database",
+            mysql.0.url("cron", "s3cret:@/pw", "nope"),
+            "does not exist",
+        ),
+        (
+            "no CREATE privilege",
+            mysql.0.url("nocreate", "hunter2", "cronlock"),
+            "README",
+        ),
+        (
+            "not MySQL",
+            format!("mysql://cron:hunter2@127.0.0.1:{garbage}/cronlock"),
+            "MySQL",
+        ),
+        (
+            "redis",
+            format!("mysql://cron:hunter2@127.0.0.1:{}/cronlock", redis.port),
+            "MySQL",
+        ),
+        (
+            "unreachable",
+            format!("mysql://cron:hunter2@127.0.0.1:{closed}/cronlock"),
+            "cannot reach",
+        ),
+    ];
+    let dir = TempDir::new("bad");
+    let marker = dir.join("ran");
+    for (what, url, expected) in cases {
+        let env = vec![
+            ("CRONLOCK_URL".to_string(), url),
+            ("CRONLOCK_RECONNECT_ATTEMPTS".to_string(), "0".to_string()),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "1".to_string()),
+        ];
+        let result = run(&env, &["sh", "-c", &format!("echo x >> {}", marker.display())]);
+        let (stdout, stderr) = (result.stdout(), result.stderr());
+        assert_eq!(result.code(), 201, "{what}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        for secret in ["hunter2", "s3cret"] {
+            assert!(!stderr.contains(secret) && !stdout.contains(secret), "{what}: {stderr}");
+        }
+    }
+    assert!(!marker.exists(), "no command may run");
+}
