@@ -1,4 +1,4 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `memcached://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -24,13 +24,20 @@ pub enum Parsed {
         /// Database from the path.
         db: Option<i64>,
     },
+    /// A memcached server.
+    Memcached {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// Port, 11211 when not given.
+        port: u16,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, memcached:// or file:// at the start"))?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,7 +46,8 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "memcached" => parse_memcached(rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, memcached or file"),
     }
 }
 
@@ -63,26 +71,7 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
             None => (None, Some(percent_decode(info, "password")?)),
         },
     };
-    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.split_once(':') {
-            Some((host, port)) => (host.to_string(), Some(port)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        bail!("CRONLOCK_URL: no host given");
-    }
-    let port = match port {
-        None => 6379,
-        Some(p) => {
-            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
-        }
-    };
+    let (host, port) = host_port(hostport, 6379)?;
     if path.contains(['?', '#']) {
         bail!("CRONLOCK_URL: query strings and fragments are not supported; use the CRONLOCK_* variables");
     }
@@ -103,6 +92,46 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
         password,
         db,
     })
+}
+
+/// `memcached://host[:port][/]`: memcached's text protocol has no
+/// passwords (SASL needs the binary one) and no databases, so a URL that
+/// names either is refused rather than half used.
+fn parse_memcached(rest: &str) -> Result<Parsed> {
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.contains('@') {
+        bail!("CRONLOCK_URL: memcached:// takes no user or password (memcached's text protocol has none)");
+    }
+    if hostport.contains(['/', '?', '#']) {
+        bail!("CRONLOCK_URL: memcached:// takes only a host and a port, as in memcached://cache.example:11211");
+    }
+    let (host, port) = host_port(hostport, 11211)?;
+    Ok(Parsed::Memcached { host, port })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn host_port(hostport: &str, default_port: u16) -> Result<(String, u16)> {
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
+        (host.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        bail!("CRONLOCK_URL: no host given");
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => {
+            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
+        }
+    };
+    Ok((host, port))
 }
 
 fn percent_decode(text: &str, what: &str) -> Result<String> {
@@ -155,6 +184,20 @@ mod tests {
             redis(false, "::1", 7000, None, Some("secret"), None)
         );
         assert_eq!(
+            parse("memcached://cache.example").unwrap(),
+            Parsed::Memcached {
+                host: "cache.example".into(),
+                port: 11211
+            }
+        );
+        assert_eq!(
+            parse("memcached://[::1]:11311/").unwrap(),
+            Parsed::Memcached {
+                host: "::1".into(),
+                port: 11311
+            }
+        );
+        assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
@@ -170,6 +213,12 @@ mod tests {
             "redis://h/x",
             "file://relative",
             "redis://h?x=1",
+            "memcached://",
+            "memcached://h:0",
+            "memcached://h:abc",
+            "memcached://u:p@h",
+            "memcached://h/0",
+            "memcached://h?x=1",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
