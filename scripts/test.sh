@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
 # tests (unit and integration, against private redis-server, mariadbd,
-# postgres and memcached processes) and the shell compatibility suite, and the
-# integration tests and that suite again against the release binary of
+# postgres and memcached processes) and the shell compatibility suite, and
+# the integration tests and that suite again against the release binary of
 # scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,9 +47,9 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
 fi
 
 # Installing redis-server, mariadb-server, postgresql or memcached from a
-# package may start a service on 6379, 3306, 5432 or 11211; the tests use none of them (nor
-# their sockets or config files): they start their own servers, with their
-# own data directories, on free ports.
+# package may start a service on 6379, 3306, 5432 or 11211; the tests use
+# none of them (nor their sockets or config files): they start their own
+# servers, with their own data directories, on free ports.
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
