@@ -5,8 +5,11 @@ mod conformance;
 mod util;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use util::memcached::MemcachedServer;
 use util::*;
@@ -69,6 +72,121 @@ fn the_lock_holds_its_expiry_and_a_token_and_expires_with_it() {
         (expiry - now - 2..=expiry - now).contains(&ttl),
         "{meta} for {value} at {now}"
     );
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A proxy in front of memcached that holds back the answer to the first
+/// request (the read) of each of the first `n` connections until all `n`
+/// have been read: every contender then sees the same state before any of
+/// them writes, which timing alone rarely arranges.
+fn barrier_proxy(upstream: u16, n: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for (index, client) in listener.incoming().flatten().enumerate() {
+            let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+            let arrived = Arc::clone(&arrived);
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                if index < n {
+                    // `stats` and `gets` each end with END.
+                    let mut first = Vec::new();
+                    let mut buf = [0; 4096];
+                    while first.windows(5).filter(|w| w == b"END\r\n").count() < 2 {
+                        match server_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => first.extend_from_slice(&buf[..read]),
+                        }
+                    }
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let _ = client_out.write_all(&first);
+                }
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+            });
+        }
+    });
+    port
+}
+
+/// Ten runs that all read the lock before any of them writes: exactly one
+/// runs its command.
+fn ten_simultaneous_contenders(server: &MemcachedServer, label: &str) {
+    let dir = TempDir::new(label);
+    let proxy = barrier_proxy(server.port, 10);
+    let env = with(
+        &[],
+        &[
+            ("CRONLOCK_URL", &format!("memcached://127.0.0.1:{proxy}")),
+            ("CRONLOCK_KEY", "race"),
+        ],
+    );
+    let marker = format!("echo x >> {}", dir.join("ran").display());
+    let contenders: Vec<_> = (0..10)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &marker])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut codes: Vec<i32> = contenders
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [0, 200, 200, 200, 200, 200, 200, 200, 200, 200], "{label}");
+    let runs = std::fs::read_to_string(dir.join("ran")).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "{label}");
+}
+
+#[test]
+fn contenders_reading_at_the_same_moment_have_exactly_one_winner() {
+    let server = MemcachedServer::start();
+    // Nobody holds it: every contender tries `add`.
+    ten_simultaneous_contenders(&server, "free");
+    // A holder whose time ran out: every contender tries to take it over.
+    let stale = format!("{} someone-else", unix_now() - 5);
+    let set = format!("set cronlock.race 0 600 {}\r\n{stale}\r\n", stale.len());
+    assert_eq!(server.request(&set).as_deref(), Some("STORED\r\n"));
+    ten_simultaneous_contenders(&server, "stale");
+}
+
+#[test]
+fn a_late_release_leaves_the_new_holders_value_alone() {
+    let server = MemcachedServer::start();
+    let dir = TempDir::new("late");
+    let env = with(&server.env(), &[("CRONLOCK_KEY", "late"), ("CRONLOCK_RELEASE", "0")]);
+    let first = Gated::new(&dir, "first");
+    let taken_at = unix_now();
+    let mut first_run = cronlock(&env).args(["sh", "-c", &first.script]).spawn().unwrap();
+    first.wait_started();
+    wait_until(Duration::from_secs(10), "the first run's time to run out", || {
+        unix_now() > taken_at + 2
+    });
+    let env = with(&server.env(), &[("CRONLOCK_KEY", "late"), ("CRONLOCK_RELEASE", "600")]);
+    let second = Gated::new(&dir, "second");
+    let mut second_run = cronlock(&env).args(["sh", "-c", &second.script]).spawn().unwrap();
+    second.wait_started();
+    let taken_over = server.get("cronlock.late").unwrap();
+    first.open();
+    assert!(first_run.wait().unwrap().success());
+    let after_release = server.get("cronlock.late");
+    second.open();
+    assert!(second_run.wait().unwrap().success());
+    // Not merely still held (the first run's grace would do that): the
+    // second run's own value, untouched.
+    assert_eq!(after_release.as_deref(), Some(taken_over.as_str()));
 }
 
 #[test]
