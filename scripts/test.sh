@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
-# tests (unit and integration, against private redis-server, mariadbd and
-# postgres processes) and the shell compatibility suite, and the
-# integration tests and that suite again against the release binary of
+# tests (unit and integration, against private redis-server, mariadbd,
+# postgres and memcached processes) and the shell compatibility suite, and
+# the integration tests and that suite again against the release binary of
 # scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +16,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
+# tests/util/memcached.rs runs its own memcached on a free port.
+command -v memcached >/dev/null || need+=(memcached)
 # The MariaDB and PostgreSQL fixtures (tests/util/) run these programs
 # themselves; Debian keeps the servers off PATH.
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || need+=(mariadb-server)
@@ -44,10 +46,10 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
 fi
 
-# Installing redis-server, mariadb-server or postgresql from a package may
-# start a service on 6379, 3306 or 5432; the tests use none of them (nor
-# their sockets or config files): they start their own servers, with their
-# own data directories, on free ports.
+# Installing redis-server, mariadb-server, postgresql or memcached from a
+# package may start a service on 6379, 3306, 5432 or 11211; the tests use
+# none of them (nor their sockets or config files): they start their own
+# servers, with their own data directories, on free ports.
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

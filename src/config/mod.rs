@@ -107,6 +107,8 @@ pub enum Store {
     Directory(PathBuf),
     /// A table and `GET_LOCK` names in MySQL or MariaDB (`CRONLOCK_URL=mysql://...`).
     Mysql(Box<MysqlTarget>),
+    /// A memcached server (`CRONLOCK_URL=memcached://host:port`).
+    Memcached(Box<MemcachedTarget>),
 }
 
 /// How to reach MySQL or MariaDB.
@@ -127,6 +129,22 @@ pub struct MysqlTarget {
     /// CA, client certificate and key files (`CRONLOCK_TLS_*`), when TLS is on.
     pub tls: Option<Tls>,
     /// Connect, read and write timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub reconnect_attempts: u32,
+    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub reconnect_backoff: u64,
+}
+
+/// How to reach memcached. The timeout and reconnect settings are the
+/// general ones (their names say Redis for the original's sake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemcachedTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
     pub timeout: Option<Duration>,
     /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
     pub reconnect_attempts: u32,
@@ -486,9 +504,11 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     // `rediss://` turns TLS on as CRONLOCK_TLS=yes does.
     let mut url_tls = false;
     let mut mysql = None;
+    let mut memcached = None;
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::Memcached { host, port } => memcached = Some((host, port)),
             url::Parsed::Mysql {
                 host,
                 port,
@@ -580,6 +600,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     } else if target.user.is_some() && target.password.is_none() {
         bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
     }
+    if let Some((host, port)) = memcached {
+        store = Some(memcached_store(host, port, &target)?);
+    }
 
     Ok(Config {
         store: store.unwrap_or(Store::Redis(Box::new(target))),
@@ -605,6 +628,32 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         exported,
         notes,
     })
+}
+
+/// The memcached store, refusing the Redis-only settings it cannot honour
+/// instead of ignoring them.
+fn memcached_store(host: String, port: u16, redis: &RedisTarget) -> Result<Store> {
+    let unsupported = if redis.password.is_some() || redis.user.is_some() {
+        Some("CRONLOCK_AUTH and CRONLOCK_USER (memcached's text protocol has no passwords)")
+    } else if redis.tls.is_some() {
+        Some("CRONLOCK_TLS")
+    } else if redis.sentinel.is_some() {
+        Some("CRONLOCK_USE_SENTINEL")
+    } else if redis.db != 0 {
+        Some("CRONLOCK_DB (memcached has no databases; use CRONLOCK_PREFIX)")
+    } else {
+        None
+    };
+    if let Some(what) = unsupported {
+        bail!("{what}: not supported with a memcached:// CRONLOCK_URL; unset it");
+    }
+    Ok(Store::Memcached(Box::new(MemcachedTarget {
+        host,
+        port,
+        timeout: redis.timeout,
+        reconnect_attempts: redis.reconnect_attempts,
+        reconnect_backoff: redis.reconnect_backoff,
+    })))
 }
 
 fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {
@@ -789,6 +838,35 @@ mod tests {
         assert_eq!(target.password.as_deref(), Some("kept"));
         let dir = load_env(&[("CRONLOCK_URL", "file:///var/lock/cronlock")]).unwrap();
         assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
+    }
+
+    #[test]
+    fn a_memcached_url_takes_the_general_timeouts_and_refuses_redis_settings() {
+        let config = load_env(&[
+            ("CRONLOCK_URL", "memcached://10.0.0.7"),
+            ("CRONLOCK_REDIS_TIMEOUT", "3"),
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
+        ])
+        .unwrap();
+        let Store::Memcached(target) = &config.store else {
+            panic!("{:?}", config.store)
+        };
+        assert_eq!((target.host.as_str(), target.port), ("10.0.0.7", 11211));
+        assert_eq!(target.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(target.reconnect_attempts, 2);
+        for (name, value) in [
+            ("CRONLOCK_AUTH", "secret"),
+            ("CRONLOCK_TLS", "yes"),
+            ("CRONLOCK_USE_SENTINEL", "yes"),
+            ("CRONLOCK_DB", "2"),
+        ] {
+            let err = format!(
+                "{:#}",
+                load_env(&[("CRONLOCK_URL", "memcached://h"), (name, value)]).unwrap_err()
+            );
+            assert!(err.contains("not supported with a memcached://"), "{name}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`) and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`), `memcached://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -41,13 +41,20 @@ pub enum Parsed {
         /// `?ssl-mode=...`, when given.
         ssl_mode: Option<SslMode>,
     },
+    /// A memcached server.
+    Memcached {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// Port, 11211 when not given.
+        port: u16,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql:// or file:// at the start"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, memcached:// or file:// at the start")
+    })?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -57,7 +64,10 @@ pub fn parse(url: &str) -> Result<Parsed> {
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
         "mysql" | "mariadb" => parse_mysql(rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb or file"),
+        "memcached" => parse_memcached(rest),
+        other => {
+            bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, memcached or file")
+        }
     }
 }
 
@@ -94,20 +104,7 @@ fn authority(rest: &str) -> Result<Authority<'_>> {
             None => (None, Some(percent_decode(info, "password")?)),
         },
     };
-    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.split_once(':') {
-            Some((host, port)) => (host.to_string(), Some(port)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        bail!("CRONLOCK_URL: no host given");
-    }
+    let (host, port) = host_and_port(hostport)?;
     Ok(Authority {
         user,
         password,
@@ -204,6 +201,46 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     })
 }
 
+/// `memcached://host[:port][/]`: memcached's text protocol has no
+/// passwords (SASL needs the binary one) and no databases, so a URL that
+/// names either is refused rather than half used.
+fn parse_memcached(rest: &str) -> Result<Parsed> {
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.contains('@') {
+        bail!("CRONLOCK_URL: memcached:// takes no user or password (memcached's text protocol has none)");
+    }
+    if hostport.contains(['/', '?', '#']) {
+        bail!("CRONLOCK_URL: memcached:// takes only a host and a port, as in memcached://cache.example:11211");
+    }
+    let (host, port) = host_port(hostport, 11211)?;
+    Ok(Parsed::Memcached { host, port })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`, with `default_port`.
+fn host_port(hostport: &str, default_port: u16) -> Result<(String, u16)> {
+    let (host, port) = host_and_port(hostport)?;
+    Ok((host, port_or(port, default_port)?))
+}
+
+/// The host (without IPv6 brackets) and the port as written, if any.
+fn host_and_port(hostport: &str) -> Result<(String, Option<&str>)> {
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
+        (host.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        bail!("CRONLOCK_URL: no host given");
+    }
+    Ok((host, port))
+}
+
 fn percent_decode(text: &str, what: &str) -> Result<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -254,6 +291,20 @@ mod tests {
             redis(false, "::1", 7000, None, Some("secret"), None)
         );
         assert_eq!(
+            parse("memcached://cache.example").unwrap(),
+            Parsed::Memcached {
+                host: "cache.example".into(),
+                port: 11211
+            }
+        );
+        assert_eq!(
+            parse("memcached://[::1]:11311/").unwrap(),
+            Parsed::Memcached {
+                host: "::1".into(),
+                port: 11311
+            }
+        );
+        assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
@@ -302,6 +353,12 @@ mod tests {
             "redis://h/x",
             "file://relative",
             "redis://h?x=1",
+            "memcached://",
+            "memcached://h:0",
+            "memcached://h:abc",
+            "memcached://u:p@h",
+            "memcached://h/0",
+            "memcached://h?x=1",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

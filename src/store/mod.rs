@@ -2,6 +2,7 @@
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
 pub mod file;
+pub mod memcached;
 pub mod mysql;
 pub mod redis;
 
@@ -19,6 +20,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
         Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
+        Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
     })
 }
 
@@ -38,6 +40,7 @@ pub fn describe(store: &Store) -> String {
             )
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
+        Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
         Store::Mysql(target) => format!(
             "mysql at {}:{} database {} as {} (ssl-mode {:?})",
             target.host, target.port, target.db, target.user, target.ssl_mode

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mariadb;
+pub mod memcached;
 pub mod pki;
 pub mod postgres;
 

@@ -1,0 +1,731 @@
+//! The memcached store (`CRONLOCK_URL=memcached://host:port`): the lock
+//! protocol over memcached's text protocol, with a client of our own.
+//!
+//! Why our own client: the `memcache` crate (0.21) would need a proc-macro
+//! (`enum_dispatch`), which the static build cannot compile, pulls in a
+//! connection pool and OpenSSL by default, and cannot pipeline `stats` with
+//! `gets`. The five commands we need (`stats`, `gets`, `add`, `cas`,
+//! `delete`) fit in this file.
+//!
+//! The item's value is "<expiry> <token>[ <owner>]": the unix time at which
+//! the lock expires, as in every store, and a random token naming the run
+//! that wrote it, so a release or renewal recognises its own lock (and a
+//! request whose answer was lost can be retried: the retry sees our token).
+//!
+//! Each step reads the server's clock (`stats` carries `time`) in the same
+//! round trip as `gets`, so hosts with skewed clocks agree on every
+//! deadline, as they do with Redis. Taking is `add`; a lock whose expiry has
+//! passed is taken over with `cas` on the unique `gets` returned, so of many
+//! contenders exactly one succeeds; release and renewal are `cas` too, so
+//! they never touch a lock someone else wrote since. Dropping our own lock
+//! is a `cas` with a negative expiry (memcached's text `delete` cannot be
+//! made conditional). The item's own expiry (one second past the value,
+//! as Redis's) is the server's, relative; beyond memcached's 30-day limit
+//! for relative times it is sent as the absolute unix time.
+//!
+//! memcached is a cache: it forgets every lock when it restarts, and evicts
+//! items when its memory is full unless started with `-M`. Verbose output
+//! says so at the start of every run; the README has the details.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+
+use crate::config::MemcachedTarget;
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::report::Report;
+use crate::signals;
+
+/// memcached reads a relative expiry above this many seconds (30 days) as
+/// an absolute unix time.
+const RELATIVE_LIMIT: i64 = 30 * 24 * 3600;
+/// The longest key memcached accepts.
+const MAX_KEY: usize = 250;
+/// The longest reply line we read: a `stats` line or a `VALUE` header.
+const MAX_LINE: usize = 4096;
+/// The largest value we read (memcached's default item size limit).
+const MAX_VALUE: usize = 1 << 20;
+/// Rounds of "read, then write conditionally" before we give up on a key
+/// that others keep changing under us.
+const MAX_ROUNDS: u32 = 10;
+
+/// Locks in memcached.
+pub struct MemcachedLock<'a> {
+    target: &'a MemcachedTarget,
+    report: &'a Report,
+    connection: Option<Connection>,
+    /// Ours, written into every value this run stores.
+    token: String,
+    /// Who runs the command, kept beside the expiry when known.
+    owner: Option<String>,
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    /// Could not connect; nothing was sent.
+    Connect(String),
+    /// The connection broke after a request may have been sent.
+    InFlight(String),
+    /// Another try will not help (the server is not memcached, or refused a request).
+    Fatal(String),
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Failure {
+        if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            Failure::InFlight("no answer within CRONLOCK_REDIS_TIMEOUT".to_string())
+        } else {
+            Failure::InFlight(err.to_string())
+        }
+    }
+}
+
+/// An item as `gets` returns it.
+struct Item {
+    /// The expiry it says, or 0 when it is not a number (stale, as the
+    /// original's bash arithmetic would read it).
+    expiry: i64,
+    /// The token after the expiry, if any.
+    token: Vec<u8>,
+    /// memcached's compare-and-swap unique.
+    cas: u64,
+    /// The owner record after the token, if any.
+    owner: Option<String>,
+}
+
+/// What a storage command answered.
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    /// `STORED`.
+    Yes,
+    /// `NOT_STORED`, `EXISTS` or `NOT_FOUND`: someone changed the key first.
+    Raced,
+}
+
+impl<'a> MemcachedLock<'a> {
+    /// A store on `target`; nothing is sent until the first call.
+    pub fn new(target: &'a MemcachedTarget, report: &'a Report) -> MemcachedLock<'a> {
+        report.info(format_args!(
+            "memcached at '{}' port '{}' keeps locks in memory only: a restart forgets them all, \
+             and a full cache may evict one unless memcached runs with -M",
+            target.host, target.port
+        ));
+        MemcachedLock {
+            target,
+            report,
+            connection: None,
+            token: new_token(),
+            owner: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("memcached at '{}' port '{}'", self.target.host, self.target.port)
+    }
+
+    /// The item's value; `ended`: when the command ended, for the owner record.
+    fn value(&self, expiry: i64, ended: Option<i64>) -> Vec<u8> {
+        let mut value = format!("{expiry} {}", self.token).into_bytes();
+        if let Some(owner) = &self.owner {
+            let owner = match ended {
+                Some(at) => crate::owner::with_ended(owner, at),
+                None => owner.clone(),
+            };
+            value.push(b' ');
+            value.extend(owner.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        }
+        value
+    }
+
+    fn ours(&self, item: &Item) -> bool {
+        item.token == self.token.as_bytes()
+    }
+
+    /// Runs `step` on a connection, reconnecting after a connection failure
+    /// with the original's linear backoff. Every step starts by reading the
+    /// key and recognises our own token, so running it again after an
+    /// answer was lost is safe.
+    fn with_retries<T>(&mut self, mut step: impl FnMut(&Self, &mut Connection) -> Result<T, Failure>) -> Result<T> {
+        let mut attempt: u32 = 0;
+        loop {
+            let opened = match self.connection.take() {
+                Some(connection) => Ok(connection),
+                None => Connection::open(&self.target.host, self.target.port, self.target.timeout),
+            };
+            let result = opened.and_then(|mut connection| step(self, &mut connection).map(|value| (value, connection)));
+            let err = match result {
+                Ok((value, connection)) => {
+                    self.connection = Some(connection);
+                    return Ok(value);
+                }
+                Err(err) => err,
+            };
+            let message = match err {
+                Failure::Fatal(message) => bail!("{}: {message}", self.describe()),
+                Failure::Connect(message) | Failure::InFlight(message) => message,
+            };
+            if attempt >= self.target.reconnect_attempts {
+                let tries = attempt + 1;
+                bail!(
+                    "cannot reach {} ({message}) after {tries} attempt{}",
+                    self.describe(),
+                    if tries == 1 { "" } else { "s" }
+                );
+            }
+            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
+            self.report.info(format_args!(
+                "{}: {message}; reconnecting in {}s ({} of {})",
+                self.describe(),
+                wait.as_secs(),
+                attempt + 1,
+                self.target.reconnect_attempts
+            ));
+            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
+                bail!("stopped by {signal} while waiting to reconnect to {}", self.describe());
+            }
+            attempt += 1;
+        }
+    }
+}
+
+/// A token unique to this run. Uniqueness is all it needs (it proves which
+/// run wrote a value, it guards nothing secret): std's `RandomState` is
+/// seeded from the operating system's random source, and the pid and the
+/// time make two runs differ even if that seed repeated.
+fn new_token() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut token = String::with_capacity(32);
+    for round in 0..2u8 {
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        hasher.write_u8(round);
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(nanos);
+        token.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    token
+}
+
+/// The key as memcached's text protocol can carry it: no spaces or control
+/// characters, at most 250 bytes. Other bytes (and `%`, so that distinct
+/// keys stay distinct) are %-escaped, and a key still too long is cut and
+/// ends with the md5 of the whole.
+fn wire_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len());
+    for &b in key {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    if out.len() > MAX_KEY {
+        out.truncate(200);
+        out.extend_from_slice(format!("~{:x}", md5::compute(key)).as_bytes());
+    }
+    out
+}
+
+/// The key a wire key stands for (the reverse of [`wire_key`]; a key cut
+/// to fit stands for itself).
+fn unwire_key(wire: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(wire.len());
+    let mut i = 0;
+    while i < wire.len() {
+        let escaped = (wire[i] == b'%')
+            .then(|| wire.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                key.push(byte);
+                i += 3;
+            }
+            None => {
+                key.push(wire[i]);
+                i += 1;
+            }
+        }
+    }
+    key
+}
+
+/// A lock as cronlockctl sees it.
+fn seen(key: Vec<u8>, now: i64, item: Item) -> Seen {
+    let running = item
+        .owner
+        .as_ref()
+        .filter(|owner| owner.contains("\"ended\":"))
+        .map(|_| false);
+    Seen {
+        key,
+        expires_at: Some(item.expiry),
+        now,
+        owner: item.owner,
+        running,
+    }
+}
+
+/// The expiry argument for an item that should live until `until` (server
+/// time), the server's clock reading `now`.
+fn exptime(until: i64, now: i64) -> i64 {
+    let ttl = until - now;
+    if ttl > RELATIVE_LIMIT {
+        until
+    } else {
+        ttl
+    }
+}
+
+impl LockStore for MemcachedLock<'_> {
+    fn kind(&self) -> &'static str {
+        "memcached"
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let key = wire_key(claim.key);
+        self.owner = claim.owner.map(str::to_string);
+        // What we last tried to write, in case its answer was lost.
+        let mut tried: Option<Acquire> = None;
+        self.with_retries(|store, connection| {
+            for _ in 0..MAX_ROUNDS {
+                let (now, item) = connection.look(&key)?;
+                if let (Some(item), Some(outcome)) = (&item, &tried) {
+                    if store.ours(item) {
+                        return Ok(outcome.clone());
+                    }
+                }
+                let expires_at = now + claim.release + 1;
+                let lease = Lease {
+                    key: claim.key.to_vec(),
+                    start: now,
+                    expires_at,
+                    token: Some(store.token.clone()),
+                };
+                let value = store.value(expires_at, None);
+                let expiry = exptime(expires_at + 1, now);
+                let stored = match item {
+                    None => {
+                        tried = Some(Acquire::Taken(lease.clone()));
+                        connection.store(b"add", &key, &value, expiry, None)?
+                    }
+                    Some(item) if item.expiry >= now => {
+                        return Ok(Acquire::Held {
+                            expires_in: item.expiry - now,
+                        })
+                    }
+                    Some(item) => {
+                        tried = Some(Acquire::TakenOver {
+                            lease: lease.clone(),
+                            expired_ago: now - item.expiry,
+                        });
+                        connection.store(b"cas", &key, &value, expiry, Some(item.cas))?
+                    }
+                };
+                if stored == Stored::Yes {
+                    if let Some(outcome) = tried.take() {
+                        return Ok(outcome);
+                    }
+                }
+                // Someone else wrote first: look again (it is theirs now).
+                tried = None;
+            }
+            Err(Failure::Fatal(format!(
+                "the lock kept changing under us ({MAX_ROUNDS} tries)"
+            )))
+        })
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let key = wire_key(&lease.key);
+        self.with_retries(|store, connection| {
+            for _ in 0..MAX_ROUNDS {
+                let (now, item) = connection.look(&key)?;
+                let keep_until = keep.until(lease.start, now);
+                let value = store.value(keep_until, Some(now));
+                let (stored, outcome) = match item {
+                    None if keep_until <= now => return Ok(Release::Dropped),
+                    // Reset while we ran: claim the grace again, as the Redis store does.
+                    None => (
+                        connection.store(b"add", &key, &value, exptime(keep_until, now), None)?,
+                        Release::Kept { until: keep_until },
+                    ),
+                    Some(item) if !store.ours(&item) => return Ok(Release::NotOurs),
+                    // An expiry in the past: stored and gone at once.
+                    Some(item) if keep_until <= now => (
+                        connection.store(b"cas", &key, &value, -1, Some(item.cas))?,
+                        Release::Dropped,
+                    ),
+                    Some(item) => (
+                        connection.store(b"cas", &key, &value, exptime(keep_until, now), Some(item.cas))?,
+                        Release::Kept { until: keep_until },
+                    ),
+                };
+                if stored == Stored::Yes {
+                    return Ok(outcome);
+                }
+            }
+            Err(Failure::Fatal(format!(
+                "the lock kept changing under us ({MAX_ROUNDS} tries)"
+            )))
+        })
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let wire = wire_key(key);
+        let (now, item) = self.with_retries(|_, connection| connection.look(&wire))?;
+        Ok(item.map(|item| seen(key.to_vec(), now, item)))
+    }
+
+    /// memcached has no SCAN: `lru_crawler metadump all` (memcached 1.4.31
+    /// and later) names every item, and each one under the prefix is read.
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let names = self.with_retries(|_, connection| connection.metadump())?;
+        let mut found = Vec::new();
+        for wire in names {
+            let key = unwire_key(&wire);
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            let (now, item) = self.with_retries(|_, connection| connection.look(&wire))?;
+            found.extend(item.map(|item| seen(key, now, item)));
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let key = wire_key(key);
+        self.with_retries(|_, connection| connection.delete(&key))
+    }
+
+    /// One try: a read, then a `cas` if the lock still carries our token.
+    /// The token also settles a renewal whose answer was lost (it leaves
+    /// our token in place), so `after_unknown` needs no special case.
+    fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
+        let timeout = Some(
+            self.target
+                .timeout
+                .map_or(limit, |t| t.min(limit))
+                .max(Duration::from_millis(1)),
+        );
+        let key = wire_key(&lease.key);
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => match Connection::open(&self.target.host, self.target.port, timeout) {
+                Ok(connection) => connection,
+                Err(Failure::Connect(message) | Failure::InFlight(message) | Failure::Fatal(message)) => {
+                    return Renewal::Unconfirmed {
+                        message: format!("{}: {message}", self.describe()),
+                        maybe_sent: false,
+                    }
+                }
+            },
+        };
+        let mut sent = false;
+        let result = connection.set_timeout(timeout).map_err(Failure::from).and_then(|()| {
+            let (now, item) = connection.look(&key)?;
+            let Some(item) = item.filter(|item| self.ours(item)) else {
+                return Ok(None);
+            };
+            let expires_at = now + seconds + 1;
+            let value = self.value(expires_at, None);
+            sent = true;
+            let stored = connection.store(b"cas", &key, &value, exptime(expires_at + 1, now), Some(item.cas))?;
+            Ok((stored == Stored::Yes).then_some(expires_at))
+        });
+        match result {
+            Ok(renewed) => {
+                let _ = connection.set_timeout(self.target.timeout);
+                self.connection = Some(connection);
+                match renewed {
+                    Some(expires_at) => Renewal::Renewed { expires_at },
+                    None => Renewal::Lost,
+                }
+            }
+            Err(Failure::Connect(message) | Failure::InFlight(message) | Failure::Fatal(message)) => {
+                Renewal::Unconfirmed {
+                    message: format!("{}: {message}", self.describe()),
+                    maybe_sent: sent,
+                }
+            }
+        }
+    }
+}
+
+/// One connection, speaking the text protocol.
+struct Connection {
+    stream: BufReader<TcpStream>,
+    timeout: Option<Duration>,
+}
+
+impl Connection {
+    fn open(host: &str, port: u16, timeout: Option<Duration>) -> Result<Connection, Failure> {
+        let addresses = (host, port)
+            .to_socket_addrs()
+            .map_err(|err| Failure::Connect(format!("cannot resolve '{host}': {err}")))?;
+        let mut last = None;
+        for address in addresses {
+            let tcp = match timeout {
+                Some(limit) => TcpStream::connect_timeout(&address, limit),
+                None => TcpStream::connect(address),
+            };
+            match tcp {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    tcp.set_read_timeout(timeout)
+                        .map_err(|e| Failure::Connect(e.to_string()))?;
+                    tcp.set_write_timeout(timeout)
+                        .map_err(|e| Failure::Connect(e.to_string()))?;
+                    return Ok(Connection {
+                        stream: BufReader::with_capacity(4096, tcp),
+                        timeout,
+                    });
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(Failure::Connect(last.map_or_else(
+            || format!("'{host}' has no address"),
+            |err| err.to_string(),
+        )))
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.timeout != timeout {
+            self.stream.get_ref().set_read_timeout(timeout)?;
+            self.stream.get_ref().set_write_timeout(timeout)?;
+            self.timeout = timeout;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, request: &[u8]) -> Result<(), Failure> {
+        let tcp = self.stream.get_mut();
+        tcp.write_all(request).map_err(|err| match err.kind() {
+            // Refused before a byte went out: the server is not there (any more).
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::InFlight(err.to_string()),
+            _ => Failure::from(err),
+        })
+    }
+
+    /// One reply line without its CRLF. Anything too long or not ending in
+    /// CRLF is not memcached talking.
+    fn line(&mut self) -> Result<Vec<u8>, Failure> {
+        let mut line = Vec::new();
+        let read = (&mut self.stream).take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return Err(Failure::InFlight("connection closed by the server".to_string()));
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(not_memcached(&line));
+        }
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+
+    /// `stats` and `gets` in one round trip: the server's clock, and the
+    /// item if there is one.
+    fn look(&mut self, key: &[u8]) -> Result<(i64, Option<Item>), Failure> {
+        let mut request = b"stats\r\ngets ".to_vec();
+        request.extend_from_slice(key);
+        request.extend_from_slice(b"\r\n");
+        self.send(&request)?;
+        let now = self.server_time()?;
+        let item = self.item()?;
+        Ok((now, item))
+    }
+
+    /// Every item's key, by `lru_crawler metadump all`, whose lines read
+    /// `key=<url-encoded key> exp=... ...` and end with `END`.
+    fn metadump(&mut self) -> Result<Vec<Vec<u8>>, Failure> {
+        self.send(b"lru_crawler metadump all\r\n")?;
+        let mut keys = Vec::new();
+        loop {
+            // The dump's own lines end in a bare LF; its END and errors in CRLF.
+            let mut line = Vec::new();
+            if (&mut self.stream).take(MAX_LINE as u64).read_until(b'\n', &mut line)? == 0 {
+                return Err(Failure::InFlight("connection closed by the server".to_string()));
+            }
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            if line == b"END" {
+                return Ok(keys);
+            }
+            if line.starts_with(b"ERROR") || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"BUSY") {
+                return Err(Failure::Fatal(format!(
+                    "this memcached cannot list its items ({})",
+                    shown(&line)
+                )));
+            }
+            if let Some(encoded) = line.split(|&b| b == b' ').next().and_then(|f| f.strip_prefix(b"key=")) {
+                // URL-encoded by memcached; our wire keys only hold %-escapes of our own.
+                keys.push(unwire_key(encoded));
+            }
+        }
+    }
+
+    fn server_time(&mut self) -> Result<i64, Failure> {
+        let mut now = None;
+        loop {
+            let line = self.line()?;
+            if line == b"END" {
+                return now.ok_or_else(|| not_memcached(b"stats without a time"));
+            }
+            let Some(stat) = line.strip_prefix(b"STAT ") else {
+                return Err(not_memcached(&line));
+            };
+            if let Some(time) = stat.strip_prefix(b"time ") {
+                now = std::str::from_utf8(time).ok().and_then(|t| t.parse::<i64>().ok());
+            }
+        }
+    }
+
+    fn item(&mut self) -> Result<Option<Item>, Failure> {
+        let header = self.line()?;
+        if header == b"END" {
+            return Ok(None);
+        }
+        // VALUE <key> <flags> <bytes> <cas unique>
+        let fields: Vec<&[u8]> = header.split(|&b| b == b' ').collect();
+        let number = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .and_then(|f| f.parse::<u64>().ok())
+        };
+        let (Some(&b"VALUE"), Some(bytes), Some(cas)) = (fields.first(), number(3), number(4)) else {
+            return Err(reply_error(&header));
+        };
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        if bytes > MAX_VALUE {
+            return Err(Failure::Fatal(format!(
+                "the lock's value is {bytes} bytes: not a cronlock lock"
+            )));
+        }
+        let mut value = vec![0; bytes + 2];
+        self.stream.read_exact(&mut value)?;
+        if !value.ends_with(b"\r\n") {
+            return Err(not_memcached(&value));
+        }
+        value.truncate(bytes);
+        if self.line()? != b"END" {
+            return Err(not_memcached(b"more than one item for one key"));
+        }
+        let mut words = value.split(|&b| b == b' ');
+        let expiry = words
+            .next()
+            .and_then(|w| std::str::from_utf8(w).ok())
+            .and_then(|w| w.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let token = words.next().unwrap_or_default().to_vec();
+        let rest: Vec<&[u8]> = words.collect();
+        let owner = (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest.join(&b' ')).into_owned());
+        Ok(Some(Item {
+            expiry,
+            token,
+            cas,
+            owner,
+        }))
+    }
+
+    /// `add` (cas: None) or `cas`.
+    fn store(
+        &mut self,
+        verb: &[u8],
+        key: &[u8],
+        value: &[u8],
+        expiry: i64,
+        cas: Option<u64>,
+    ) -> Result<Stored, Failure> {
+        let mut request = verb.to_vec();
+        request.push(b' ');
+        request.extend_from_slice(key);
+        request.extend_from_slice(format!(" 0 {expiry} {}", value.len()).as_bytes());
+        if let Some(cas) = cas {
+            request.extend_from_slice(format!(" {cas}").as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+        self.send(&request)?;
+        let line = self.line()?;
+        match line.as_slice() {
+            b"STORED" => Ok(Stored::Yes),
+            b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND" => Ok(Stored::Raced),
+            _ => Err(reply_error(&line)),
+        }
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<bool, Failure> {
+        let mut request = b"delete ".to_vec();
+        request.extend_from_slice(key);
+        request.extend_from_slice(b"\r\n");
+        self.send(&request)?;
+        let line = self.line()?;
+        match line.as_slice() {
+            b"DELETED" => Ok(true),
+            b"NOT_FOUND" => Ok(false),
+            _ => Err(reply_error(&line)),
+        }
+    }
+}
+
+/// memcached's own error replies (`SERVER_ERROR out of memory ...`) are
+/// passed on; anything else means another program answers on that port.
+fn reply_error(line: &[u8]) -> Failure {
+    for prefix in [&b"SERVER_ERROR "[..], b"CLIENT_ERROR "] {
+        if line.starts_with(prefix) {
+            return Failure::Fatal(format!("the server refused: {}", shown(line)));
+        }
+    }
+    not_memcached(line)
+}
+
+fn not_memcached(bytes: &[u8]) -> Failure {
+    Failure::Fatal(format!("not a memcached server (it answered: {})", shown(bytes)))
+}
+
+/// The start of a reply, printable.
+fn shown(bytes: &[u8]) -> String {
+    let text: String = bytes.escape_ascii().to_string();
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_made_safe_for_the_text_protocol() {
+        assert_eq!(wire_key(b"cronlock.abc"), b"cronlock.abc");
+        assert_eq!(wire_key(b"a b\r\n%\xff"), b"a%20b%0D%0A%25%FF");
+        assert_ne!(wire_key(b"a b"), wire_key(b"a%20b"));
+        let long = wire_key(&[b'x'; 300]);
+        assert!(long.len() <= MAX_KEY, "{}", long.len());
+        assert_ne!(long, wire_key(&[b'x'; 301]));
+    }
+
+    #[test]
+    fn long_expiries_are_sent_as_unix_times() {
+        assert_eq!(exptime(1_000_100, 1_000_000), 100);
+        assert_eq!(
+            exptime(1_000_000 + RELATIVE_LIMIT + 1, 1_000_000),
+            1_000_000 + RELATIVE_LIMIT + 1
+        );
+    }
+
+    #[test]
+    fn tokens_differ_between_runs() {
+        assert_ne!(new_token(), new_token());
+        assert_eq!(new_token().len(), 32);
+    }
+}
