@@ -97,6 +97,23 @@ pub enum Store {
     Redis(Box<RedisTarget>),
     /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
     Directory(PathBuf),
+    /// An etcd cluster (`CRONLOCK_URL=etcd://host:port,...`).
+    Etcd(Box<EtcdTarget>),
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTarget {
+    /// Members to try in turn, `host` and client port.
+    pub endpoints: Vec<(String, u16)>,
+    /// etcd user, when the cluster has auth enabled.
+    pub user: Option<String>,
+    /// That user's password; never printed.
+    pub password: Option<String>,
+    /// Connect and request timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// TLS settings, when the URL says `etcds://` (or `CRONLOCK_TLS=yes`).
+    pub tls: Option<Tls>,
 }
 
 /// How to reach Redis.
@@ -386,6 +403,21 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::Etcd {
+                tls,
+                endpoints,
+                user,
+                password,
+            } => {
+                url_tls = tls;
+                store = Some(Store::Etcd(Box::new(EtcdTarget {
+                    endpoints,
+                    user,
+                    password,
+                    timeout: target.timeout,
+                    tls: None,
+                })));
+            }
             url::Parsed::Redis {
                 tls,
                 host,
@@ -417,6 +449,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+        }
+        if let Some(Store::Etcd(etcd)) = &mut store {
+            etcd.tls = Some(tls.clone());
         }
         target.tls = Some(tls);
     } else if tls_settings_set || skip_verify {

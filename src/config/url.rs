@@ -1,4 +1,4 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `etcd://`, `etcds://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -24,13 +24,24 @@ pub enum Parsed {
         /// Database from the path.
         db: Option<i64>,
     },
+    /// An etcd cluster.
+    Etcd {
+        /// `etcds://`.
+        tls: bool,
+        /// The members listed, each `host` (without IPv6 brackets) and port (2379 when not given).
+        endpoints: Vec<(String, u16)>,
+        /// etcd user, percent-decoded.
+        user: Option<String>,
+        /// Password, percent-decoded.
+        password: Option<String>,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, etcd://, etcds:// or file:// at the start")
+    })?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,50 +50,22 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "etcd" | "etcds" => parse_etcd(scheme == "etcds", rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, etcd, etcds or file"),
     }
 }
 
 fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => (Some(userinfo), hostport),
-        None => (None, authority),
-    };
-    let (user, password) = match userinfo {
+    let (authority, path) = split_authority(rest);
+    let (user, password) = match authority.rsplit_once('@') {
         None => (None, None),
-        Some(info) => match info.split_once(':') {
-            Some((user, pass)) => (
-                Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
-                Some(percent_decode(pass, "password")?),
-            ),
+        Some((info, _)) => match info.split_once(':') {
+            Some(_) => userinfo(info)?,
             // `redis://secret@host`: a lone word is the password, as redis-cli reads it.
             None => (None, Some(percent_decode(info, "password")?)),
         },
     };
-    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.split_once(':') {
-            Some((host, port)) => (host.to_string(), Some(port)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        bail!("CRONLOCK_URL: no host given");
-    }
-    let port = match port {
-        None => 6379,
-        Some(p) => {
-            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
-        }
-    };
+    let (host, port) = host_port(hostport(authority), 6379)?;
     if path.contains(['?', '#']) {
         bail!("CRONLOCK_URL: query strings and fragments are not supported; use the CRONLOCK_* variables");
     }
@@ -103,6 +86,80 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
         password,
         db,
     })
+}
+
+/// `etcd://[user:password@]host[:port][,host[:port]...][/]`.
+fn parse_etcd(tls: bool, rest: &str) -> Result<Parsed> {
+    let (authority, path) = split_authority(rest);
+    if !path.is_empty() && path != "/" {
+        bail!("CRONLOCK_URL: an etcd URL takes no path, query or fragment; the lock's name is CRONLOCK_PREFIX + key");
+    }
+    let (user, password) = match authority.rsplit_once('@') {
+        None => (None, None),
+        Some((info, _)) => userinfo(info)?,
+    };
+    if password.is_some() != user.is_some() {
+        bail!("CRONLOCK_URL: etcd authentication needs both a user and a password (etcd://user:password@host)");
+    }
+    let endpoints = hostport(authority)
+        .split(',')
+        .map(|member| host_port(member, 2379))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Parsed::Etcd {
+        tls,
+        endpoints,
+        user,
+        password,
+    })
+}
+
+/// The authority (up to the first `/`, `?` or `#`) and what follows.
+fn split_authority(rest: &str) -> (&str, &str) {
+    match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    }
+}
+
+/// The authority without its `userinfo@`.
+fn hostport(authority: &str) -> &str {
+    authority.rsplit_once('@').map_or(authority, |(_, hostport)| hostport)
+}
+
+/// `user:password`, each percent-decoded; an empty user is none.
+fn userinfo(info: &str) -> Result<(Option<String>, Option<String>)> {
+    Ok(match info.split_once(':') {
+        Some((user, pass)) => (
+            Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
+            Some(percent_decode(pass, "password")?),
+        ),
+        None => (Some(percent_decode(info, "user")?).filter(|u| !u.is_empty()), None),
+    })
+}
+
+/// `host`, `host:port` or `[v6]:port`.
+fn host_port(hostport: &str, default_port: u16) -> Result<(String, u16)> {
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
+        (host.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        bail!("CRONLOCK_URL: no host given");
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => {
+            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
+        }
+    };
+    Ok((host, port))
 }
 
 fn percent_decode(text: &str, what: &str) -> Result<String> {
@@ -155,6 +212,19 @@ mod tests {
             redis(false, "::1", 7000, None, Some("secret"), None)
         );
         assert_eq!(
+            parse("etcds://app:p%40ss@a.example,b.example:2390,[::1]/").unwrap(),
+            Parsed::Etcd {
+                tls: true,
+                endpoints: vec![
+                    ("a.example".into(), 2379),
+                    ("b.example".into(), 2390),
+                    ("::1".into(), 2379)
+                ],
+                user: Some("app".into()),
+                password: Some("p@ss".into()),
+            }
+        );
+        assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
@@ -170,10 +240,17 @@ mod tests {
             "redis://h/x",
             "file://relative",
             "redis://h?x=1",
+            "etcd://",
+            "etcd://a,,b",
+            "etcd://h/prefix",
+            "etcd://h:70000",
+            "etcd://onlyuser@h",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let err = parse("redis://u:hunter2@h:99999").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse("etcd://u:hunter2@h:0").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
