@@ -22,6 +22,8 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -44,8 +46,8 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
 fi
 
-# Installing redis-server, mariadb-server or postgresql from a package may
-# start a service on 6379, 3306 or 5432; the tests use none of them (nor
+# Installing redis-server, mariadb-server, postgresql or etcd-server from a
+# package may start a service on 6379, 3306, 5432 or 2379; the tests use none of them (nor
 # their sockets or config files): they start their own servers, with their
 # own data directories, on free ports.
 

@@ -273,7 +273,12 @@ fn exchange(
 
     let reader = &mut connection.reader;
     let mut line = String::new();
-    read_line(reader, &mut line).map_err(explain)?;
+    read_line(reader, &mut line).map_err(|err| match err.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+            anyhow!("the connection closed without an HTTP answer; is this etcd's client port?")
+        }
+        _ => explain(err),
+    })?;
     let status = line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
