@@ -24,6 +24,8 @@ command -v memcached >/dev/null || need+=(memcached)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -46,10 +48,10 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
 fi
 
-# Installing redis-server, mariadb-server, postgresql or memcached from a
-# package may start a service on 6379, 3306, 5432 or 11211; the tests use
-# none of them (nor their sockets or config files): they start their own
-# servers, with their own data directories, on free ports.
+# Installing redis-server, mariadb-server, postgresql, memcached or
+# etcd-server from a package may start a service on its usual port; the
+# tests use none of them (nor their sockets or config files): they start
+# their own servers, with their own data directories, on free ports.
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

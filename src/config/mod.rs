@@ -109,6 +109,8 @@ pub enum Store {
     Mysql(Box<MysqlTarget>),
     /// A memcached server (`CRONLOCK_URL=memcached://host:port`).
     Memcached(Box<MemcachedTarget>),
+    /// An etcd cluster (`CRONLOCK_URL=etcd://host:port,...`).
+    Etcd(Box<EtcdTarget>),
 }
 
 /// How to reach MySQL or MariaDB.
@@ -184,6 +186,21 @@ impl SslMode {
     pub fn verifies(self) -> bool {
         matches!(self, SslMode::VerifyCa | SslMode::VerifyIdentity)
     }
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTarget {
+    /// Members to try in turn, `host` and client port.
+    pub endpoints: Vec<(String, u16)>,
+    /// etcd user, when the cluster has auth enabled.
+    pub user: Option<String>,
+    /// That user's password; never printed.
+    pub password: Option<String>,
+    /// Connect and request timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// TLS settings, when the URL says `etcds://` (or `CRONLOCK_TLS=yes`).
+    pub tls: Option<Tls>,
 }
 
 /// How to reach Redis.
@@ -527,6 +544,21 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
                 url_tls = ssl_mode != SslMode::Disabled;
                 mysql = Some((host, port, user, password, db, ssl_mode));
             }
+            url::Parsed::Etcd {
+                tls,
+                endpoints,
+                user,
+                password,
+            } => {
+                url_tls = tls;
+                store = Some(Store::Etcd(Box::new(EtcdTarget {
+                    endpoints,
+                    user,
+                    password,
+                    timeout: target.timeout,
+                    tls: None,
+                })));
+            }
             url::Parsed::Redis {
                 tls,
                 host,
@@ -558,6 +590,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+        }
+        if let Some(Store::Etcd(etcd)) = &mut store {
+            etcd.tls = Some(tls.clone());
         }
         target.tls = Some(tls);
     } else if tls_settings_set || skip_verify {

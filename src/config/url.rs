@@ -1,4 +1,5 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`), `memcached://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`),
+//! `memcached://`, `etcd://`, `etcds://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,17 @@ pub enum Parsed {
         /// `?ssl-mode=...`, when given.
         ssl_mode: Option<SslMode>,
     },
+    /// An etcd cluster.
+    Etcd {
+        /// `etcds://`.
+        tls: bool,
+        /// The members listed, each `host` (without IPv6 brackets) and port (2379 when not given).
+        endpoints: Vec<(String, u16)>,
+        /// etcd user, percent-decoded.
+        user: Option<String>,
+        /// Password, percent-decoded.
+        password: Option<String>,
+    },
     /// A memcached server.
     Memcached {
         /// Host name or address, without IPv6 brackets.
@@ -53,7 +65,7 @@ pub enum Parsed {
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, memcached:// or file:// at the start")
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, memcached://, etcd://, etcds:// or file:// at the start")
     })?;
     match scheme {
         "file" => {
@@ -65,9 +77,10 @@ pub fn parse(url: &str) -> Result<Parsed> {
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
         "mysql" | "mariadb" => parse_mysql(rest),
         "memcached" => parse_memcached(rest),
-        other => {
-            bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, memcached or file")
-        }
+        "etcd" | "etcds" => parse_etcd(scheme == "etcds", rest),
+        other => bail!(
+            "CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, memcached, etcd, etcds or file"
+        ),
     }
 }
 
@@ -201,6 +214,41 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     })
 }
 
+/// `etcd://[user:password@]host[:port][,host[:port]...][/]`.
+fn parse_etcd(tls: bool, rest: &str) -> Result<Parsed> {
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if !path.is_empty() && path != "/" {
+        bail!("CRONLOCK_URL: an etcd URL takes no path, query or fragment; the lock's name is CRONLOCK_PREFIX + key");
+    }
+    let (members, user, password) = match authority.rsplit_once('@') {
+        None => (authority, None, None),
+        Some((info, members)) => match info.split_once(':') {
+            Some((user, pass)) => (
+                members,
+                Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass, "password")?),
+            ),
+            None => (members, Some(percent_decode(info, "user")?), None),
+        },
+    };
+    if password.is_some() != user.is_some() {
+        bail!("CRONLOCK_URL: etcd authentication needs both a user and a password (etcd://user:password@host)");
+    }
+    let endpoints = members
+        .split(',')
+        .map(|member| host_port(member, 2379))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Parsed::Etcd {
+        tls,
+        endpoints,
+        user,
+        password,
+    })
+}
+
 /// `memcached://host[:port][/]`: memcached's text protocol has no
 /// passwords (SASL needs the binary one) and no databases, so a URL that
 /// names either is refused rather than half used.
@@ -305,6 +353,19 @@ mod tests {
             }
         );
         assert_eq!(
+            parse("etcds://app:p%40ss@a.example,b.example:2390,[::1]/").unwrap(),
+            Parsed::Etcd {
+                tls: true,
+                endpoints: vec![
+                    ("a.example".into(), 2379),
+                    ("b.example".into(), 2390),
+                    ("::1".into(), 2379)
+                ],
+                user: Some("app".into()),
+                password: Some("p@ss".into()),
+            }
+        );
+        assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
@@ -363,6 +424,17 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let err = parse("redis://u:hunter2@h:99999").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        for bad in [
+            "etcd://",
+            "etcd://a,,b",
+            "etcd://h/prefix",
+            "etcd://h:70000",
+            "etcd://onlyuser@h",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let err = parse("etcd://u:hunter2@h:0").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! The lock stores, one module each, and the one place where the configured
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
+pub mod etcd;
 pub mod file;
 pub mod memcached;
 pub mod mysql;
@@ -21,6 +22,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
         Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
+        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
     })
 }
 
@@ -41,6 +43,11 @@ pub fn describe(store: &Store) -> String {
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
         Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
+        Store::Etcd(target) => {
+            let members: Vec<String> = target.endpoints.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+            let tls = if target.tls.is_some() { " over TLS" } else { "" };
+            format!("etcd at {}{tls}", members.join(","))
+        }
         Store::Mysql(target) => format!(
             "mysql at {}:{} database {} as {} (ssl-mode {:?})",
             target.host, target.port, target.db, target.user, target.ssl_mode

@@ -1,8 +1,9 @@
 //! Test fixtures: private `redis-server` processes on free loopback ports
-//! (MariaDB and PostgreSQL servers in their own modules), and a helper that
+//! (MariaDB, PostgreSQL and etcd servers in their own modules), and a helper that
 //! runs the built `cronlock` with a clean environment.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod mariadb;
 pub mod memcached;
 pub mod pki;

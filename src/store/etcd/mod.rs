@@ -1,0 +1,429 @@
+//! The etcd store (`CRONLOCK_URL=etcd://host:2379,...`): etcd's own lock
+//! recipe, the one `etcdctl lock NAME` and Go's `concurrency.Mutex` use, so
+//! cronlock and `etcdctl lock` hosts exclude each other on the same name.
+//!
+//! The recipe, on NAME = the full key: grant a lease; in one transaction put
+//! `NAME/<lease id in lowercase hex>` (empty value, attached to the lease) if
+//! that key does not exist, and read the key under `NAME/` with the lowest
+//! create revision. That key's writer owns the lock. A contender that is not
+//! first revokes its lease, which deletes its key, and exits 200 (etcdctl
+//! would wait in line instead; cron jobs do not).
+//!
+//! The lease's TTL is the clock, counted by the etcd leader: RELEASE + 1
+//! while the command runs (renewed by keep-alives in lease mode), and after
+//! it the key moves to a fresh lease whose TTL covers the grace or the hold,
+//! then the first lease is revoked. A crashed holder's key goes when its
+//! lease expires; nothing is ever "taken over".
+//!
+//! Why the JSON gateway (`POST /v3/...`, served by every etcd 3.4+ member on
+//! its client port) and not the `etcd-client` crate: that crate generates
+//! its gRPC code at build time with `protoc`, so every build of cronlock
+//! would need protobuf-compiler installed; it brings tokio, hyper, h2, tonic
+//! and prost (proc-macros among them) for five unary calls; and its TLS is
+//! tonic's, which cannot take the rustls configuration `crate::tls` builds
+//! from `CRONLOCK_TLS_*` (no skip-verify, no server-name override). The
+//! gateway needs a hand-written HTTP/1.1 exchange on a socket (`gateway.rs`)
+//! and `serde_json`.
+
+mod gateway;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+
+use crate::config::EtcdTarget;
+use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
+use gateway::{b64, int, unb64, EtcdError, Gateway};
+
+/// Locks in an etcd cluster.
+pub struct EtcdLock<'a> {
+    gateway: Gateway<'a>,
+    /// The owner record, our key's value (etcdctl writes none and reads none).
+    owner: String,
+}
+
+impl<'a> EtcdLock<'a> {
+    /// A store for `target`; nothing is sent until the first request.
+    pub fn new(target: &'a EtcdTarget) -> Result<EtcdLock<'a>> {
+        Ok(EtcdLock {
+            gateway: Gateway::new(target)?,
+            owner: String::new(),
+        })
+    }
+
+    fn grant(&mut self, ttl: i64) -> Result<i64> {
+        let answer = self
+            .gateway
+            .call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }), None)?;
+        match int(answer.get("ID")) {
+            0 => Err(anyhow!(
+                "etcd granted no lease: {}",
+                answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no ID in the answer")
+            )),
+            id => Ok(id),
+        }
+    }
+
+    /// Revokes `id` (deleting the keys attached to it); false if it was gone already.
+    fn revoke(&mut self, id: i64) -> Result<bool> {
+        match self
+            .gateway
+            .call("/v3/lease/revoke", &json!({ "ID": id.to_string() }), None)
+        {
+            Ok(_) => Ok(true),
+            Err(err) if lease_not_found(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The recipe's transaction: `my_key` is put on `lease` unless it
+    /// exists with create revision `rev` (then it is moved to `lease`); and
+    /// the owner, the first key under the prefix by create revision, is
+    /// read. Returns (whether it existed as ours, the transaction's
+    /// revision, the owner's key, create revision and lease).
+    fn put_and_find_owner(&mut self, name: &[u8], my_key: &[u8], rev: i64, lease: i64, value: &str) -> Result<Txn> {
+        let prefix = prefix_of(name);
+        let put = json!({ "request_put": { "key": b64(my_key), "value": b64(value.as_bytes()), "lease": lease.to_string() } });
+        let owner = json!({ "request_range": {
+            "key": b64(&prefix),
+            "range_end": b64(&prefix_end(&prefix)),
+            "sort_order": "ASCEND",
+            "sort_target": "CREATE",
+            "limit": "1",
+        } });
+        let body = json!({
+            "compare": [{
+                "key": b64(my_key),
+                "target": "CREATE",
+                "result": "EQUAL",
+                "create_revision": rev.to_string(),
+            }],
+            "success": [put, owner],
+            "failure": [put, owner],
+        });
+        let answer = self.gateway.call("/v3/kv/txn", &body, None)?;
+        let owner = answer
+            .get("responses")
+            .and_then(|r| r.get(1))
+            .and_then(|r| r.get("response_range"))
+            .and_then(|r| r.get("kvs"))
+            .and_then(|kvs| kvs.get(0))
+            .map(|kv| Owner {
+                key: unb64(kv.get("key")),
+                create_revision: int(kv.get("create_revision")),
+                lease: int(kv.get("lease")),
+            });
+        Ok(Txn {
+            succeeded: answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+            revision: int(answer.get("header").and_then(|h| h.get("revision"))),
+            owner,
+        })
+    }
+
+    /// Seconds left on `lease` (0 when it is expiring or gone).
+    fn time_to_live(&mut self, lease: i64) -> Result<i64> {
+        let answer = self
+            .gateway
+            .call("/v3/lease/timetolive", &json!({ "ID": lease.to_string() }), None)?;
+        Ok(int(answer.get("TTL")).max(0))
+    }
+
+    fn owner_exists(&mut self, name: &[u8]) -> Result<bool> {
+        let prefix = prefix_of(name);
+        let body = json!({
+            "key": b64(&prefix),
+            "range_end": b64(&prefix_end(&prefix)),
+            "count_only": true,
+        });
+        let answer = self.gateway.call("/v3/kv/range", &body, None)?;
+        Ok(int(answer.get("count")) > 0)
+    }
+}
+
+impl EtcdLock<'_> {
+    /// The owner (first by create revision) of every lock whose keys lie in
+    /// [`from`, `end`): its name is the key up to the last `/`, its expiry
+    /// the owner lease's time to live on this host's clock.
+    fn holders(&mut self, from: &[u8], end: &[u8]) -> Result<Vec<Seen>> {
+        let body = json!({
+            "key": b64(from),
+            "range_end": b64(end),
+            "sort_order": "ASCEND",
+            "sort_target": "CREATE",
+        });
+        let answer = self.gateway.call("/v3/kv/range", &body, None)?;
+        let mut found: Vec<Seen> = Vec::new();
+        let kvs = answer.get("kvs").and_then(Value::as_array).cloned().unwrap_or_default();
+        for kv in kvs {
+            let key = unb64(kv.get("key"));
+            let Some(slash) = key.iter().rposition(|&b| b == b'/') else {
+                continue;
+            };
+            let name = key[..slash].to_vec();
+            if found.iter().any(|seen| seen.key == name) {
+                continue;
+            }
+            let lease = int(kv.get("lease"));
+            let now = now();
+            let expires_at = match lease {
+                0 => None,
+                lease => Some(now + self.time_to_live(lease)?),
+            };
+            let value = unb64(kv.get("value"));
+            let owner = (!value.is_empty()).then(|| String::from_utf8_lossy(&value).into_owned());
+            let running = owner.as_ref().filter(|o| o.contains("\"ended\":")).map(|_| false);
+            found.push(Seen {
+                key: name,
+                expires_at,
+                now,
+                owner,
+                running,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// What the recipe's transaction found.
+struct Txn {
+    /// The compare held.
+    succeeded: bool,
+    /// The store's revision after it (our key's create revision when it was new).
+    revision: i64,
+    /// The first key under the prefix.
+    owner: Option<Owner>,
+}
+
+/// The lock's owner: the first key under `NAME/`.
+struct Owner {
+    key: Vec<u8>,
+    create_revision: i64,
+    lease: i64,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `NAME/`, as `concurrency.NewMutex` appends the separator.
+fn prefix_of(name: &[u8]) -> Vec<u8> {
+    let mut prefix = name.to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
+/// `NAME/<lease id as Go's %x prints it>`.
+fn key_of(name: &[u8], lease: i64) -> Vec<u8> {
+    let mut key = prefix_of(name);
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    key
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's `GetPrefixRangeEnd`).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff: every key after the prefix.
+    vec![0]
+}
+
+fn lease_not_found(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<EtcdError>())
+        .any(|e| e.0.contains("lease not found"))
+}
+
+/// Our lease id and key's create revision, kept in `Lease::token`.
+fn token(lease: &Lease) -> Result<(i64, i64)> {
+    lease
+        .token
+        .as_deref()
+        .and_then(|t| t.split_once(' '))
+        .and_then(|(id, rev)| Some((id.parse().ok()?, rev.parse().ok()?)))
+        .ok_or_else(|| anyhow!("etcd store: a lease without its lease id"))
+}
+
+impl LockStore for EtcdLock<'_> {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        match feature {
+            Feature::Lease | Feature::Hold => None,
+        }
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let name = claim.key;
+        let start = now();
+        let expires_at = start + claim.release + 1;
+        let id = self.grant(claim.release + 1)?;
+        let my_key = key_of(name, id);
+        self.owner = claim.owner.unwrap_or("").to_string();
+        let owner_record = self.owner.clone();
+        let taken = match self.put_and_find_owner(name, &my_key, 0, id, &owner_record) {
+            Ok(txn) => txn,
+            Err(err) => {
+                // Our key, if it was written, goes with the lease.
+                let _ = self.revoke(id);
+                return Err(err);
+            }
+        };
+        let mine = taken.revision;
+        match taken.owner {
+            Some(owner) if owner.create_revision != mine => {
+                // Not first in line: leave the line, as `TryLock` does.
+                self.revoke(id)?;
+                let expires_in = match owner.lease {
+                    0 => i64::MAX,
+                    lease => self.time_to_live(lease)?,
+                };
+                Ok(Acquire::Held { expires_in })
+            }
+            _ => {
+                let mut lease = Lease::new(name, start, expires_at);
+                lease.token = Some(format!("{id} {mine}"));
+                Ok(Acquire::Taken(lease))
+            }
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let (id, rev) = token(lease)?;
+        let now = now();
+        let until = keep.until(lease.start, now);
+        if until <= now {
+            // Revoking the lease deletes our key with it.
+            if self.revoke(id)? {
+                return Ok(Release::Dropped);
+            }
+            return Ok(if self.owner_exists(&lease.key)? {
+                Release::NotOurs
+            } else {
+                Release::Dropped
+            });
+        }
+        // The key moves to a lease that lasts the grace; its create
+        // revision, and so its place in line, stays.
+        let kept = self.grant(until - now)?;
+        let my_key = key_of(&lease.key, id);
+        let record = crate::owner::with_ended(&self.owner, now);
+        let txn = match self.put_and_find_owner(&lease.key, &my_key, rev, kept, &record) {
+            Ok(txn) => txn,
+            Err(err) => {
+                let _ = self.revoke(kept);
+                return Err(err);
+            }
+        };
+        let first = txn.owner.as_ref().is_some_and(|owner| owner.key == my_key);
+        if !txn.succeeded && !first {
+            // Our key had expired (or was reset) and someone else is in
+            // line first: put back nothing.
+            self.revoke(kept)?;
+            let _ = self.revoke(id);
+            return Ok(Release::NotOurs);
+        }
+        // Reset while we ran and nobody else came: the grace is claimed
+        // again, as the original script does.
+        self.revoke(id)?;
+        Ok(Release::Kept { until })
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let prefix = prefix_of(key);
+        Ok(self.holders(&prefix, &prefix_end(&prefix))?.into_iter().next())
+    }
+
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let end = if prefix.is_empty() { vec![0] } else { prefix_end(prefix) };
+        let mut found = self.holders(prefix, &end)?;
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let prefix = prefix_of(key);
+        let body = json!({ "key": b64(&prefix), "range_end": b64(&prefix_end(&prefix)) });
+        let answer = self
+            .gateway
+            .call("/v3/kv/deleterange", &body, None)
+            .context("deleting the lock")?;
+        Ok(int(answer.get("deleted")) > 0)
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
+        let _ = (seconds, after_unknown);
+        let (id, _) = match token(lease) {
+            Ok(token) => token,
+            Err(err) => {
+                return Renewal::Unconfirmed {
+                    message: format!("{err:#}"),
+                    maybe_sent: false,
+                }
+            }
+        };
+        let my_key = key_of(&lease.key, id);
+        let unconfirmed = |err: anyhow::Error| Renewal::Unconfirmed {
+            message: format!("{err:#}"),
+            maybe_sent: true,
+        };
+        // A reset deletes the key but leaves the lease: look for the key first.
+        let body = json!({ "key": b64(&my_key), "count_only": true });
+        match self.gateway.call("/v3/kv/range", &body, Some(limit)) {
+            Ok(answer) if int(answer.get("count")) == 0 => return Renewal::Lost,
+            Ok(_) => {}
+            Err(err) => return unconfirmed(err),
+        }
+        // A keep-alive sets the TTL back to the granted RELEASE + 1 (the lease).
+        let answer = match self
+            .gateway
+            .call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }), Some(limit))
+        {
+            Ok(answer) => answer,
+            Err(err) => return unconfirmed(err),
+        };
+        match int(answer.get("result").and_then(|r| r.get("TTL"))) {
+            ttl if ttl > 0 => Renewal::Renewed {
+                expires_at: now() + ttl,
+            },
+            _ => Renewal::Lost,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_etcdctl_lock() {
+        assert_eq!(
+            key_of(b"cronlock.job", 0x694d_8a1b_2c3d_4e5f),
+            b"cronlock.job/694d8a1b2c3d4e5f"
+        );
+        assert_eq!(key_of(b"a", 10), b"a/a");
+        assert_eq!(prefix_end(b"cronlock.job/"), b"cronlock.job0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn the_token_holds_the_lease_and_revision() {
+        let mut lease = Lease::new(b"k", 1, 2);
+        assert!(token(&lease).is_err());
+        lease.token = Some("7587 42".into());
+        assert_eq!(token(&lease).unwrap(), (7587, 42));
+    }
+}

@@ -1,0 +1,159 @@
+//! A private etcd member for tests: its own data directory, free loopback
+//! client and peer ports, killed when dropped; and `etcdctl` against it.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::{find_program, free_port, log_tail, wait_until, TempDir};
+
+/// An `etcd` of our own (never port 2379), a one-member cluster.
+pub struct Etcd {
+    pub port: u16,
+    peer_port: u16,
+    pub dir: TempDir,
+    /// `root`'s password once [`Etcd::enable_auth`] has run.
+    root_password: Option<String>,
+    process: Option<Child>,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let mut etcd = Etcd {
+            port: free_port(),
+            peer_port: free_port(),
+            dir: TempDir::new("etcd"),
+            root_password: None,
+            process: None,
+        };
+        etcd.launch();
+        etcd
+    }
+
+    fn launch(&mut self) {
+        let program = find_program("etcd", &[]).expect("etcd not found: scripts/test.sh installs etcd-server");
+        let log_path = self.dir.join("etcd.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+        let client = format!("http://127.0.0.1:{}", self.port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let process = Command::new(program)
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("test={peer}")])
+            // A short election timeout makes etcd's smallest lease 1 s (it
+            // is 2 s with the defaults), so RELEASE=0 means what it says.
+            .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
+            .arg("--unsafe-no-fsync")
+            .env_remove("ETCDCTL_API")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("etcd: {e} (scripts/test.sh installs etcd-server)"));
+        let process = self.process.insert(process);
+        let port = self.port;
+        wait_until(Duration::from_secs(20), "etcd to answer", || {
+            if let Ok(Some(status)) = process.try_wait() {
+                panic!("etcd exited ({status}):\n{}", log_tail(&log_path));
+            }
+            etcdctl_at(port, None, &["endpoint", "health"])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+    }
+
+    /// Kills the member (its data stays for [`Etcd::restart`]).
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts it again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// `CRONLOCK_URL` pointing at this member.
+    pub fn url(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment that points cronlock at this member.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("CRONLOCK_URL".to_string(), self.url())]
+    }
+
+    /// An `etcdctl` command (API v3) against this member, as root once auth is on.
+    pub fn etcdctl(&self) -> Command {
+        etcdctl_command(self.port, self.root_password.as_deref())
+    }
+
+    /// Runs `etcdctl ARGS`; its stdout, panicking on failure.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let output = etcdctl_at(self.port, self.root_password.as_deref(), args)
+            .unwrap_or_else(|e| panic!("etcdctl: {e} (scripts/test.sh installs etcd-client)"));
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// Every key in the store, one per line.
+    pub fn keys(&self) -> Vec<String> {
+        self.ctl(&["get", "--prefix", "", "--keys-only"])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Turns on authentication with a `root` user (password `root_password`).
+    pub fn enable_auth(&mut self, root_password: &str) {
+        self.ctl(&["user", "add", &format!("root:{root_password}")]);
+        self.ctl(&["auth", "enable"]);
+        self.root_password = Some(root_password.to_string());
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn etcdctl_command(port: u16, root_password: Option<&str>) -> Command {
+    let program = find_program("etcdctl", &[]).unwrap_or_else(|| PathBuf::from("etcdctl"));
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=127.0.0.1:{port}"))
+        .arg("--dial-timeout=2s");
+    if let Some(password) = root_password {
+        command.arg(format!("--user=root:{password}"));
+    }
+    command
+}
+
+fn etcdctl_at(port: u16, root_password: Option<&str>, args: &[&str]) -> std::io::Result<Output> {
+    etcdctl_command(port, root_password)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+}
