@@ -1,4 +1,5 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `postgres://` (`postgresql://`)
+//! and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -24,13 +25,28 @@ pub enum Parsed {
         /// Database from the path.
         db: Option<i64>,
     },
+    /// A PostgreSQL server, in libpq's URL form.
+    Postgres {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// Port, 5432 when not given.
+        port: u16,
+        /// Role name, percent-decoded.
+        user: Option<String>,
+        /// Password, percent-decoded.
+        password: Option<String>,
+        /// Database name from the path, percent-decoded.
+        dbname: Option<String>,
+        /// `?sslmode=`, when given.
+        sslmode: Option<super::SslMode>,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, postgres:// or file:// at the start"))?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,11 +55,21 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "postgres" | "postgresql" => parse_postgres(rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, postgres or file"),
     }
 }
 
-fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
+/// The parts before the path: `[user[:password]@]host[:port]`.
+struct Authority<'a> {
+    userinfo: Option<&'a str>,
+    host: String,
+    port: Option<&'a str>,
+}
+
+/// Splits `rest` (after `scheme://`) into its authority and the path with
+/// whatever follows it.
+fn authority(rest: &str) -> Result<(Authority<'_>, &str)> {
     let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -51,17 +77,6 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((userinfo, hostport)) => (Some(userinfo), hostport),
         None => (None, authority),
-    };
-    let (user, password) = match userinfo {
-        None => (None, None),
-        Some(info) => match info.split_once(':') {
-            Some((user, pass)) => (
-                Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
-                Some(percent_decode(pass, "password")?),
-            ),
-            // `redis://secret@host`: a lone word is the password, as redis-cli reads it.
-            None => (None, Some(percent_decode(info, "password")?)),
-        },
     };
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         let (host, after) = inner
@@ -77,12 +92,32 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
     if host.is_empty() {
         bail!("CRONLOCK_URL: no host given");
     }
-    let port = match port {
-        None => 6379,
+    Ok((Authority { userinfo, host, port }, path))
+}
+
+fn url_port(port: Option<&str>, default: u16) -> Result<u16> {
+    match port {
+        None => Ok(default),
         Some(p) => {
-            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?
+            super::parse_port(p).ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))
         }
+    }
+}
+
+fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
+    let (Authority { userinfo, host, port }, path) = authority(rest)?;
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(info) => match info.split_once(':') {
+            Some((user, pass)) => (
+                Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass, "password")?),
+            ),
+            // `redis://secret@host`: a lone word is the password, as redis-cli reads it.
+            None => (None, Some(percent_decode(info, "password")?)),
+        },
     };
+    let port = url_port(port, 6379)?;
     if path.contains(['?', '#']) {
         bail!("CRONLOCK_URL: query strings and fragments are not supported; use the CRONLOCK_* variables");
     }
@@ -102,6 +137,55 @@ fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
         user,
         password,
         db,
+    })
+}
+
+/// libpq's URL: `postgres://[user[:password]@]host[:port][/dbname][?sslmode=...]`.
+/// A lone word before `@` is the user, as libpq reads it.
+fn parse_postgres(rest: &str) -> Result<Parsed> {
+    let (Authority { userinfo, host, port }, path) = authority(rest)?;
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(info) => match info.split_once(':') {
+            Some((user, pass)) => (
+                Some(percent_decode(user, "user")?).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass, "password")?),
+            ),
+            None => (Some(percent_decode(info, "user")?).filter(|u| !u.is_empty()), None),
+        },
+    };
+    let port = url_port(port, 5432)?;
+    if path.contains('#') {
+        bail!("CRONLOCK_URL: fragments are not supported");
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let dbname = match path.strip_prefix('/').unwrap_or(path) {
+        "" => None,
+        db => Some(percent_decode(db, "database name")?),
+    };
+    let mut sslmode = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "sslmode" => {
+                sslmode = Some(super::SslMode::parse(value).ok_or_else(|| {
+                    anyhow!(
+                        "CRONLOCK_URL: sslmode={value:?}; expected disable, prefer, require, verify-ca or verify-full"
+                    )
+                })?)
+            }
+            other => {
+                bail!("CRONLOCK_URL: parameter {other:?} is not supported (only sslmode); use the CRONLOCK_* variables")
+            }
+        }
+    }
+    Ok(Parsed::Postgres {
+        host,
+        port,
+        user,
+        password,
+        dbname,
+        sslmode,
     })
 }
 
@@ -175,5 +259,45 @@ mod tests {
         }
         let err = parse("redis://u:hunter2@h:99999").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn parses_libpq_urls() {
+        use crate::config::SslMode;
+        assert_eq!(
+            parse("postgresql://app:p%40ss@db.example/locks?sslmode=verify-full").unwrap(),
+            Parsed::Postgres {
+                host: "db.example".into(),
+                port: 5432,
+                user: Some("app".into()),
+                password: Some("p@ss".into()),
+                dbname: Some("locks".into()),
+                sslmode: Some(SslMode::VerifyFull),
+            }
+        );
+        assert_eq!(
+            parse("postgres://cron@[::1]:6543").unwrap(),
+            Parsed::Postgres {
+                host: "::1".into(),
+                port: 6543,
+                user: Some("cron".into()),
+                password: None,
+                dbname: None,
+                sslmode: None,
+            }
+        );
+        for bad in [
+            "postgres://",
+            "postgres://h:0/db",
+            "postgres://h/db?sslmode=maybe",
+            "postgres://h/db?connect_timeout=3",
+            "postgres://h/db#x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for secret in ["postgres://u:hunter2@h:99999/db", "postgres://u:hunter2@h/db?sslmode=x"] {
+            let err = parse(secret).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
 pub mod file;
+pub mod postgres;
 pub mod redis;
 
 use anyhow::Result;
@@ -17,5 +18,6 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
     })
 }
