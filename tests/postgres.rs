@@ -87,6 +87,20 @@ fn a_server_that_is_not_postgres_or_not_there_is_refused() {
         )),
         "PostgreSQL at '127.0.0.1'",
     );
+    // A listener that answers anything with garbage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.0 400 Bad Request\r\n\r\n");
+            open.push(stream);
+        }
+    });
+    refused(
+        &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1:{port}/db")),
+        "no answer within 3s",
+    );
     refused(
         &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1:{}/db", free_port())),
         "cannot reach PostgreSQL",

@@ -313,6 +313,7 @@ impl<'a> PostgresLock<'a> {
 
     fn fatal(&self, failure: Failure) -> anyhow::Error {
         match failure {
+            Failure::Fatal(err) if err.downcast_ref::<DbFailure>().is_some() => err.context(self.describe()),
             Failure::Fatal(err) => err,
             Failure::Retry(err) => anyhow!("{}: {err}", self.describe()),
             Failure::NoTable => anyhow!("{}: table {TABLE} does not exist", self.describe()),
@@ -565,7 +566,11 @@ fn classify(err: &tokio_postgres::Error) -> Failure {
     if io_error || err.is_closed() {
         Failure::Retry(text)
     } else {
-        Failure::Fatal(anyhow!("{text}; is this a PostgreSQL server?"))
+        // Not the server's error but the client's reading of its answer.
+        Failure::Fatal(anyhow::Error::new(DbFailure {
+            code: SqlState::PROTOCOL_VIOLATION,
+            message: format!("{text}; is this a PostgreSQL server?"),
+        }))
     }
 }
 
