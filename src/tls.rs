@@ -24,6 +24,17 @@ impl TlsSetup {
     /// Reads the CA bundle and client certificate named by `tls`; a missing or
     /// unreadable file is an error here, before any connection is tried.
     pub fn new(tls: &Tls) -> Result<TlsSetup> {
+        TlsSetup::build(tls, true)
+    }
+
+    /// Like [`TlsSetup::new`], but the server's certificate is verified up
+    /// to a trusted CA without checking the name it was issued for
+    /// (libpq's `sslmode=verify-ca`).
+    pub fn without_name_check(tls: &Tls) -> Result<TlsSetup> {
+        TlsSetup::build(tls, false)
+    }
+
+    fn build(tls: &Tls, check_name: bool) -> Result<TlsSetup> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -32,8 +43,15 @@ impl TlsSetup {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        } else {
+        } else if check_name {
             builder.with_root_certificates(roots(tls)?)
+        } else {
+            let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(tls)?), provider)
+                .build()
+                .context("TLS setup")?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
         };
         let config = match (&tls.cert_file, &tls.key_file) {
             (Some(cert_file), Some(key_file)) => {
@@ -159,6 +177,55 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `sslmode=verify-ca`: the chain must lead to a trusted CA; the name in
+/// the certificate is not compared with the host.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            // The name is checked last, so this error means the rest passed.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

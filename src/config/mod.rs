@@ -111,6 +111,8 @@ pub enum Store {
     Memcached(Box<MemcachedTarget>),
     /// An etcd cluster (`CRONLOCK_URL=etcd://host:port,...`).
     Etcd(Box<EtcdTarget>),
+    /// A table in PostgreSQL (`CRONLOCK_URL=postgres://...`).
+    Postgres(Box<PostgresTarget>),
 }
 
 /// How to reach MySQL or MariaDB.
@@ -146,6 +148,32 @@ pub struct MemcachedTarget {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub reconnect_attempts: u32,
+    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub reconnect_backoff: u64,
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (5432 unless the URL says otherwise).
+    pub port: u16,
+    /// Role: the URL's, else `CRONLOCK_USER`, else the OS user (as libpq).
+    pub user: String,
+    /// The URL's password, else `CRONLOCK_AUTH`; never printed.
+    pub password: Option<String>,
+    /// Database: the URL's path, else the role's name (as libpq).
+    pub dbname: String,
+    /// libpq's `sslmode`.
+    pub sslmode: PgSslMode,
+    /// CA bundle, client certificate and server name (`CRONLOCK_TLS_*`);
+    /// `skip_verify` is set for the modes that do not verify.
+    pub tls: Tls,
     /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
     pub timeout: Option<Duration>,
     /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
@@ -201,6 +229,35 @@ pub struct EtcdTarget {
     pub timeout: Option<Duration>,
     /// TLS settings, when the URL says `etcds://` (or `CRONLOCK_TLS=yes`).
     pub tls: Option<Tls>,
+}
+
+/// libpq's `sslmode`, mapped onto rustls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgSslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it, without verifying it (libpq's default).
+    Prefer,
+    /// TLS, without verifying the server (as libpq without a root certificate).
+    Require,
+    /// TLS, the certificate's chain verified, not its name.
+    VerifyCa,
+    /// TLS, chain and host name verified.
+    VerifyFull,
+}
+
+impl PgSslMode {
+    /// libpq's spelling.
+    pub fn parse(text: &str) -> Option<PgSslMode> {
+        Some(match text {
+            "disable" => PgSslMode::Disable,
+            "prefer" => PgSslMode::Prefer,
+            "require" => PgSslMode::Require,
+            "verify-ca" => PgSslMode::VerifyCa,
+            "verify-full" => PgSslMode::VerifyFull,
+            _ => return None,
+        })
+    }
 }
 
 /// How to reach Redis.
@@ -522,8 +579,10 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let mut url_tls = false;
     let mut mysql = None;
     let mut memcached = None;
+    let mut postgres = None;
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
+            parsed @ url::Parsed::Postgres { .. } => postgres = Some(parsed),
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
             url::Parsed::Memcached { host, port } => memcached = Some((host, port)),
             url::Parsed::Mysql {
@@ -575,6 +634,13 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
                 url_tls = tls;
             }
         }
+    }
+    if let Some(parsed) = postgres {
+        if boolean("USE_SENTINEL", raw.get("use_sentinel"), false)? {
+            bail!("CRONLOCK_USE_SENTINEL is for Redis; CRONLOCK_URL names a PostgreSQL server");
+        }
+        let pg = postgres_target(&mut raw, parsed, use_tls, skip_verify, &target)?;
+        store = Some(Store::Postgres(Box::new(pg)));
     }
     let tls_settings_set = raw.get("tls_ca_file").is_some()
         || raw.get("tls_cert_file").is_some()
@@ -689,6 +755,75 @@ fn memcached_store(host: String, port: u16, redis: &RedisTarget) -> Result<Store
         reconnect_attempts: redis.reconnect_attempts,
         reconnect_backoff: redis.reconnect_backoff,
     })))
+}
+
+/// The PostgreSQL target from a parsed `postgres://` URL, with what it
+/// leaves out taken from the variables (`CRONLOCK_USER`, `CRONLOCK_AUTH`,
+/// the timeouts and the `CRONLOCK_TLS_*` files) and then libpq's defaults.
+fn postgres_target(
+    raw: &mut Raw,
+    parsed: url::Parsed,
+    use_tls: bool,
+    skip_verify: bool,
+    redis: &RedisTarget,
+) -> Result<PostgresTarget> {
+    let url::Parsed::Postgres {
+        host,
+        port,
+        user,
+        password,
+        dbname,
+        sslmode,
+    } = parsed
+    else {
+        bail!("not a PostgreSQL URL");
+    };
+    let user = match user.or_else(|| redis.user.clone()) {
+        Some(user) => user,
+        None => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+            .ok_or_else(|| {
+                anyhow!("CRONLOCK_URL: no user given, and this process's user has no name; add one to the URL")
+            })?,
+    };
+    // CRONLOCK_TLS=yes without an sslmode asks for a verified connection.
+    let mut sslmode = sslmode.unwrap_or(if use_tls {
+        PgSslMode::VerifyFull
+    } else {
+        PgSslMode::Prefer
+    });
+    if skip_verify && matches!(sslmode, PgSslMode::VerifyCa | PgSslMode::VerifyFull) {
+        sslmode = PgSslMode::Require;
+    }
+    let tls = Tls {
+        skip_verify: matches!(sslmode, PgSslMode::Prefer | PgSslMode::Require),
+        ca_file: raw.take("tls_ca_file").map(PathBuf::from),
+        cert_file: raw.take("tls_cert_file").map(PathBuf::from),
+        key_file: raw.take("tls_key_file").map(PathBuf::from),
+        server_name: raw.take("tls_server_name"),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+    }
+    let tls_settings_set =
+        tls.ca_file.is_some() || tls.cert_file.is_some() || tls.server_name.is_some() || skip_verify || use_tls;
+    if sslmode == PgSslMode::Disable && tls_settings_set {
+        bail!("CRONLOCK_TLS* settings are given but CRONLOCK_URL says sslmode=disable");
+    }
+    Ok(PostgresTarget {
+        host,
+        port,
+        dbname: dbname.unwrap_or_else(|| user.clone()),
+        user,
+        password: password.or_else(|| redis.password.clone()),
+        sslmode,
+        tls,
+        timeout: redis.timeout,
+        reconnect_attempts: redis.reconnect_attempts,
+        reconnect_backoff: redis.reconnect_backoff,
+    })
 }
 
 fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {
@@ -872,6 +1007,33 @@ mod tests {
         assert_eq!((target.host.as_str(), target.port, target.db), ("10.0.0.5", 6380, 3));
         assert_eq!(target.password.as_deref(), Some("kept"));
         let dir = load_env(&[("CRONLOCK_URL", "file:///var/lock/cronlock")]).unwrap();
+        let pg = load_env(&[
+            ("CRONLOCK_URL", "postgres://cron@db/locks"),
+            ("CRONLOCK_AUTH", "pw"),
+            ("CRONLOCK_PORT", "9"),
+        ])
+        .unwrap();
+        let Store::Postgres(target) = &pg.store else {
+            panic!("{:?}", pg.store)
+        };
+        assert_eq!(
+            (
+                target.host.as_str(),
+                target.port,
+                target.user.as_str(),
+                target.dbname.as_str()
+            ),
+            ("db", 5432, "cron", "locks")
+        );
+        assert_eq!(
+            (target.password.as_deref(), target.sslmode),
+            (Some("pw"), PgSslMode::Prefer)
+        );
+        let verified = load_env(&[("CRONLOCK_URL", "postgres://u@db"), ("CRONLOCK_TLS", "yes")]).unwrap();
+        let Store::Postgres(target) = &verified.store else {
+            panic!()
+        };
+        assert_eq!((target.sslmode, target.dbname.as_str()), (PgSslMode::VerifyFull, "u"));
         assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
     }
 

@@ -1,5 +1,6 @@
 //! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`),
-//! `memcached://`, `etcd://`, `etcds://` and `file://` forms.
+//! `postgres://` (or `postgresql://`), `memcached://`, `etcd://`, `etcds://`
+//! and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -42,6 +43,21 @@ pub enum Parsed {
         /// `?ssl-mode=...`, when given.
         ssl_mode: Option<SslMode>,
     },
+    /// A PostgreSQL server, in libpq's URL form.
+    Postgres {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// Port, 5432 when not given.
+        port: u16,
+        /// Role name, percent-decoded.
+        user: Option<String>,
+        /// Password, percent-decoded.
+        password: Option<String>,
+        /// Database name from the path, percent-decoded.
+        dbname: Option<String>,
+        /// `?sslmode=`, when given.
+        sslmode: Option<super::PgSslMode>,
+    },
     /// An etcd cluster.
     Etcd {
         /// `etcds://`.
@@ -65,7 +81,7 @@ pub enum Parsed {
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, memcached://, etcd://, etcds:// or file:// at the start")
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, postgres://, memcached://, etcd://, etcds:// or file:// at the start")
     })?;
     match scheme {
         "file" => {
@@ -76,10 +92,12 @@ pub fn parse(url: &str) -> Result<Parsed> {
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
         "mysql" | "mariadb" => parse_mysql(rest),
+        "postgres" | "postgresql" => parse_postgres(rest),
         "memcached" => parse_memcached(rest),
         "etcd" | "etcds" => parse_etcd(scheme == "etcds", rest),
         other => bail!(
-            "CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, memcached, etcd, etcds or file"
+            "CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, postgres, postgresql, \
+             memcached, etcd, etcds or file"
         ),
     }
 }
@@ -179,6 +197,55 @@ fn parse_mysql(rest: &str) -> Result<Parsed> {
         password,
         db,
         ssl_mode,
+    })
+}
+
+/// libpq's URL: `postgres://[user[:password]@]host[:port][/dbname][?sslmode=...]`.
+/// A lone word before `@` is the user, as libpq reads it.
+fn parse_postgres(rest: &str) -> Result<Parsed> {
+    let Authority {
+        mut user,
+        mut password,
+        host,
+        port,
+        path,
+        lone_word,
+    } = authority(rest)?;
+    if lone_word {
+        user = password.take().filter(|u| !u.is_empty());
+    }
+    let port = port_or(port, 5432)?;
+    if path.contains('#') {
+        bail!("CRONLOCK_URL: fragments are not supported");
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let dbname = match path.strip_prefix('/').unwrap_or(path) {
+        "" => None,
+        db => Some(percent_decode(db, "database name")?),
+    };
+    let mut sslmode = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "sslmode" => {
+                sslmode = Some(super::PgSslMode::parse(value).ok_or_else(|| {
+                    anyhow!(
+                        "CRONLOCK_URL: sslmode={value:?}; expected disable, prefer, require, verify-ca or verify-full"
+                    )
+                })?)
+            }
+            other => {
+                bail!("CRONLOCK_URL: parameter {other:?} is not supported (only sslmode); use the CRONLOCK_* variables")
+            }
+        }
+    }
+    Ok(Parsed::Postgres {
+        host,
+        port,
+        user,
+        password,
+        dbname,
+        sslmode,
     })
 }
 
@@ -436,5 +503,45 @@ mod tests {
         }
         let err = parse("etcd://u:hunter2@h:0").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn parses_libpq_urls() {
+        use crate::config::PgSslMode;
+        assert_eq!(
+            parse("postgresql://app:p%40ss@db.example/locks?sslmode=verify-full").unwrap(),
+            Parsed::Postgres {
+                host: "db.example".into(),
+                port: 5432,
+                user: Some("app".into()),
+                password: Some("p@ss".into()),
+                dbname: Some("locks".into()),
+                sslmode: Some(PgSslMode::VerifyFull),
+            }
+        );
+        assert_eq!(
+            parse("postgres://cron@[::1]:6543").unwrap(),
+            Parsed::Postgres {
+                host: "::1".into(),
+                port: 6543,
+                user: Some("cron".into()),
+                password: None,
+                dbname: None,
+                sslmode: None,
+            }
+        );
+        for bad in [
+            "postgres://",
+            "postgres://h:0/db",
+            "postgres://h/db?sslmode=maybe",
+            "postgres://h/db?connect_timeout=3",
+            "postgres://h/db#x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for secret in ["postgres://u:hunter2@h:99999/db", "postgres://u:hunter2@h/db?sslmode=x"] {
+            let err = parse(secret).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 }

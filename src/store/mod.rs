@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod file;
 pub mod memcached;
 pub mod mysql;
+pub mod postgres;
 pub mod redis;
 
 use anyhow::Result;
@@ -23,6 +24,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
+        Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
     })
 }
 
@@ -43,6 +45,10 @@ pub fn describe(store: &Store) -> String {
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
         Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
+        Store::Postgres(target) => format!(
+            "postgres at {}:{} database {} as {} (sslmode {:?})",
+            target.host, target.port, target.dbname, target.user, target.sslmode
+        ),
         Store::Etcd(target) => {
             let members: Vec<String> = target.endpoints.iter().map(|(h, p)| format!("{h}:{p}")).collect();
             let tls = if target.tls.is_some() { " over TLS" } else { "" };

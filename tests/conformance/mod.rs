@@ -432,19 +432,21 @@ pub fn a_waiter_outlasts_its_holder(fixture: &mut dyn Fixture) {
     let gated = Gated::new(&dir, "holder");
     let holder = spawn_gated(&env, &gated, "");
     gated.wait_started();
+    // The waiter's lines go to a file, so the test can see it try.
+    let log = dir.join("waiter.log");
     let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30"), ("CRONLOCK_VERBOSE", "yes")]))
         .args(marker(&dir))
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    // The waiter faces a held lock (the holder is at its gate) and is told
-    // nothing but the holder's end.
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(Duration::from_secs(15), "the waiter to find the lock held", || {
+        said().contains("is held; trying again")
+    });
     gated.open();
     assert!(holder.wait_with_output().unwrap().status.success());
-    let output = waiter.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("is held; trying again"), "it had to wait: {stderr}");
+    let status = waiter.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(0), "{}", said());
     assert_eq!(runs(&dir), 1);
 }
 

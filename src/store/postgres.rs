@@ -1,0 +1,685 @@
+//! The PostgreSQL store (`CRONLOCK_URL=postgres://...`): one row per lock in
+//! table `cronlock_locks`, and a session advisory lock held while the
+//! command runs.
+//!
+//! The row keeps the Redis store's meaning: `expires_at` is the unix time,
+//! on the server's clock, at which the lock may be taken over (start +
+//! RELEASE + 1 while the command runs, the grace or hold afterwards); now or
+//! later means held. Each step is one statement, so a takeover has exactly
+//! one winner (`INSERT ... ON CONFLICT DO UPDATE ... WHERE` re-checks the
+//! latest row under its lock) and a release checks the row's `token`.
+//!
+//! While the command runs, the connection also holds
+//! `pg_advisory_lock(hash)`, hash = the first 8 bytes of md5(key) read as a
+//! big-endian signed 64-bit integer (in SQL:
+//! `('x' || left(md5(name), 16))::bit(64)::bigint`). The server drops it when
+//! the connection dies, so a row marked `running` whose advisory lock is free
+//! belongs to a run that crashed and is taken over at once. `backend` and
+//! `server` guard that rule: a pooled connection that holds the lock itself
+//! (PgBouncer in transaction mode) or a server restarted since the row was
+//! written (which dropped every advisory lock while the holder may still
+//! run) leave the row to its expiry, as Redis would.
+
+use std::io;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::Runtime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, NoTls};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{PgSslMode, PostgresTarget};
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::report::Report;
+use crate::signals;
+use crate::tls::{self, TlsSetup};
+
+/// The table, in the role's `search_path` (usually `public`).
+const TABLE: &str = "cronlock_locks";
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (
+    name bytea PRIMARY KEY,
+    expires_at bigint NOT NULL,
+    token text NOT NULL,
+    running boolean NOT NULL DEFAULT false,
+    backend integer,
+    server text,
+    owner text
+)";
+
+/// $1 key, $2 advisory hash, $3 RELEASE, $4 our token, $5 owner.
+/// Returns now, whether the advisory lock was free, whether we took the
+/// lock, and the expiry before (from the statement's snapshot).
+///
+/// `server` names the server's life: its start time and the time its
+/// shared statistics were last reset, which crash recovery also resets, so
+/// a restart of either kind (both drop every advisory lock) changes it.
+/// A retry after a lost answer finds its own token and takes the lock again.
+const ACQUIRE: &str = "WITH s AS (
+    SELECT extract(epoch FROM now())::bigint AS now,
+           pg_try_advisory_lock($2) AS free,
+           pg_backend_pid() AS backend,
+           format('%s/%s', extract(epoch FROM pg_postmaster_start_time()),
+                  extract(epoch FROM pg_stat_get_bgwriter_stat_reset_time())) AS server
+),
+prev AS (SELECT expires_at FROM cronlock_locks WHERE name = $1),
+taken AS (
+    INSERT INTO cronlock_locks AS l (name, expires_at, token, running, backend, server, owner)
+    SELECT $1, now + $3 + 1, $4, free, backend, server, $5 FROM s
+    ON CONFLICT (name) DO UPDATE
+    SET expires_at = excluded.expires_at, token = excluded.token, running = excluded.running,
+        backend = excluded.backend, server = excluded.server, owner = excluded.owner
+    WHERE l.expires_at < excluded.expires_at - $3 - 1
+       OR l.token = excluded.token
+       OR (l.running AND excluded.running AND l.backend <> excluded.backend AND l.server = excluded.server)
+    RETURNING 1
+)
+SELECT s.now, s.free, EXISTS (SELECT 1 FROM taken), (SELECT expires_at FROM prev) FROM s";
+
+/// The expiry of a lock we found held but could not see in our snapshot.
+const EXPIRY: &str =
+    "SELECT extract(epoch FROM now())::bigint, (SELECT expires_at FROM cronlock_locks WHERE name = $1)";
+
+/// $1 key, $2 token, $3 start, $4 GRACE, $5 HOLD, $6 advisory hash, $7 whether
+/// we hold the advisory lock. Keeps the row until `Keep::until` (written back
+/// if it was deleted, as the Redis store does), deletes it if that has
+/// passed, and leaves another holder's row alone. The advisory lock is let
+/// go in the outer query, after the row is changed: a contender that finds
+/// it free then waits for this statement's row lock and sees the new row.
+const RELEASE: &str = "WITH k AS (
+    SELECT now, CASE WHEN $5 > 0 THEN greatest($3 + $4 + 1, now + $5 + 1) ELSE $3 + $4 + 1 END AS until
+    FROM (SELECT extract(epoch FROM now())::bigint AS now) s
+),
+kept AS (
+    INSERT INTO cronlock_locks AS l (name, expires_at, token, running)
+    SELECT $1, until, $2, false FROM k WHERE until > now
+    ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at, running = false, backend = NULL,
+        owner = CASE WHEN right(l.owner, 1) = '}' AND strpos(l.owner, '\"ended\":') = 0
+                     THEN left(l.owner, -1) || ',\"ended\":' || (SELECT now FROM k) || '}' ELSE l.owner END
+    WHERE l.token = excluded.token
+    RETURNING expires_at
+),
+dropped AS (
+    DELETE FROM cronlock_locks WHERE name = $1 AND token = $2 AND (SELECT until <= now FROM k)
+    RETURNING 1
+),
+other AS (SELECT 1 FROM cronlock_locks WHERE name = $1 AND token <> $2)
+SELECT r.now, r.until, r.kept, r.dropped, r.other, CASE WHEN $7 THEN pg_advisory_unlock($6) END
+FROM (SELECT (SELECT now FROM k) AS now, (SELECT until FROM k) AS until,
+             (SELECT expires_at FROM kept) AS kept, EXISTS (SELECT 1 FROM dropped) AS dropped,
+             EXISTS (SELECT 1 FROM other) AS other
+      OFFSET 0) r";
+
+/// $1 key, $2 token, $3 lease seconds, $4 whether this connection is the one
+/// that took the lock (a new one does not hold the advisory lock, so the row
+/// stops claiming it).
+const RENEW: &str = "UPDATE cronlock_locks
+SET expires_at = extract(epoch FROM now())::bigint + $3 + 1, running = running AND $4
+WHERE name = $1 AND token = $2 RETURNING expires_at";
+
+const RESET: &str = "DELETE FROM cronlock_locks WHERE name = $1 RETURNING 1";
+
+/// cronlockctl: the locks whose names start with $1 (every lock for an
+/// empty one), with the server's clock.
+const SHOW: &str = "SELECT name, expires_at, running, owner, extract(epoch FROM now())::bigint
+FROM cronlock_locks WHERE substring(name FROM 1 FOR length($1)) = $1 ORDER BY name";
+
+/// The advisory lock's key for `key`: the first 8 bytes of its md5, big-endian.
+pub fn advisory_hash(key: &[u8]) -> i64 {
+    let digest = md5::compute(key).0;
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// How a try went wrong.
+enum Failure {
+    /// The connection could not be made or broke; trying again may help.
+    Retry(String),
+    /// Trying again will not help (refused login, bad database, TLS, SQL error).
+    Fatal(anyhow::Error),
+    /// The table is missing.
+    NoTable,
+}
+
+/// Locks in a PostgreSQL table.
+pub struct PostgresLock<'a> {
+    target: &'a PostgresTarget,
+    report: &'a Report,
+    tls: Option<RustlsWithName>,
+    runtime: Runtime,
+    client: Option<Client>,
+    /// The current connection is the one that took the lock.
+    first_connection: bool,
+    /// The current connection holds the advisory lock.
+    advisory: bool,
+    token: String,
+}
+
+impl<'a> PostgresLock<'a> {
+    /// A store on `target`; nothing is sent until the first call. TLS files are read here.
+    pub fn new(target: &'a PostgresTarget, report: &'a Report) -> Result<PostgresLock<'a>> {
+        let tls = match target.sslmode {
+            PgSslMode::Disable => None,
+            mode => {
+                let setup = match mode {
+                    PgSslMode::VerifyCa => TlsSetup::without_name_check(&target.tls)?,
+                    _ => TlsSetup::new(&target.tls)?,
+                };
+                if target.tls.skip_verify {
+                    report.info(format_args!(
+                        "sslmode {mode:?}: the server's TLS certificate is not verified (use sslmode=verify-full)"
+                    ));
+                }
+                Some(RustlsWithName {
+                    inner: MakeRustlsConnect::new((*setup.config()).clone()),
+                    name: target.tls.server_name.clone(),
+                })
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|err| anyhow!("starting the PostgreSQL client: {err}"))?;
+        Ok(PostgresLock {
+            target,
+            report,
+            tls,
+            runtime,
+            client: None,
+            first_connection: true,
+            advisory: false,
+            token: token(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("PostgreSQL at '{}' port '{}'", self.target.host, self.target.port)
+    }
+
+    fn connect(&mut self, limit: Option<Duration>) -> Result<Client, Failure> {
+        let target = self.target;
+        self.report.info(format_args!(
+            "connecting to postgresql at '{}' port '{}' as '{}', database '{}'",
+            target.host, target.port, target.user, target.dbname
+        ));
+        // Resolved here, on this thread: given addresses, tokio-postgres
+        // starts no resolver thread (cronlock forks later, and stays
+        // single-threaded for that).
+        let addresses: Vec<IpAddr> = (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(|err| Failure::Retry(format!("cannot resolve '{}': {err}", target.host)))?
+            .map(|address| address.ip())
+            .collect();
+        let mut config = tokio_postgres::Config::new();
+        for address in &addresses {
+            config.host(&target.host).hostaddr(*address);
+        }
+        config
+            .port(target.port)
+            .user(&target.user)
+            .dbname(&target.dbname)
+            .application_name("cronlock")
+            .ssl_mode(match target.sslmode {
+                PgSslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                PgSslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+        if let Some(password) = &target.password {
+            config.password(password);
+        }
+        if let Some(limit) = limit {
+            config.connect_timeout(limit);
+        }
+        let result = match self.tls.clone() {
+            Some(tls) => self.runtime.block_on(within(limit, open(config, tls))),
+            None => self.runtime.block_on(within(limit, open(config, NoTls))),
+        };
+        result.map_err(|err| match err {
+            Timed::Out => Failure::Retry(format!("no answer within {}s", limit.unwrap_or_default().as_secs())),
+            Timed::Err(err) => classify(&err),
+        })
+    }
+
+    /// Runs `sql` once on the current connection, connecting first if needed.
+    fn try_query(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        limit: Option<Duration>,
+    ) -> Result<Vec<Row>, Failure> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            if self.client.take().is_some() {
+                self.first_connection = false;
+                self.advisory = false;
+            }
+            self.client = Some(self.connect(limit)?);
+        }
+        let Some(client) = self.client.as_ref() else {
+            return Err(Failure::Retry("no connection".to_string()));
+        };
+        let result = self.runtime.block_on(within(limit, client.query_typed(sql, params)));
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(failure) => {
+                let failure = match failure {
+                    Timed::Out => Failure::Retry(format!("no answer within {}s", limit.unwrap_or_default().as_secs())),
+                    Timed::Err(err) => classify(&err),
+                };
+                if matches!(failure, Failure::Retry(_)) {
+                    // Its state is unknown: never reused.
+                    self.client = None;
+                    self.first_connection = false;
+                    self.advisory = false;
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Runs `sql`, reconnecting with the original's linear backoff. Every
+    /// statement here may run twice: each checks our token.
+    fn query(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Failure> {
+        let mut attempt: u32 = 0;
+        loop {
+            let err = match self.try_query(sql, params, self.target.timeout) {
+                Err(Failure::Retry(err)) => err,
+                other => return other,
+            };
+            if attempt >= self.target.reconnect_attempts {
+                let tries = attempt + 1;
+                return Err(Failure::Fatal(anyhow!(
+                    "cannot reach {} ({err}) after {tries} attempt{}",
+                    self.describe(),
+                    if tries == 1 { "" } else { "s" }
+                )));
+            }
+            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
+            self.report.info(format_args!(
+                "{}: {err}; reconnecting in {}s ({} of {})",
+                self.describe(),
+                wait.as_secs(),
+                attempt + 1,
+                self.target.reconnect_attempts
+            ));
+            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
+                return Err(Failure::Fatal(anyhow!(
+                    "stopped by {signal} while waiting to reconnect to {}",
+                    self.describe()
+                )));
+            }
+            attempt += 1;
+        }
+    }
+
+    fn fatal(&self, failure: Failure) -> anyhow::Error {
+        match failure {
+            Failure::Fatal(err) if err.downcast_ref::<DbFailure>().is_some() => err.context(self.describe()),
+            Failure::Fatal(err) => err,
+            Failure::Retry(err) => anyhow!("{}: {err}", self.describe()),
+            Failure::NoTable => anyhow!("{}: table {TABLE} does not exist", self.describe()),
+        }
+    }
+
+    /// Creates the table on first use. Without the privilege to, says which
+    /// table is missing and where the README gives the GRANTs.
+    fn create_table(&mut self) -> Result<()> {
+        self.report.info(format_args!("creating table {TABLE}"));
+        match self.query(CREATE, &[]) {
+            Ok(_) => Ok(()),
+            Err(Failure::Fatal(err)) => {
+                let denied = err
+                    .downcast_ref::<DbFailure>()
+                    .is_some_and(|db| db.code == SqlState::INSUFFICIENT_PRIVILEGE);
+                if denied {
+                    bail!(
+                        "{}: table {TABLE} does not exist and user '{}' may not create it ({err}); create it once as shown in the README (PostgreSQL store: table and GRANTs)",
+                        self.describe(),
+                        self.target.user
+                    );
+                }
+                // Another run creating it at the same moment is no error.
+                if err
+                    .downcast_ref::<DbFailure>()
+                    .is_some_and(|db| db.code == SqlState::UNIQUE_VIOLATION || db.code == SqlState::DUPLICATE_TABLE)
+                {
+                    return Ok(());
+                }
+                Err(err)
+            }
+            Err(other) => Err(self.fatal(other)),
+        }
+    }
+
+    fn held_expiry(&mut self, key: &[u8]) -> Result<i64> {
+        let rows = self
+            .query(EXPIRY, &[(&key, Type::BYTEA)])
+            .map_err(|failure| self.fatal(failure))?;
+        let row = first(&rows)?;
+        let now: i64 = get(row, 0)?;
+        let expires_at: Option<i64> = get(row, 1)?;
+        Ok(expires_at.map_or(0, |at| (at - now).max(0)))
+    }
+}
+
+impl LockStore for PostgresLock<'_> {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let hash = advisory_hash(claim.key);
+        let token = self.token.clone();
+        let key = claim.key;
+        let params: [(&(dyn ToSql + Sync), Type); 5] = [
+            (&key, Type::BYTEA),
+            (&hash, Type::INT8),
+            (&claim.release, Type::INT8),
+            (&token, Type::TEXT),
+            (&claim.owner, Type::TEXT),
+        ];
+        let rows = match self.query(ACQUIRE, &params) {
+            Err(Failure::NoTable) => {
+                self.create_table()?;
+                self.query(ACQUIRE, &params)
+            }
+            other => other,
+        }
+        .map_err(|failure| self.fatal(failure))?;
+        let row = first(&rows)?;
+        let now: i64 = get(row, 0)?;
+        let free: bool = get(row, 1)?;
+        let taken: bool = get(row, 2)?;
+        let before: Option<i64> = get(row, 3)?;
+        if !taken {
+            let expires_in = match before {
+                Some(at) if at >= now => at - now,
+                // The row changed after our snapshot: look again.
+                _ => self.held_expiry(key)?,
+            };
+            return Ok(Acquire::Held { expires_in });
+        }
+        self.advisory = free;
+        if !free {
+            self.report.info(format_args!(
+                "advisory lock {hash} is held by another session: this run's lock is freed by its expiry only"
+            ));
+        }
+        let mut lease = Lease::new(key, now, now + claim.release + 1);
+        lease.token = Some(token);
+        Ok(match before {
+            None => Acquire::Taken(lease),
+            Some(at) => Acquire::TakenOver {
+                lease,
+                expired_ago: (now - at).max(0),
+            },
+        })
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let hash = advisory_hash(&lease.key);
+        let token = lease.token.clone().unwrap_or_default();
+        let unlock = self.advisory;
+        let key = lease.key.as_slice();
+        let params: [(&(dyn ToSql + Sync), Type); 7] = [
+            (&key, Type::BYTEA),
+            (&token, Type::TEXT),
+            (&lease.start, Type::INT8),
+            (&keep.grace, Type::INT8),
+            (&keep.hold, Type::INT8),
+            (&hash, Type::INT8),
+            (&unlock, Type::BOOL),
+        ];
+        let rows = self.query(RELEASE, &params).map_err(|failure| self.fatal(failure))?;
+        self.advisory = false;
+        let row = first(&rows)?;
+        let now: i64 = get(row, 0)?;
+        let until: i64 = get(row, 1)?;
+        let kept: Option<i64> = get(row, 2)?;
+        let dropped: bool = get(row, 3)?;
+        let other: bool = get(row, 4)?;
+        Ok(match kept {
+            Some(until) => Release::Kept { until },
+            None if dropped || (until <= now && !other) => Release::Dropped,
+            None => Release::NotOurs,
+        })
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        Ok(self.show(key)?.into_iter().find(|seen| seen.key == key))
+    }
+
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        self.show(prefix)
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        match self.query(RESET, &[(&key, Type::BYTEA)]) {
+            Ok(rows) => Ok(!rows.is_empty()),
+            Err(Failure::NoTable) => Ok(false),
+            Err(failure) => Err(self.fatal(failure)),
+        }
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
+        let token = lease.token.clone().unwrap_or_default();
+        let key = lease.key.as_slice();
+        let limit = self
+            .target
+            .timeout
+            .map_or(limit, |t| t.min(limit))
+            .max(Duration::from_millis(1));
+        // A reconnection inside try_query clears first_connection before the statement is sent.
+        let connected = self.client.as_ref().is_some_and(|client| !client.is_closed());
+        let same = connected && self.first_connection;
+        let params: [(&(dyn ToSql + Sync), Type); 4] = [
+            (&key, Type::BYTEA),
+            (&token, Type::TEXT),
+            (&seconds, Type::INT8),
+            (&same, Type::BOOL),
+        ];
+        match self.try_query(RENEW, &params, Some(limit)) {
+            Ok(rows) => match rows.first().map(|row| get::<i64>(row, 0)) {
+                Some(Ok(expires_at)) => Renewal::Renewed { expires_at },
+                Some(Err(err)) => Renewal::Unconfirmed {
+                    message: format!("{err:#}"),
+                    maybe_sent: true,
+                },
+                None => Renewal::Lost,
+            },
+            Err(Failure::NoTable) => Renewal::Lost,
+            Err(Failure::Retry(message)) => Renewal::Unconfirmed {
+                message: format!("{}: {message}", self.describe()),
+                maybe_sent: true,
+            },
+            Err(Failure::Fatal(err)) => Renewal::Unconfirmed {
+                message: format!("{err:#}"),
+                maybe_sent: true,
+            },
+        }
+    }
+}
+
+impl PostgresLock<'_> {
+    /// The rows under `prefix` as cronlockctl sees them. A row that says
+    /// it is not running has ended (its grace or hold keeps it); one that
+    /// says it runs may belong to a run that died, which only its advisory
+    /// lock tells, so that is left unknown.
+    fn show(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let rows = match self.query(SHOW, &[(&prefix, Type::BYTEA)]) {
+            Ok(rows) => rows,
+            Err(Failure::NoTable) => return Ok(Vec::new()),
+            Err(failure) => return Err(self.fatal(failure)),
+        };
+        rows.iter()
+            .map(|row| {
+                let running: bool = get(row, 2)?;
+                Ok(Seen {
+                    key: get(row, 0)?,
+                    expires_at: Some(get(row, 1)?),
+                    owner: get(row, 3)?,
+                    now: get(row, 4)?,
+                    running: (!running).then_some(false),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Our proof of ownership: host, pid and the time, unique enough that no
+/// two runs share one.
+fn token() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{host}:{}:{nanos}", std::process::id())
+}
+
+fn first(rows: &[Row]) -> Result<&Row> {
+    rows.first()
+        .ok_or_else(|| anyhow!("PostgreSQL returned no row to a lock statement"))
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, index: usize) -> Result<T> {
+    row.try_get(index)
+        .map_err(|err| anyhow!("unexpected answer to a lock statement: {err}"))
+}
+
+/// A server's error, kept with its code so callers can tell them apart.
+#[derive(Debug)]
+struct DbFailure {
+    code: SqlState,
+    message: String,
+}
+
+impl std::fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbFailure {}
+
+/// Sorts a client error into retry or stop, in one line without the password
+/// (tokio-postgres never puts it in an error, and neither does the server).
+fn classify(err: &tokio_postgres::Error) -> Failure {
+    if let Some(db) = err.as_db_error() {
+        if *db.code() == SqlState::UNDEFINED_TABLE {
+            return Failure::NoTable;
+        }
+        let message = match db.code() {
+            code if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN => {
+                return Failure::Retry(db.message().to_string())
+            }
+            code if *code == SqlState::INVALID_CATALOG_NAME => {
+                format!("{} (check the database name in CRONLOCK_URL)", db.message())
+            }
+            _ => db.message().to_string(),
+        };
+        return Failure::Fatal(anyhow::Error::new(DbFailure {
+            code: db.code().clone(),
+            message,
+        }));
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    let mut io_error = false;
+    while let Some(cause) = source {
+        if let Some(rustls) = cause
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Failure::Fatal(anyhow!("TLS: {}", tls::explain(rustls)));
+        }
+        io_error |= cause.is::<io::Error>();
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if io_error || err.is_closed() {
+        Failure::Retry(text)
+    } else {
+        // Not the server's error but the client's reading of its answer.
+        Failure::Fatal(anyhow::Error::new(DbFailure {
+            code: SqlState::PROTOCOL_VIOLATION,
+            message: format!("{text}; is this a PostgreSQL server?"),
+        }))
+    }
+}
+
+/// A result that may also have run out of time.
+enum Timed<E> {
+    Out,
+    Err(E),
+}
+
+async fn within<T, E>(
+    limit: Option<Duration>,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Timed<E>> {
+    match limit {
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result.map_err(Timed::Err),
+            Err(_) => Err(Timed::Out),
+        },
+        None => work.await.map_err(Timed::Err),
+    }
+}
+
+/// Connects and leaves the connection's task on the runtime, which drives
+/// it whenever a request is waited for.
+async fn open<T>(config: tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        // Its errors reach us through the client's next request.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// tokio-postgres-rustls, with `CRONLOCK_TLS_SERVER_NAME` in place of the
+/// host when set.
+#[derive(Clone)]
+struct RustlsWithName {
+    inner: MakeRustlsConnect,
+    name: Option<String>,
+}
+
+impl<S> MakeTlsConnect<S> for RustlsWithName
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let name = self.name.clone().unwrap_or_else(|| host.to_string());
+        MakeTlsConnect::<S>::make_tls_connect(&mut self.inner, &name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advisory_hash_is_the_md5_prefix_as_postgres_reads_it() {
+        // SELECT ('x' || left(md5('cronlock.job'::bytea), 16))::bit(64)::bigint
+        let digest = format!("{:x}", md5::compute(b"cronlock.job"));
+        let expected = u64::from_str_radix(&digest[..16], 16).unwrap() as i64;
+        assert_eq!(advisory_hash(b"cronlock.job"), expected);
+    }
+}

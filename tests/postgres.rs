@@ -1,0 +1,190 @@
+//! The PostgreSQL store beyond the conformance suite: bad input (one line,
+//! exit 201, never the password), the advisory lock, least privilege.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use util::postgres::Postgres;
+use util::*;
+
+const PASSWORD: &str = "hunter2-secret";
+
+fn url_env(url: String) -> Vec<(String, String)> {
+    vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_RECONNECT_ATTEMPTS".to_string(), "0".to_string()),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "3".to_string()),
+    ]
+}
+
+/// Exit 201, one line on stderr, the password nowhere, the command not run.
+fn refused(env: &[(String, String)], expected: &str) {
+    let dir = TempDir::new("pg-bad");
+    let marker = dir.join("ran");
+    let result = run(env, &["sh", "-c", &format!("touch {}", marker.display())]);
+    result.expect(201);
+    let (stdout, stderr) = (result.stdout(), result.stderr());
+    eprint!("{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    assert!(!stderr.contains(PASSWORD) && !stdout.contains(PASSWORD), "{stderr}");
+    assert!(!marker.exists(), "the command must not run");
+}
+
+fn server_with_locker() -> Postgres {
+    let server = Postgres::start();
+    server.create_user("locker", PASSWORD, &["CREATE ON SCHEMA public"]);
+    server
+}
+
+fn env_for(server: &Postgres, user: &str, db: &str) -> Vec<(String, String)> {
+    url_env(format!("{}?sslmode=disable", server.url(user, PASSWORD, db)))
+}
+
+#[test]
+fn a_bad_url_is_refused_without_the_password() {
+    refused(
+        &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1:99999/db")),
+        "not a port number",
+    );
+    refused(
+        &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1/db?sslmode=sometimes")),
+        "sslmode",
+    );
+    refused(
+        &url_env(format!("postgresql://u:{PASSWORD}@127.0.0.1/db?options=x")),
+        "not supported",
+    );
+}
+
+#[test]
+fn a_wrong_password_missing_database_and_missing_privilege_are_one_line_each() {
+    let server = server_with_locker();
+    let wrong = url_env(format!(
+        "{}?sslmode=disable",
+        server.url("locker", &format!("{PASSWORD}x"), "postgres")
+    ));
+    refused(&wrong, "password authentication failed");
+    refused(&env_for(&server, "locker", "nosuchdb"), "nosuchdb");
+    server.create_user("weak", PASSWORD, &[]);
+    server.sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    refused(
+        &env_for(&server, "weak", "postgres"),
+        "table cronlock_locks does not exist",
+    );
+}
+
+#[test]
+fn a_server_that_is_not_postgres_or_not_there_is_refused() {
+    let redis = RedisServer::start();
+    refused(
+        &url_env(format!(
+            "postgres://u:{PASSWORD}@127.0.0.1:{}/db?sslmode=disable",
+            redis.port
+        )),
+        "PostgreSQL at '127.0.0.1'",
+    );
+    // A listener that answers anything with garbage.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.0 400 Bad Request\r\n\r\n");
+            open.push(stream);
+        }
+    });
+    refused(
+        &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1:{port}/db")),
+        "no answer within 3s",
+    );
+    refused(
+        &url_env(format!("postgres://u:{PASSWORD}@127.0.0.1:{}/db", free_port())),
+        "cannot reach PostgreSQL",
+    );
+}
+
+#[test]
+fn least_privilege_on_a_table_made_beforehand_is_enough() {
+    let server = Postgres::start();
+    server.create_user("cron", PASSWORD, &[]);
+    server.sql(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         CREATE TABLE cronlock_locks (name bytea PRIMARY KEY, expires_at bigint NOT NULL, token text NOT NULL,
+             running boolean NOT NULL DEFAULT false, backend integer, server text, owner text);
+         GRANT SELECT, INSERT, UPDATE, DELETE ON cronlock_locks TO cron;",
+    );
+    let env = with(&env_for(&server, "cron", "postgres"), &[("CRONLOCK_KEY", "k")]);
+    run(&env, &["true"]).expect(0);
+    run(&env, &["true"]).expect(200);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    run(&env, &["true"]).expect(0);
+}
+
+#[test]
+fn a_crashed_holder_is_taken_over_at_once_without_a_lease() {
+    let server = server_with_locker();
+    let dir = TempDir::new("pg-crash");
+    let env = with(
+        &env_for(&server, "locker", "postgres"),
+        &[("CRONLOCK_KEY", "crash"), ("CRONLOCK_RELEASE", "600")],
+    );
+    let gated = Gated::new(&dir, "job");
+    let mut child = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    run(&env, &["true"]).expect(200);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let crashed = Instant::now();
+    wait_until(Duration::from_secs(10), "the lock to be taken over", || {
+        run(&env, &["true"]).code() == 0
+    });
+    assert!(crashed.elapsed() < Duration::from_secs(3), "{:?}", crashed.elapsed());
+}
+
+#[test]
+fn a_server_restart_while_the_command_runs_does_not_free_its_lock() {
+    let mut server = Postgres::start_durable();
+    server.create_user("locker", PASSWORD, &["CREATE ON SCHEMA public"]);
+    let dir = TempDir::new("pg-restart");
+    let env = with(
+        &env_for(&server, "locker", "postgres"),
+        &[("CRONLOCK_KEY", "restart"), ("CRONLOCK_RELEASE", "600")],
+    );
+    let gated = Gated::new(&dir, "job");
+    let holder_env = with(
+        &env,
+        &[
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "5"),
+            ("CRONLOCK_RECONNECT_BACKOFF", "1"),
+        ],
+    );
+    let child = cronlock(&holder_env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    // A crash of one backend makes the postmaster restart all of them (and
+    // drop every advisory lock) without a new start time.
+    std::thread::scope(|scope| {
+        let sleeper = scope.spawn(|| server.try_sql("SELECT pg_sleep(30)"));
+        wait_until(Duration::from_secs(10), "a backend to crash", || {
+            let pid = server.sql("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'");
+            match pid.trim().parse::<i32>() {
+                Ok(pid) => kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok(),
+                Err(_) => false,
+            }
+        });
+        assert!(sleeper.join().unwrap().is_err());
+    });
+    wait_until(Duration::from_secs(20), "the server to recover", || {
+        server.try_sql("SELECT 1").is_ok()
+    });
+    run(&env, &["true"]).expect(200);
+    // A full restart: the same.
+    server.restart();
+    run(&env, &["true"]).expect(200);
+    gated.open();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
