@@ -100,6 +100,17 @@ pub enum Store {
     Redis(Box<RedisTarget>),
     /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
     Directory(PathBuf),
+    /// A ZooKeeper ensemble (`CRONLOCK_URL=zookeeper://host:port,.../chroot`).
+    ZooKeeper(ZooKeeperTarget),
+}
+
+/// How to reach ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooKeeperTarget {
+    /// The servers, tried in turn: `(host, port)`.
+    pub hosts: Vec<(String, u16)>,
+    /// The path every lock lives under, if the URL names one.
+    pub chroot: Option<String>,
 }
 
 /// How to reach Redis.
@@ -398,6 +409,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::ZooKeeper { hosts, chroot } => {
+                store = Some(Store::ZooKeeper(ZooKeeperTarget { hosts, chroot }))
+            }
             url::Parsed::Redis {
                 tls,
                 host,

@@ -1,4 +1,4 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `file://` and `zookeeper://` forms.
 
 use std::path::PathBuf;
 
@@ -24,13 +24,20 @@ pub enum Parsed {
         /// Database from the path.
         db: Option<i64>,
     },
+    /// A ZooKeeper ensemble.
+    ZooKeeper {
+        /// The servers to try, each `(host, port)`; the port is 2181 when not given.
+        hosts: Vec<(String, u16)>,
+        /// The chroot path every lock lives under (`/` stripped at the end), if any.
+        chroot: Option<String>,
+    },
 }
 
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, file:// or zookeeper:// at the start"))?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,8 +46,54 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "zookeeper" => parse_zookeeper(rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, file or zookeeper"),
     }
+}
+
+/// `host[:port][,host[:port]...][/chroot]`, as ZooKeeper's own connect strings.
+fn parse_zookeeper(rest: &str) -> Result<Parsed> {
+    if rest.contains(['?', '#', '@']) {
+        bail!("CRONLOCK_URL: a zookeeper URL has no user, query or fragment; use zookeeper://host:port[,host:port...][/chroot]");
+    }
+    let (servers, chroot) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let mut hosts = Vec::new();
+    for server in servers.split(',') {
+        let (host, port) = match server.strip_prefix('[') {
+            Some(inner) => {
+                let (host, after) = inner
+                    .split_once(']')
+                    .ok_or_else(|| anyhow!("CRONLOCK_URL: missing ']' after the IPv6 address"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match server.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (server, None),
+            },
+        };
+        if host.is_empty() {
+            bail!("CRONLOCK_URL: no host given in {server:?}; use zookeeper://host:port[,host:port...][/chroot]");
+        }
+        let port = match port {
+            None => 2181,
+            Some(p) => super::parse_port(p)
+                .ok_or_else(|| anyhow!("CRONLOCK_URL: port {p:?} is not a port number (1-65535)"))?,
+        };
+        hosts.push((host.to_string(), port));
+    }
+    let chroot = match chroot.map(|c| c.trim_end_matches('/')) {
+        None | Some("") => None,
+        Some(path) => {
+            if path.split('/').skip(1).any(|part| part.is_empty() || part == "." || part == "..") {
+                bail!("CRONLOCK_URL: chroot {path:?} is not a ZooKeeper path (no empty, . or .. parts)");
+            }
+            Some(path.to_string())
+        }
+    };
+    Ok(Parsed::ZooKeeper { hosts, chroot })
 }
 
 fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
@@ -158,6 +211,34 @@ mod tests {
             parse("file:///var/lock/cronlock").unwrap(),
             Parsed::Directory("/var/lock/cronlock".into())
         );
+    }
+
+    #[test]
+    fn parses_zookeeper_ensembles_and_chroots() {
+        assert_eq!(
+            parse("zookeeper://zk1").unwrap(),
+            Parsed::ZooKeeper {
+                hosts: vec![("zk1".into(), 2181)],
+                chroot: None
+            }
+        );
+        assert_eq!(
+            parse("zookeeper://zk1:2182,zk2,[::1]:2183/apps/cron/").unwrap(),
+            Parsed::ZooKeeper {
+                hosts: vec![("zk1".into(), 2182), ("zk2".into(), 2181), ("::1".into(), 2183)],
+                chroot: Some("/apps/cron".into())
+            }
+        );
+        for bad in [
+            "zookeeper://",
+            "zookeeper://h:0",
+            "zookeeper://h,,g",
+            "zookeeper://h/a//b",
+            "zookeeper://h/..",
+            "zookeeper://u@h",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

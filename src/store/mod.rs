@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod redis;
+pub mod zookeeper;
 
 use anyhow::Result;
 
@@ -17,5 +18,6 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::ZooKeeper(target) => Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?),
     })
 }

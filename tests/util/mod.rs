@@ -6,6 +6,7 @@
 pub mod mariadb;
 pub mod pki;
 pub mod postgres;
+pub mod zookeeper;
 
 use std::ffi::OsStr;
 use std::net::TcpListener;
