@@ -22,6 +22,9 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+# The ZooKeeper fixture (tests/util/zookeeper.rs) runs the package's jars with java.
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+command -v java >/dev/null || need+=(default-jre-headless)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -48,6 +51,14 @@ fi
 # start a service on 6379, 3306 or 5432; the tests use none of them (nor
 # their sockets or config files): they start their own servers, with their
 # own data directories, on free ports.
+
+# lockex (Python 2), for tests/lockex_zookeeper.rs: installed under target/
+# when python2 is there; without it those tests print why and pass.
+if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/dev/null; then
+  PYENV_VERSION=2.7.18 python2 -m pip install -q --target target/lockex lockex 2>/dev/null ||
+    echo "test.sh: could not install lockex; the lockex tests are skipped" >&2
+fi
+[ ! -x target/lockex/bin/lockex ] || export CRONLOCK_TEST_LOCKEX="$PWD/target/lockex"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -87,7 +87,11 @@ fn parse_zookeeper(rest: &str) -> Result<Parsed> {
     let chroot = match chroot.map(|c| c.trim_end_matches('/')) {
         None | Some("") => None,
         Some(path) => {
-            if path.split('/').skip(1).any(|part| part.is_empty() || part == "." || part == "..") {
+            if path
+                .split('/')
+                .skip(1)
+                .any(|part| part.is_empty() || part == "." || part == "..")
+            {
                 bail!("CRONLOCK_URL: chroot {path:?} is not a ZooKeeper path (no empty, . or .. parts)");
             }
             Some(path.to_string())

@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, Stat};
+use zookeeper_client::{
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, Stat,
+};
 
 use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
@@ -133,7 +135,11 @@ impl<'a> ZooKeeperLock<'a> {
                 Err(ZkError::NoNode) => continue,
                 Err(err) => return Err(anyhow!(err).context(format!("reading {node}"))),
             };
-            let now = seconds(now.map_err(anyhow::Error::from).context("reading the server's time")?.mtime);
+            let now = seconds(
+                now.map_err(anyhow::Error::from)
+                    .context("reading the server's time")?
+                    .mtime,
+            );
             let (n, kind) = parse_record(&data).with_context(|| format!("{node} is not a cronlock record"))?;
             let expiry = seconds(stat.ctime) + n;
             let running = stat.num_children > 0;
@@ -242,7 +248,11 @@ impl<'a> ZooKeeperLock<'a> {
         let session = self.session()?;
         session.ensure(&dir)?;
         let (stat, sequence) = session
-            .call(session.client.create(&format!("{dir}/{prefix}"), data.as_bytes(), &ephemeral_sequential()))
+            .call(
+                session
+                    .client
+                    .create(&format!("{dir}/{prefix}"), data.as_bytes(), &ephemeral_sequential()),
+            )
             .map_err(anyhow::Error::from)
             .with_context(|| format!("creating a contender under {dir}"))?;
         let name = format!("{prefix}{sequence}");
@@ -474,7 +484,10 @@ fn connect(target: &ZooKeeperTarget) -> Result<Session> {
         Some(Ok(client)) => client,
         Some(Err(ZkError::NoHosts)) => bail!("cannot connect to any server"),
         Some(Err(err)) => bail!("cannot open a session: {err}"),
-        None => bail!("no ZooKeeper answer within {}s (is it a ZooKeeper server?)", REQUEST_LIMIT.as_secs()),
+        None => bail!(
+            "no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
+            REQUEST_LIMIT.as_secs()
+        ),
     };
     Ok(Session { runtime, client })
 }
@@ -540,7 +553,7 @@ fn node_path(key: &[u8]) -> String {
     if name == "." || name == ".." || name.is_empty() {
         name = name.replace('.', "%2E");
         if name.is_empty() {
-            name.push_str("%");
+            name.push('%');
         }
     }
     format!("{ROOT}/{name}")
@@ -548,7 +561,9 @@ fn node_path(key: &[u8]) -> String {
 
 /// kazoo 2.2's sort key: `c[c.find("__lock__") + 8:]` (`find` is -1 when absent).
 fn kazoo_key(child: &str) -> &str {
-    let from = child.find(LOCK_MARK).map_or(LOCK_MARK.len() - 1, |i| i + LOCK_MARK.len());
+    let from = child
+        .find(LOCK_MARK)
+        .map_or(LOCK_MARK.len() - 1, |i| i + LOCK_MARK.len());
     child.get(from..).unwrap_or("")
 }
 
@@ -586,10 +601,10 @@ mod tests {
 
     #[test]
     fn contenders_sort_as_kazoo_sorts_them() {
-        let mut children = vec![
-            "ffff__lock__0000000003".to_string(),
-            "0000__lock__0000000010".to_string(),
-            "aaaa__lock__0000000001".to_string(),
+        let mut children = [
+            "ffff__lock__0000000003",
+            "0000__lock__0000000010",
+            "aaaa__lock__0000000001",
         ];
         children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
         assert_eq!(children[0], "aaaa__lock__0000000001");

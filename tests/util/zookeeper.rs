@@ -15,6 +15,9 @@ const JARS: &str = "/usr/share/java";
 
 /// A `ZooKeeperServerMain` of our own. `tickTime=500`, so sessions may be
 /// as short as 1 s and cronlock's 3 s session is granted as asked.
+/// `forceSync=no`: the log is written to the OS, not fsynced, at each
+/// commit, which survives [`ZooKeeper::kill`] (only an OS crash would lose it)
+/// and keeps a session's set-up from waiting on the disk.
 pub struct ZooKeeper {
     pub port: u16,
     /// Holds `zoo.cfg`, `data/` and `server.log`; kept across [`ZooKeeper::restart`].
@@ -45,7 +48,7 @@ impl ZooKeeper {
         let config = format!(
             "tickTime=500\nminSessionTimeout=1000\ndataDir={}\nclientPort={}\n\
              clientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\n",
+             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\nforceSync=no\n",
             data.display(),
             self.port
         );
@@ -53,7 +56,12 @@ impl ZooKeeper {
         std::fs::write(&cfg, config).unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let process = Command::new("java")
-            .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"])
+            .args([
+                "-Xmx128m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Xshare:auto",
+            ])
             .arg("-Dzookeeper.log.dir=".to_string() + &self.dir.path().display().to_string())
             .arg("-Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties")
             .args(["-cp", &format!("{JARS}/*:/etc/zookeeper/conf")])
@@ -67,13 +75,14 @@ impl ZooKeeper {
         self.process = Some(process);
         let port = self.port;
         let log = self.dir.join("server.log");
-        wait_until(Duration::from_secs(60), "zookeeper to answer ruok", || {
+        // `ruok` answers before sessions are served; `srvr` names the mode only then.
+        wait_until(Duration::from_secs(60), "zookeeper to serve", || {
             if let Some(child) = self.process.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("zookeeper exited ({status}):\n{}", log_tail(&log));
                 }
             }
-            four_letters(port, "ruok").as_deref() == Some("imok")
+            four_letters(port, "srvr").is_some_and(|answer| answer.contains("Mode: standalone"))
         });
     }
 
