@@ -26,6 +26,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
+# The ZooKeeper fixture (tests/util/zookeeper.rs) runs the package's jars with java.
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+command -v java >/dev/null || need+=(default-jre-headless)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -52,6 +55,14 @@ fi
 # etcd-server from a package may start a service on its usual port; the
 # tests use none of them (nor their sockets or config files): they start
 # their own servers, with their own data directories, on free ports.
+
+# lockex (Python 2), for tests/lockex_zookeeper.rs: installed under target/
+# when python2 is there; without it those tests print why and pass.
+if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/dev/null; then
+  PYENV_VERSION=2.7.18 python2 -m pip install -q --target target/lockex lockex 2>/dev/null ||
+    echo "test.sh: could not install lockex; the lockex tests are skipped" >&2
+fi
+[ ! -x target/lockex/bin/lockex ] || export CRONLOCK_TEST_LOCKEX="$PWD/target/lockex"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -32,8 +32,10 @@ impl Watchdog {
     /// Forks the watchdog as the leader of a new process group.
     pub fn start() -> nix::Result<Watchdog> {
         let (theirs, ours) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // SAFETY: cronlock is single-threaded, so the child may run normal
-        // code; it only closes descriptors, reads, kills and exits.
+        // SAFETY: the child only makes system calls (closes descriptors,
+        // reads, kills, exits), so it is sound even where a store runs a
+        // thread of its own (the ZooKeeper session's): nothing it touches
+        // can be left locked by a thread the fork did not copy.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(ours);

@@ -113,6 +113,8 @@ pub enum Store {
     Etcd(Box<EtcdTarget>),
     /// A table in PostgreSQL (`CRONLOCK_URL=postgres://...`).
     Postgres(Box<PostgresTarget>),
+    /// A ZooKeeper ensemble (`CRONLOCK_URL=zookeeper://host:port,.../chroot`).
+    ZooKeeper(ZooKeeperTarget),
 }
 
 /// How to reach MySQL or MariaDB.
@@ -258,6 +260,15 @@ impl PgSslMode {
             _ => return None,
         })
     }
+}
+
+/// How to reach ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooKeeperTarget {
+    /// The servers, tried in turn: `(host, port)`.
+    pub hosts: Vec<(String, u16)>,
+    /// The path every lock lives under, if the URL names one.
+    pub chroot: Option<String>,
 }
 
 /// How to reach Redis.
@@ -617,6 +628,9 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
                     timeout: target.timeout,
                     tls: None,
                 })));
+            }
+            url::Parsed::ZooKeeper { hosts, chroot } => {
+                store = Some(Store::ZooKeeper(ZooKeeperTarget { hosts, chroot }))
             }
             url::Parsed::Redis {
                 tls,

@@ -1,6 +1,6 @@
 //! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`),
-//! `postgres://` (or `postgresql://`), `memcached://`, `etcd://`, `etcds://`
-//! and `file://` forms.
+//! `postgres://` (or `postgresql://`), `memcached://`, `etcd://`, `etcds://`,
+//! `zookeeper://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -58,6 +58,13 @@ pub enum Parsed {
         /// `?sslmode=`, when given.
         sslmode: Option<super::PgSslMode>,
     },
+    /// A ZooKeeper ensemble.
+    ZooKeeper {
+        /// The servers to try, each `(host, port)`; the port is 2181 when not given.
+        hosts: Vec<(String, u16)>,
+        /// The chroot path every lock lives under (`/` stripped at the end), if any.
+        chroot: Option<String>,
+    },
     /// An etcd cluster.
     Etcd {
         /// `etcds://`.
@@ -81,7 +88,7 @@ pub enum Parsed {
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, postgres://, memcached://, etcd://, etcds:// or file:// at the start")
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, postgres://, memcached://, etcd://, etcds://, zookeeper:// or file:// at the start")
     })?;
     match scheme {
         "file" => {
@@ -95,9 +102,10 @@ pub fn parse(url: &str) -> Result<Parsed> {
         "postgres" | "postgresql" => parse_postgres(rest),
         "memcached" => parse_memcached(rest),
         "etcd" | "etcds" => parse_etcd(scheme == "etcds", rest),
+        "zookeeper" => parse_zookeeper(rest),
         other => bail!(
             "CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, postgres, postgresql, \
-             memcached, etcd, etcds or file"
+             memcached, etcd, etcds, zookeeper or file"
         ),
     }
 }
@@ -316,6 +324,35 @@ fn parse_etcd(tls: bool, rest: &str) -> Result<Parsed> {
     })
 }
 
+/// `host[:port][,host[:port]...][/chroot]`, as ZooKeeper's own connect strings.
+fn parse_zookeeper(rest: &str) -> Result<Parsed> {
+    if rest.contains(['?', '#', '@']) {
+        bail!("CRONLOCK_URL: a zookeeper URL has no user, query or fragment; use zookeeper://host:port[,host:port...][/chroot]");
+    }
+    let (servers, chroot) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let hosts = servers
+        .split(',')
+        .map(|server| host_port(server, 2181))
+        .collect::<Result<Vec<_>>>()?;
+    let chroot = match chroot.map(|c| c.trim_end_matches('/')) {
+        None | Some("") => None,
+        Some(path) => {
+            if path
+                .split('/')
+                .skip(1)
+                .any(|part| part.is_empty() || part == "." || part == "..")
+            {
+                bail!("CRONLOCK_URL: chroot {path:?} is not a ZooKeeper path (no empty, . or .. parts)");
+            }
+            Some(path.to_string())
+        }
+    };
+    Ok(Parsed::ZooKeeper { hosts, chroot })
+}
+
 /// `memcached://host[:port][/]`: memcached's text protocol has no
 /// passwords (SASL needs the binary one) and no databases, so a URL that
 /// names either is refused rather than half used.
@@ -503,6 +540,34 @@ mod tests {
         }
         let err = parse("etcd://u:hunter2@h:0").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn parses_zookeeper_ensembles_and_chroots() {
+        assert_eq!(
+            parse("zookeeper://zk1").unwrap(),
+            Parsed::ZooKeeper {
+                hosts: vec![("zk1".into(), 2181)],
+                chroot: None
+            }
+        );
+        assert_eq!(
+            parse("zookeeper://zk1:2182,zk2,[::1]:2183/apps/cron/").unwrap(),
+            Parsed::ZooKeeper {
+                hosts: vec![("zk1".into(), 2182), ("zk2".into(), 2181), ("::1".into(), 2183)],
+                chroot: Some("/apps/cron".into())
+            }
+        );
+        for bad in [
+            "zookeeper://",
+            "zookeeper://h:0",
+            "zookeeper://h,,g",
+            "zookeeper://h/a//b",
+            "zookeeper://h/..",
+            "zookeeper://u@h",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod memcached;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+pub mod zookeeper;
 
 use anyhow::Result;
 
@@ -25,6 +26,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
         Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
+        Store::ZooKeeper(target) => Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?),
     })
 }
 
@@ -45,6 +47,14 @@ pub fn describe(store: &Store) -> String {
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
         Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
+        Store::ZooKeeper(target) => {
+            let servers: Vec<String> = target.hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+            format!(
+                "zookeeper at {}{}",
+                servers.join(","),
+                target.chroot.as_deref().unwrap_or("")
+            )
+        }
         Store::Postgres(target) => format!(
             "postgres at {}:{} database {} as {} (sslmode {:?})",
             target.host, target.port, target.dbname, target.user, target.sslmode

@@ -8,6 +8,7 @@ pub mod mariadb;
 pub mod memcached;
 pub mod pki;
 pub mod postgres;
+pub mod zookeeper;
 
 use std::ffi::OsStr;
 use std::net::TcpListener;

@@ -1,0 +1,622 @@
+//! The ZooKeeper store (`CRONLOCK_URL=zookeeper://host:port,.../chroot`):
+//! the lock as znodes, timed by the servers' clock, freed by session expiry.
+//!
+//! Client: `zookeeper-client` (kezhuw), the maintained Rust client (ZooKeeper
+//! 3.4 to 3.9 protocol, multi-ops, chroots, released in 2025); the sync
+//! `zookeeper` crate is built on mio 0.6 and has had no release since 2022.
+//! It is async, so this store starts a current-thread tokio runtime of its own
+//! and a thread that drives it for the whole run: a ZooKeeper session lives
+//! only as long as it is pinged, and cronlock's main thread spends the
+//! command's run in `sigwait`. That thread (and async-io's reactor thread)
+//! inherit the signal mask blocked in `run()`, so signals still reach the
+//! supervisor only; the watchdog's fork copies just the forking thread and
+//! runs only system calls, so the extra threads do not hurt it.
+//!
+//! Default key styles: `/cronlock/<key>` (the key %-escaped into one node
+//! name) is a persistent node whose data is `<N> run` or `<N> keep`; the
+//! lock expires at floor(ctime / 1000) + N, the node's creation time on the
+//! server's clock, so nothing depends on this host's clock. While a command
+//! runs, `/cronlock/<key>/run` is an ephemeral node of the holder's session:
+//! a `run` record without it belongs to a holder whose session is gone
+//! (killed host, SIGKILLed cronlock), and is free at once. The server's
+//! present time comes from a write to `/cronlock` itself (its new mtime).
+//! Every change of the record is a compare-and-set on its data version inside
+//! one multi-op, so exactly one contender wins a takeover, and a release
+//! never touches a record someone else has rewritten.
+//!
+//! `CRONLOCK_KEY_STYLE=lockex`: kazoo 2.2's Lock recipe, as lockex uses it:
+//! an ephemeral sequential `<uuid hex>__lock__<10 digits>` under
+//! `/lockex/<id>` with `host:pid` as data; the lowest sequence holds the
+//! lock, and a loser removes its node again. lockex has no expiry, grace or
+//! hold: the lock ends with the command (or the session).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::runtime::Runtime;
+use zookeeper_client::{
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, Stat,
+};
+
+use crate::config::{Config, ZooKeeperTarget};
+use crate::key::KeyStyle;
+use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal};
+use crate::report::Report;
+
+/// The session timeout asked for. A SIGKILLed holder's lock is free this
+/// long after its death; the server clamps it to 2-20 ticks (4 s at least
+/// with the default `tickTime=2000`).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one request (or the connection) may take before it is an error.
+const REQUEST_LIMIT: Duration = Duration::from_secs(5);
+/// Where default-style locks live.
+const ROOT: &str = "/cronlock";
+/// Rounds of read-and-decide before a contended acquire gives up.
+const ROUNDS: usize = 20;
+/// kazoo's marker between a contender node's uuid and its sequence.
+const LOCK_MARK: &str = "__lock__";
+
+/// The store: connects on the first request.
+pub struct ZooKeeperLock<'a> {
+    target: &'a ZooKeeperTarget,
+    lockex: bool,
+    report: &'a Report,
+    session: Option<Session>,
+}
+
+/// A connected session and the runtime that keeps it alive.
+struct Session {
+    runtime: Arc<Runtime>,
+    client: Client,
+}
+
+impl<'a> ZooKeeperLock<'a> {
+    /// Checks what can be checked without a server.
+    pub fn new(config: &'a Config, target: &'a ZooKeeperTarget, report: &'a Report) -> Result<ZooKeeperLock<'a>> {
+        let lockex = config.key_style == KeyStyle::Lockex;
+        if lockex && config.concurrency > 1 {
+            bail!("CRONLOCK_CONCURRENCY > 1 is not supported with CRONLOCK_KEY_STYLE=lockex (lockex's --concurrent semaphore is not implemented)");
+        }
+        Ok(ZooKeeperLock {
+            target,
+            lockex,
+            report,
+            session: None,
+        })
+    }
+
+    fn shown(&self) -> String {
+        let hosts: Vec<String> = self.target.hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        format!("zookeeper {}", hosts.join(","))
+    }
+
+    /// The session, connected on first use.
+    fn session(&mut self) -> Result<&Session> {
+        if self.session.is_none() {
+            let session = connect(self.target).with_context(|| self.shown())?;
+            self.report.info(format_args!(
+                "zookeeper session {:x} ({} ms)",
+                session.client.session_id().0,
+                session.client.session_timeout().as_millis()
+            ));
+            self.session = Some(session);
+        }
+        self.session.as_ref().ok_or_else(|| anyhow!("no session"))
+    }
+
+    fn acquire_default(&mut self, claim: &Claim) -> Result<Acquire> {
+        let node = node_path(claim.key);
+        let run = format!("{node}/run");
+        let fresh = record(claim.release + 1, "run");
+        let session = self.session()?;
+        for _ in 0..ROUNDS {
+            let mut multi = session.client.new_multi_writer();
+            multi.add_create(&node, fresh.as_bytes(), &persistent())?;
+            multi.add_create(&run, b"", &ephemeral())?;
+            // Every operation of a multi carries the same time: run's mtime
+            // is node's ctime, which a create in a multi may not report.
+            multi.add_set_data(&run, b"", None)?;
+            match session.commit(multi) {
+                Ok(results) => {
+                    let start = results.last().and_then(set_stat).map(|s| seconds(s.mtime)).unwrap_or(0);
+                    return Ok(Acquire::Taken(self.lease(claim, start)));
+                }
+                Err(ZkError::NodeExists) => {}
+                Err(ZkError::NoNode) => {
+                    session.ensure(ROOT)?;
+                    continue;
+                }
+                Err(err) => return Err(anyhow!(err).context(format!("taking {node}"))),
+            }
+            let (read, now) = session.call_pair(session.client.get_data(&node), session.touch())?;
+            let (data, stat) = match read {
+                Ok(found) => found,
+                Err(ZkError::NoNode) => continue,
+                Err(err) => return Err(anyhow!(err).context(format!("reading {node}"))),
+            };
+            let now = seconds(
+                now.map_err(anyhow::Error::from)
+                    .context("reading the server's time")?
+                    .mtime,
+            );
+            let (n, kind) = parse_record(&data).with_context(|| format!("{node} is not a cronlock record"))?;
+            let expiry = seconds(stat.ctime) + n;
+            let running = stat.num_children > 0;
+            let orphan = kind == "run" && !running;
+            if !orphan && expiry >= now {
+                return Ok(Acquire::Held {
+                    expires_in: expiry - now,
+                });
+            }
+            let mut multi = session.client.new_multi_writer();
+            let taken = record(now - seconds(stat.ctime) + claim.release + 1, "run");
+            multi.add_set_data(&node, taken.as_bytes(), Some(stat.version))?;
+            if running {
+                multi.add_delete(&run, None)?;
+            }
+            multi.add_create(&run, b"", &ephemeral())?;
+            match session.commit(multi) {
+                Ok(_) => {
+                    let lease = self.lease(claim, now);
+                    return Ok(Acquire::TakenOver {
+                        lease,
+                        expired_ago: if orphan { 0 } else { now - expiry },
+                    });
+                }
+                // Another contender changed it first: look again.
+                Err(ZkError::BadVersion | ZkError::NoNode | ZkError::NodeExists) => continue,
+                Err(err) => return Err(anyhow!(err).context(format!("taking over {node}"))),
+            }
+        }
+        bail!("{node}: still contended after {ROUNDS} tries")
+    }
+
+    fn lease(&self, claim: &Claim, start: i64) -> Lease {
+        let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
+        lease.token = self.session.as_ref().map(|s| format!("{:x}", s.client.session_id().0));
+        lease
+    }
+
+    /// Reads the record, whether its `run` node is our session's, and the time.
+    fn inspect(&mut self, key: &[u8]) -> Result<Inspected> {
+        let node = node_path(key);
+        let run = format!("{node}/run");
+        let session = self.session()?;
+        let ours = session.client.session_id().0;
+        let (read, owner) = session.call_pair(session.client.get_data(&node), session.client.check_stat(&run))?;
+        let now = seconds(session.call(session.touch())?.mtime);
+        let record = match read {
+            Ok((data, stat)) => Some((parse_record(&data)?.0, stat)),
+            Err(ZkError::NoNode) => None,
+            Err(err) => return Err(anyhow!(err).context(format!("reading {node}"))),
+        };
+        let owner = owner.map_err(anyhow::Error::from)?;
+        Ok(Inspected {
+            node,
+            run,
+            record,
+            ours: owner.is_some_and(|s| s.ephemeral_owner == ours),
+            now,
+        })
+    }
+
+    fn release_default(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let seen = self.inspect(&lease.key)?;
+        let Some((_, stat)) = seen.record.filter(|_| seen.ours) else {
+            return Ok(Release::NotOurs);
+        };
+        let until = keep.until(lease.start, seen.now);
+        let session = self.session()?;
+        let mut multi = session.client.new_multi_writer();
+        multi.add_delete(&seen.run, None)?;
+        let kept = until > seen.now;
+        if kept {
+            let data = record(until - seconds(stat.ctime), "keep");
+            multi.add_set_data(&seen.node, data.as_bytes(), Some(stat.version))?;
+        } else {
+            multi.add_delete(&seen.node, Some(stat.version))?;
+        }
+        match session.commit(multi) {
+            Ok(_) if kept => Ok(Release::Kept { until }),
+            Ok(_) => Ok(Release::Dropped),
+            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(Release::NotOurs),
+            Err(err) => Err(anyhow!(err).context(format!("releasing {}", seen.node))),
+        }
+    }
+
+    fn renew_default(&mut self, lease: &Lease, seconds_: i64) -> Result<Renewal> {
+        let seen = self.inspect(&lease.key)?;
+        let Some((_, stat)) = seen.record.filter(|_| seen.ours) else {
+            return Ok(Renewal::Lost);
+        };
+        let data = record(seen.now - seconds(stat.ctime) + seconds_ + 1, "run");
+        let session = self.session()?;
+        match session.call(session.client.set_data(&seen.node, data.as_bytes(), Some(stat.version))) {
+            Ok(_) => Ok(Renewal::Renewed {
+                expires_at: seen.now + seconds_ + 1,
+            }),
+            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(Renewal::Lost),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn acquire_lockex(&mut self, claim: &Claim) -> Result<Acquire> {
+        let dir = String::from_utf8_lossy(claim.key).into_owned();
+        let prefix = format!("{}{LOCK_MARK}", uuid_hex()?);
+        let data = format!("{}:{}", hostname(), std::process::id());
+        let session = self.session()?;
+        session.ensure(&dir)?;
+        let (stat, sequence) = session
+            .call(
+                session
+                    .client
+                    .create(&format!("{dir}/{prefix}"), data.as_bytes(), &ephemeral_sequential()),
+            )
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("creating a contender under {dir}"))?;
+        let name = format!("{prefix}{sequence}");
+        let mut children = session.call(session.client.list_children(&dir))?;
+        // kazoo sorts by what follows "__lock__" (by the name from its 8th
+        // byte when there is none): every child is a contender.
+        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
+        if children.first() == Some(&name) {
+            let start = seconds(stat.ctime);
+            let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
+            lease.token = Some(name);
+            return Ok(Acquire::Taken(lease));
+        }
+        match session.call(session.client.delete(&format!("{dir}/{name}"), None)) {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("removing {dir}/{name}"))),
+        }
+        // lockex's lock has no expiry: a holder is reported as a fresh one.
+        Ok(Acquire::Held {
+            expires_in: claim.release,
+        })
+    }
+
+    fn lockex_node(lease: &Lease) -> Result<String> {
+        let name = lease.token.as_deref().ok_or_else(|| anyhow!("no contender node"))?;
+        Ok(format!("{}/{name}", String::from_utf8_lossy(&lease.key)))
+    }
+}
+
+/// What `inspect` found.
+struct Inspected {
+    node: String,
+    run: String,
+    /// The record's N and stat, if the node exists.
+    record: Option<(i64, Stat)>,
+    /// The `run` node exists and is our session's.
+    ours: bool,
+    /// The server's time, in seconds.
+    now: i64,
+}
+
+impl LockStore for ZooKeeperLock<'_> {
+    fn kind(&self) -> &'static str {
+        "zookeeper"
+    }
+
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        match feature {
+            Feature::Hold if self.lockex => {
+                Some("with CRONLOCK_KEY_STYLE=lockex the lock is lockex's, which ends with the command")
+            }
+            _ => None,
+        }
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        if self.lockex {
+            self.acquire_lockex(claim)
+        } else {
+            self.acquire_default(claim)
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        if !self.lockex {
+            return self.release_default(lease, keep);
+        }
+        if keep.grace >= 0 {
+            self.report.info(format_args!(
+                "CRONLOCK_KEY_STYLE=lockex: no grace period, the lock ends with the command as lockex's does"
+            ));
+        }
+        let node = Self::lockex_node(lease)?;
+        let session = self.session()?;
+        match session.call(session.client.delete(&node, None)) {
+            Ok(()) => Ok(Release::Dropped),
+            Err(ZkError::NoNode) => Ok(Release::NotOurs),
+            Err(err) => Err(anyhow!(err).context(format!("deleting {node}"))),
+        }
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let lockex = self.lockex;
+        let session = self.session()?;
+        if lockex {
+            let dir = String::from_utf8_lossy(key).into_owned();
+            let children = match session.call(session.client.list_children(&dir)) {
+                Ok(children) => children,
+                Err(ZkError::NoNode) => return Ok(false),
+                Err(err) => return Err(anyhow!(err).context(format!("listing {dir}"))),
+            };
+            for child in &children {
+                match session.call(session.client.delete(&format!("{dir}/{child}"), None)) {
+                    Ok(()) | Err(ZkError::NoNode) => {}
+                    Err(err) => return Err(anyhow!(err).context(format!("deleting {dir}/{child}"))),
+                }
+            }
+            return Ok(!children.is_empty());
+        }
+        let node = node_path(key);
+        match session.call(session.client.delete(&format!("{node}/run"), None)) {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("deleting {node}/run"))),
+        }
+        match session.call(session.client.delete(&node, None)) {
+            Ok(()) => Ok(true),
+            Err(ZkError::NoNode) => Ok(false),
+            Err(err) => Err(anyhow!(err).context(format!("deleting {node}"))),
+        }
+    }
+
+    /// A renewal also proves the session alive: a lost session has lost its
+    /// ephemeral node, which is lease loss.
+    fn renew(&mut self, lease: &Lease, seconds_: i64, _after_unknown: bool, _limit: Duration) -> Renewal {
+        let result = if self.lockex {
+            Self::lockex_node(lease).and_then(|node| {
+                let session = self.session()?;
+                let ours = session.client.session_id().0;
+                match session.call(session.client.check_stat(&node)) {
+                    Ok(Some(stat)) if stat.ephemeral_owner == ours => {
+                        let now = seconds(session.call(session.touch())?.mtime);
+                        Ok(Renewal::Renewed {
+                            expires_at: now + seconds_ + 1,
+                        })
+                    }
+                    Ok(_) => Ok(Renewal::Lost),
+                    Err(err) => Err(err.into()),
+                }
+            })
+        } else {
+            self.renew_default(lease, seconds_)
+        };
+        match result {
+            Ok(renewal) => renewal,
+            // An expired session cannot come back: its ephemeral node is gone.
+            Err(err) if matches!(err.downcast_ref::<ZkError>(), Some(ZkError::SessionExpired)) => Renewal::Lost,
+            Err(err) => Renewal::Unconfirmed {
+                message: format!("{}: {err:#}", self.shown()),
+                maybe_sent: true,
+            },
+        }
+    }
+}
+
+impl Drop for ZooKeeperLock<'_> {
+    /// Closes the session, so that the server drops our ephemeral nodes now
+    /// rather than a session timeout later.
+    fn drop(&mut self) {
+        if let Some(Session { runtime, client }) = self.session.take() {
+            let mut watcher = client.state_watcher();
+            drop(client);
+            let _ = within(&runtime, Duration::from_millis(500), watcher.changed());
+        }
+    }
+}
+
+impl Session {
+    /// Runs one request to its end, within [`REQUEST_LIMIT`].
+    fn call<T>(&self, request: impl std::future::Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
+        within(&self.runtime, REQUEST_LIMIT, request).unwrap_or(Err(ZkError::Timeout))
+    }
+
+    /// Two requests in one round trip: the client sends each when its future
+    /// is made, and the server answers a session's requests in order.
+    fn call_pair<A, B>(
+        &self,
+        a: impl std::future::Future<Output = A>,
+        b: impl std::future::Future<Output = B>,
+    ) -> Result<(A, B), ZkError> {
+        within(&self.runtime, REQUEST_LIMIT, async { (a.await, b.await) }).ok_or(ZkError::Timeout)
+    }
+
+    /// Commits a multi-op; a failed operation reports its own error.
+    fn commit(&self, mut multi: MultiWriter<'_>) -> Result<Vec<MultiWriteResult>, ZkError> {
+        let commit = multi.commit();
+        self.call(async move { commit.await.map_err(ZkError::from) })
+    }
+
+    /// A write whose stat carries the server's present time.
+    fn touch(&self) -> impl std::future::Future<Output = Result<Stat, ZkError>> + Send + '_ {
+        self.client.set_data(ROOT, b"", None)
+    }
+
+    /// Creates `path`, its parents and [`ROOT`] (whose writes tell the
+    /// time) as empty persistent nodes where missing.
+    fn ensure(&self, path: &str) -> Result<()> {
+        let ends = path.match_indices('/').map(|(i, _)| i).filter(|&i| i > 0);
+        for prefix in ends.map(|i| &path[..i]).chain([path, ROOT]) {
+            match self.call(self.client.create(prefix, b"", &persistent())) {
+                Ok(_) | Err(ZkError::NodeExists) => {}
+                Err(err) => return Err(anyhow!(err).context(format!("creating {prefix}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn connect(target: &ZooKeeperTarget) -> Result<Session> {
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("starting the ZooKeeper client's runtime")?,
+    );
+    // Drives the session (pings, answers) while the main thread waits for
+    // the command; it ends with the process.
+    let driver = Arc::clone(&runtime);
+    std::thread::Builder::new()
+        .name("zookeeper".into())
+        .spawn(move || driver.block_on(std::future::pending::<()>()))
+        .context("starting the ZooKeeper session thread")?;
+    let hosts: Vec<String> = target
+        .hosts
+        .iter()
+        .map(|(host, port)| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    let cluster = format!("{}{}", hosts.join(","), target.chroot.as_deref().unwrap_or(""));
+    let connecting = Client::connector()
+        .with_session_timeout(SESSION_TIMEOUT)
+        .with_fail_eagerly()
+        .connect(&cluster);
+    let client = match within(&runtime, REQUEST_LIMIT, connecting) {
+        Some(Ok(client)) => client,
+        Some(Err(ZkError::NoHosts)) => bail!("cannot connect to any server"),
+        Some(Err(err)) => bail!("cannot open a session: {err}"),
+        None => bail!(
+            "no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
+            REQUEST_LIMIT.as_secs()
+        ),
+    };
+    Ok(Session { runtime, client })
+}
+
+/// Runs `future` on `runtime` for at most `limit` (the timer must be made
+/// inside the runtime).
+fn within<F: std::future::Future>(runtime: &Runtime, limit: Duration, future: F) -> Option<F::Output> {
+    runtime.block_on(async move { tokio::time::timeout(limit, future).await.ok() })
+}
+
+fn persistent() -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+fn ephemeral() -> CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+fn ephemeral_sequential() -> CreateOptions<'static> {
+    CreateMode::EphemeralSequential.with_acls(Acls::anyone_all())
+}
+
+fn set_stat(result: &MultiWriteResult) -> Option<&Stat> {
+    match result {
+        MultiWriteResult::SetData { stat } => Some(stat),
+        _ => None,
+    }
+}
+
+/// Milliseconds of the server's clock to whole unix seconds.
+fn seconds(millis: i64) -> i64 {
+    millis.div_euclid(1000)
+}
+
+fn record(n: i64, kind: &str) -> String {
+    format!("{n} {kind}")
+}
+
+/// `<N> run` or `<N> keep`.
+fn parse_record(data: &[u8]) -> Result<(i64, &str)> {
+    let text = std::str::from_utf8(data).map_err(|_| anyhow!("not UTF-8"))?;
+    let (n, kind) = text.split_once(' ').ok_or_else(|| anyhow!("{text:?}"))?;
+    let n = n.parse().map_err(|_| anyhow!("{text:?}"))?;
+    match kind {
+        "run" => Ok((n, "run")),
+        "keep" => Ok((n, "keep")),
+        _ => bail!("{text:?}"),
+    }
+}
+
+/// The default style's node: the key as one node name, every byte outside
+/// `[A-Za-z0-9._:-]` %-escaped (a `/` would make it a path, and ZooKeeper
+/// refuses `.` and `..` as names).
+fn node_path(key: &[u8]) -> String {
+    let mut name = String::with_capacity(key.len());
+    for &byte in key {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-') {
+            name.push(byte as char);
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if name == "." || name == ".." || name.is_empty() {
+        name = name.replace('.', "%2E");
+        if name.is_empty() {
+            name.push('%');
+        }
+    }
+    format!("{ROOT}/{name}")
+}
+
+/// kazoo 2.2's sort key: `c[c.find("__lock__") + 8:]` (`find` is -1 when absent).
+fn kazoo_key(child: &str) -> &str {
+    let from = child
+        .find(LOCK_MARK)
+        .map_or(LOCK_MARK.len() - 1, |i| i + LOCK_MARK.len());
+    child.get(from..).unwrap_or("")
+}
+
+/// 32 random hex digits, as Python's `uuid.uuid4().hex` (the version bits included).
+fn uuid_hex() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The host name, as Python's `socket.gethostname()` gives it to lockex.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_one_node_name() {
+        assert_eq!(node_path(b"cronlock.abc"), "/cronlock/cronlock.abc");
+        assert_eq!(node_path(b"a/b c"), "/cronlock/a%2Fb%20c");
+        assert_eq!(node_path(b".."), "/cronlock/%2E%2E");
+        assert_eq!(node_path(b"\xff"), "/cronlock/%FF");
+    }
+
+    #[test]
+    fn contenders_sort_as_kazoo_sorts_them() {
+        let mut children = [
+            "ffff__lock__0000000003",
+            "0000__lock__0000000010",
+            "aaaa__lock__0000000001",
+        ];
+        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
+        assert_eq!(children[0], "aaaa__lock__0000000001");
+        // Python: "no-mark-here"[-1 + 8:]
+        assert_eq!(kazoo_key("no-mark-here"), "-here");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        assert_eq!(parse_record(record(41, "run").as_bytes()).unwrap(), (41, "run"));
+        assert_eq!(parse_record(b"-3 keep").unwrap(), (-3, "keep"));
+        assert!(parse_record(b"41").is_err());
+        assert!(parse_record(b"x run").is_err());
+    }
+}
