@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
 # tests (unit and integration, against private redis-server, mariadbd,
-# postgres, memcached and etcd processes), then the integration tests again
-# and the shell compatibility suite against the release binaries of
-# scripts/build.sh.
+# postgres, memcached, etcd and ZooKeeper processes), then the integration
+# tests again and the shell compatibility suite against the release binaries
+# of scripts/build.sh, and the package made from them
+# (scripts/package-test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,6 +36,14 @@ case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) 
 # skipped, not failed: the glibc build is tested either way.
 want=()
 [ "$(uname -s)" != Linux ] || command -v musl-gcc >/dev/null || want+=(musl-tools)
+# The package test (scripts/package-test.sh) runs where dpkg is: lintian,
+# man (man-db) to render the pages with warnings on, python3 for
+# scripts/docs.py. package.sh installs cargo-deb with cargo when missing.
+if command -v dpkg >/dev/null; then
+  command -v lintian >/dev/null || want+=(lintian)
+  command -v man >/dev/null || want+=(man-db)
+  command -v python3 >/dev/null || want+=(python3)
+fi
 if [ "${#need[@]}" -gt 0 ] && ! command -v apt-get >/dev/null; then
   echo "test.sh: please install: ${need[*]} (redis-server 6 or newer)" >&2
   exit 1
@@ -47,7 +56,7 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
   if [ "${#want[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null ||
-      echo "test.sh: could not install ${want[*]}; the musl build is not tested" >&2
+      echo "test.sh: could not install ${want[*]}; the musl build or the package is not tested" >&2
   fi
 fi
 
@@ -81,3 +90,10 @@ release="$(scripts/build.sh)"
 echo "test.sh: testing $release" >&2
 CRONLOCK_BIN="$release" CRONLOCKCTL_BIN="$(dirname "$release")/cronlockctl" cargo test --quiet --test '*' 2>&1
 CRONLOCK_BIN="$release" bash compat-tests/run.sh
+
+# The Debian package and the tarball (scripts/package.sh) of that musl build:
+# file list, lintian, an install into a throwaway root, the man pages.
+case "$release" in
+  */*-linux-musl/release/cronlock) bash scripts/package-test.sh ;;
+  *) echo "test.sh: no musl build; the package (scripts/package-test.sh) is not tested" >&2 ;;
+esac
