@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs the Rust
-# tests (unit and integration, against private redis-server, mariadbd,
-# postgres, memcached, etcd and ZooKeeper processes), then the integration
-# tests again and the shell compatibility suite against the release binaries
-# of scripts/build.sh, and the package made from them
-# (scripts/package-test.sh).
+# unit tests, then the integration tests (against private redis-server,
+# mariadbd, postgres, memcached, etcd and ZooKeeper processes) and the shell
+# compatibility suite against the release binaries of scripts/build.sh, and
+# the package made from them (scripts/package-test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -75,7 +74,9 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --quiet 2>&1
+# Unit tests here; the integration tests run once, below, against the
+# release binaries that ship.
+cargo test --quiet --lib --bins 2>&1
 # The allocator's unsafe code under Miri, where a nightly toolchain with
 # Miri is installed (rustup component add miri rust-src --toolchain nightly).
 if cargo +nightly miri --version >/dev/null 2>&1; then
@@ -85,7 +86,7 @@ else
 fi
 
 # The binaries scripts/build.sh makes (static musl where it can), the ones
-# that ship, pass the integration tests and the compatibility suite too.
+# that ship, pass the integration tests and the compatibility suite.
 release="$(scripts/build.sh)"
 echo "test.sh: testing $release" >&2
 CRONLOCK_BIN="$release" CRONLOCKCTL_BIN="$(dirname "$release")/cronlockctl" cargo test --quiet --test '*' 2>&1
