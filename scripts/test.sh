@@ -22,6 +22,8 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+# The DynamoDB tests run moto's emulator from a virtualenv made below.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -48,6 +50,16 @@ fi
 # start a service on 6379, 3306 or 5432; the tests use none of them (nor
 # their sockets or config files): they start their own servers, with their
 # own data directories, on free ports.
+
+# moto's DynamoDB emulator for tests/store_dynamodb.rs, in a virtualenv of
+# its own (tests/util/dynamodb.rs finds it there), made once.
+export CRONLOCK_TEST_MOTO_VENV="$PWD/target/moto-venv"
+if [ ! -x "$CRONLOCK_TEST_MOTO_VENV/bin/moto_server" ]; then
+  echo "test.sh: installing moto[server] into $CRONLOCK_TEST_MOTO_VENV" >&2
+  rm -rf "$CRONLOCK_TEST_MOTO_VENV"
+  python3 -m venv "$CRONLOCK_TEST_MOTO_VENV"
+  "$CRONLOCK_TEST_MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

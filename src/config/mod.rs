@@ -100,6 +100,23 @@ pub enum Store {
     Redis(Box<RedisTarget>),
     /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
     Directory(PathBuf),
+    /// Items in a DynamoDB table (`CRONLOCK_URL=dynamodb://TABLE`).
+    DynamoDb(DynamoTarget),
+}
+
+/// How to reach DynamoDB. Credentials, region and endpoint are not here:
+/// the AWS SDK reads them (`AWS_*` variables, profiles, instance and
+/// container roles) when the store opens, as the AWS CLI does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoTarget {
+    /// The table's name.
+    pub table: String,
+    /// Connect and per-attempt answer timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Retries after a failed request (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub retries: u32,
+    /// The first retry's pause in seconds, doubled for each further one (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub backoff: u64,
 }
 
 /// How to reach Redis.
@@ -398,6 +415,14 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     if let Some(url) = raw.get("url") {
         match url::parse(url)? {
             url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
+            url::Parsed::DynamoDb(table) => {
+                store = Some(Store::DynamoDb(DynamoTarget {
+                    table,
+                    timeout: target.timeout,
+                    retries: target.reconnect_attempts,
+                    backoff: target.reconnect_backoff,
+                }))
+            }
             url::Parsed::Redis {
                 tls,
                 host,
@@ -662,6 +687,20 @@ mod tests {
         assert_eq!(target.password.as_deref(), Some("kept"));
         let dir = load_env(&[("CRONLOCK_URL", "file:///var/lock/cronlock")]).unwrap();
         assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
+        let table = load_env(&[
+            ("CRONLOCK_URL", "dynamodb://locks"),
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            table.store,
+            Store::DynamoDb(DynamoTarget {
+                table: "locks".into(),
+                timeout: Some(Duration::from_secs(30)),
+                retries: 2,
+                backoff: 5,
+            })
+        );
     }
 
     #[test]

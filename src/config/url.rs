@@ -1,4 +1,4 @@
-//! `CRONLOCK_URL`: `redis://`, `rediss://` and `file://` forms.
+//! `CRONLOCK_URL`: `redis://`, `rediss://`, `file://` and `dynamodb://` forms.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,9 @@ use anyhow::{anyhow, bail, Result};
 pub enum Parsed {
     /// A lock directory on this host.
     Directory(PathBuf),
+    /// A DynamoDB table (`dynamodb://TABLE`); the account, region and
+    /// endpoint come from the AWS configuration, as the AWS CLI finds them.
+    DynamoDb(String),
     /// A Redis server; parts the URL leaves out fall back to the separate variables.
     Redis {
         /// `rediss://`.
@@ -30,7 +33,7 @@ pub enum Parsed {
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss:// or file:// at the start"))?;
+        .ok_or_else(|| anyhow!("CRONLOCK_URL: expected redis://, rediss://, file:// or dynamodb:// at the start"))?;
     match scheme {
         "file" => {
             if !rest.starts_with('/') {
@@ -39,8 +42,26 @@ pub fn parse(url: &str) -> Result<Parsed> {
             Ok(Parsed::Directory(PathBuf::from(percent_decode(rest, "path")?)))
         }
         "redis" | "rediss" => parse_redis(scheme == "rediss", rest),
-        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss or file"),
+        "dynamodb" => parse_dynamodb(rest),
+        other => bail!("CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, file or dynamodb"),
     }
+}
+
+/// `dynamodb://TABLE`: a table name as DynamoDB accepts it (3-255 of
+/// `A-Z a-z 0-9 _ - .`), nothing else; the region and endpoint are AWS
+/// settings (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`), not part of the URL.
+fn parse_dynamodb(table: &str) -> Result<Parsed> {
+    let valid = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        bail!(
+            "CRONLOCK_URL: {table:?} is not a DynamoDB table name (3-255 of A-Z, a-z, 0-9, '_', '-', '.'); \
+             expected dynamodb://TABLE, with the region and endpoint in AWS_REGION and AWS_ENDPOINT_URL"
+        );
+    }
+    Ok(Parsed::DynamoDb(table.to_string()))
 }
 
 fn parse_redis(tls: bool, rest: &str) -> Result<Parsed> {
@@ -153,6 +174,10 @@ mod tests {
         assert_eq!(
             parse("redis://:secret@[::1]:7000").unwrap(),
             redis(false, "::1", 7000, None, Some("secret"), None)
+        );
+        assert_eq!(
+            parse("dynamodb://cron-locks.prod").unwrap(),
+            Parsed::DynamoDb("cron-locks.prod".into())
         );
         assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),

@@ -1,6 +1,7 @@
 //! The lock stores, one module each, and the one place where the configured
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
+pub mod dynamodb;
 pub mod file;
 pub mod redis;
 
@@ -17,5 +18,6 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::DynamoDb(target) => Box::new(dynamodb::DynamoLock::new(target, report)?),
     })
 }
