@@ -71,12 +71,54 @@ fn a_cronlock_holder_fails_lock_execs_conditional_put() {
     let gated = Gated::new(&dir, "holder");
     let holder = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
     gated.wait_started();
-    assert!(!server.lock_exec_take("nightly", 600), "lock-exec took a held lock");
+    let taken = server.lock_exec_take("nightly", 600);
     gated.open();
     let output = holder.wait_with_output().unwrap();
+    assert!(!taken, "lock-exec took a held lock");
     assert!(output.status.success());
     // Within the grace, still held for lock-exec too.
     assert!(!server.lock_exec_take("nightly", 600));
+}
+
+#[test]
+fn a_taken_over_runs_release_leaves_lock_execs_item_alone() {
+    let server = DynamoServer::start();
+    let dir = TempDir::new("taken-over");
+    // GRACE=-1: a release that did not check its token would delete the item.
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "job"),
+            ("CRONLOCK_KEY_STYLE", "lock-exec"),
+            ("CRONLOCK_RELEASE", "0"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let gated = Gated::new(&dir, "first");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "cronlock's RELEASE to run out",
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                > started + 2
+        },
+    );
+    let taken = server.lock_exec_take("job", 600);
+    gated.open();
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert!(taken, "lock-exec could not take over a stale cronlock lock");
+    let item = server.item("job");
+    assert!(item.contains("'expire'") && !item.contains("cronlock_token"), "{item}");
+    run(&env, &["true"]).expect(200);
 }
 
 #[test]

@@ -430,18 +430,33 @@ pub fn a_waiter_outlasts_its_holder(fixture: &mut dyn Fixture) {
     let gated = Gated::new(&dir, "holder");
     let holder = spawn_gated(&env, &gated, "");
     gated.wait_started();
-    let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30"), ("CRONLOCK_VERBOSE", "yes")]))
+    let mut waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30"), ("CRONLOCK_VERBOSE", "yes")]))
         .args(marker(&dir))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The waiter faces a held lock (the holder is at its gate) and is told
-    // nothing but the holder's end.
+    // The gate opens once the waiter has found the lock held (a store whose
+    // client takes a while to start could otherwise try only after the
+    // holder's end); then it is told nothing but that end.
+    let stderr = waiter.stderr.take().unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.contains("is held; trying again") {
+                let _ = held_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let _ = held_rx.recv_timeout(Duration::from_secs(20));
     gated.open();
     assert!(holder.wait_with_output().unwrap().status.success());
-    let output = waiter.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let status = waiter.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("is held; trying again"), "it had to wait: {stderr}");
     assert_eq!(runs(&dir), 1);
 }
