@@ -29,6 +29,8 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 # The ZooKeeper fixture (tests/util/zookeeper.rs) runs the package's jars with java.
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v java >/dev/null || need+=(default-jre-headless)
+# The DynamoDB tests run moto's emulator from a virtualenv made below.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # The static build (.cargo/config.toml) links glibc's libc.a.
 case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) ;; esac
 # The musl build (scripts/build.sh) needs musl-gcc. Without it that build is
@@ -71,6 +73,16 @@ if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/de
     echo "test.sh: could not install lockex; the lockex tests are skipped" >&2
 fi
 [ ! -x target/lockex/bin/lockex ] || export CRONLOCK_TEST_LOCKEX="$PWD/target/lockex"
+
+# moto's DynamoDB emulator for tests/store_dynamodb.rs, in a virtualenv of
+# its own (tests/util/dynamodb.rs finds it there), made once.
+export CRONLOCK_TEST_MOTO_VENV="$PWD/target/moto-venv"
+if [ ! -x "$CRONLOCK_TEST_MOTO_VENV/bin/moto_server" ]; then
+  echo "test.sh: installing moto[server] into $CRONLOCK_TEST_MOTO_VENV" >&2
+  rm -rf "$CRONLOCK_TEST_MOTO_VENV"
+  python3 -m venv "$CRONLOCK_TEST_MOTO_VENV"
+  "$CRONLOCK_TEST_MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

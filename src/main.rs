@@ -58,8 +58,13 @@ fn run(args: &[OsString]) -> Result<Outcome> {
         report.info(format_args!("{note}"));
     }
     if config.ntpdate {
+        let clock = match config.store {
+            // DynamoDB has no clock to ask: keeping this host's in time is the operator's job (NTP).
+            config::Store::DynamoDb(_) => "this host's clock; keep it synchronised",
+            _ => "the Redis server's clock",
+        };
         report.info(format_args!(
-            "CRONLOCK_NTPDATE=yes: not running ntpdate; lock times come from the Redis server's clock"
+            "CRONLOCK_NTPDATE=yes: not running ntpdate; lock times come from {clock}"
         ));
     }
     if args.is_empty() && !config.reset {

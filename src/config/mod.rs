@@ -115,6 +115,8 @@ pub enum Store {
     Postgres(Box<PostgresTarget>),
     /// A ZooKeeper ensemble (`CRONLOCK_URL=zookeeper://host:port,.../chroot`).
     ZooKeeper(ZooKeeperTarget),
+    /// Items in a DynamoDB table (`CRONLOCK_URL=dynamodb://TABLE`).
+    DynamoDb(DynamoTarget),
 }
 
 /// How to reach MySQL or MariaDB.
@@ -269,6 +271,21 @@ pub struct ZooKeeperTarget {
     pub hosts: Vec<(String, u16)>,
     /// The path every lock lives under, if the URL names one.
     pub chroot: Option<String>,
+}
+
+/// How to reach DynamoDB. Credentials, region and endpoint are not here:
+/// the AWS SDK reads them (`AWS_*` variables, profiles, instance and
+/// container roles) when the store opens, as the AWS CLI does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoTarget {
+    /// The table's name.
+    pub table: String,
+    /// Connect and per-attempt answer timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Retries after a failed request (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub retries: u32,
+    /// The first retry's pause in seconds, doubled for each further one (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub backoff: u64,
 }
 
 /// How to reach Redis.
@@ -631,6 +648,14 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
             }
             url::Parsed::ZooKeeper { hosts, chroot } => {
                 store = Some(Store::ZooKeeper(ZooKeeperTarget { hosts, chroot }))
+            }
+            url::Parsed::DynamoDb(table) => {
+                store = Some(Store::DynamoDb(DynamoTarget {
+                    table,
+                    timeout: target.timeout,
+                    retries: target.reconnect_attempts,
+                    backoff: target.reconnect_backoff,
+                }))
             }
             url::Parsed::Redis {
                 tls,
@@ -1049,6 +1074,20 @@ mod tests {
         };
         assert_eq!((target.sslmode, target.dbname.as_str()), (PgSslMode::VerifyFull, "u"));
         assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
+        let table = load_env(&[
+            ("CRONLOCK_URL", "dynamodb://locks"),
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            table.store,
+            Store::DynamoDb(DynamoTarget {
+                table: "locks".into(),
+                timeout: Some(Duration::from_secs(30)),
+                retries: 2,
+                backoff: 5,
+            })
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `CRONLOCK_URL`: `redis://`, `rediss://`, `mysql://` (or `mariadb://`),
 //! `postgres://` (or `postgresql://`), `memcached://`, `etcd://`, `etcds://`,
-//! `zookeeper://` and `file://` forms.
+//! `zookeeper://`, `dynamodb://` and `file://` forms.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,9 @@ use super::SslMode;
 pub enum Parsed {
     /// A lock directory on this host.
     Directory(PathBuf),
+    /// A DynamoDB table (`dynamodb://TABLE`); the account, region and
+    /// endpoint come from the AWS configuration, as the AWS CLI finds them.
+    DynamoDb(String),
     /// A Redis server; parts the URL leaves out fall back to the separate variables.
     Redis {
         /// `rediss://`.
@@ -88,7 +91,7 @@ pub enum Parsed {
 /// Parses a `CRONLOCK_URL` value. Errors never repeat the password.
 pub fn parse(url: &str) -> Result<Parsed> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, postgres://, memcached://, etcd://, etcds://, zookeeper:// or file:// at the start")
+        anyhow!("CRONLOCK_URL: expected redis://, rediss://, mysql://, postgres://, memcached://, etcd://, etcds://, zookeeper://, dynamodb:// or file:// at the start")
     })?;
     match scheme {
         "file" => {
@@ -103,9 +106,10 @@ pub fn parse(url: &str) -> Result<Parsed> {
         "memcached" => parse_memcached(rest),
         "etcd" | "etcds" => parse_etcd(scheme == "etcds", rest),
         "zookeeper" => parse_zookeeper(rest),
+        "dynamodb" => parse_dynamodb(rest),
         other => bail!(
             "CRONLOCK_URL: unknown scheme {other:?}; expected redis, rediss, mysql, mariadb, postgres, postgresql, \
-             memcached, etcd, etcds, zookeeper or file"
+             memcached, etcd, etcds, zookeeper, dynamodb or file"
         ),
     }
 }
@@ -324,6 +328,23 @@ fn parse_etcd(tls: bool, rest: &str) -> Result<Parsed> {
     })
 }
 
+/// `dynamodb://TABLE`: a table name as DynamoDB accepts it (3-255 of
+/// `A-Z a-z 0-9 _ - .`), nothing else; the region and endpoint are AWS
+/// settings (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`), not part of the URL.
+fn parse_dynamodb(table: &str) -> Result<Parsed> {
+    let valid = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        bail!(
+            "CRONLOCK_URL: {table:?} is not a DynamoDB table name (3-255 of A-Z, a-z, 0-9, '_', '-', '.'); \
+             expected dynamodb://TABLE, with the region and endpoint in AWS_REGION and AWS_ENDPOINT_URL"
+        );
+    }
+    Ok(Parsed::DynamoDb(table.to_string()))
+}
+
 /// `host[:port][,host[:port]...][/chroot]`, as ZooKeeper's own connect strings.
 fn parse_zookeeper(rest: &str) -> Result<Parsed> {
     if rest.contains(['?', '#', '@']) {
@@ -468,6 +489,10 @@ mod tests {
                 user: Some("app".into()),
                 password: Some("p@ss".into()),
             }
+        );
+        assert_eq!(
+            parse("dynamodb://cron-locks.prod").unwrap(),
+            Parsed::DynamoDb("cron-locks.prod".into())
         );
         assert_eq!(
             parse("file:///var/lock/cronlock").unwrap(),

@@ -1,6 +1,7 @@
 //! The lock stores, one module each, and the one place where the configured
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
+pub mod dynamodb;
 pub mod etcd;
 pub mod file;
 pub mod memcached;
@@ -27,6 +28,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
         Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
         Store::ZooKeeper(target) => Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?),
+        Store::DynamoDb(target) => Box::new(dynamodb::DynamoLock::new(target, report)?),
     })
 }
 
@@ -47,6 +49,7 @@ pub fn describe(store: &Store) -> String {
         }
         Store::Directory(dir) => format!("directory {}", dir.display()),
         Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
+        Store::DynamoDb(target) => format!("dynamodb table {}", target.table),
         Store::ZooKeeper(target) => {
             let servers: Vec<String> = target.hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
             format!(

@@ -3,6 +3,7 @@
 //! runs the built `cronlock` with a clean environment.
 #![allow(dead_code)]
 
+pub mod dynamodb;
 pub mod etcd;
 pub mod mariadb;
 pub mod memcached;
@@ -297,8 +298,9 @@ pub fn ctl(env: &[(String, String)], args: &[&str]) -> Run {
     Run { output }
 }
 
-/// `cronlock` with every `CRONLOCK_*` variable of the caller removed, the
-/// config file lookup pointed at an empty file, and fast reconnects.
+/// `cronlock` with every `CRONLOCK_*` and `AWS_*` variable of the caller
+/// removed (no test may reach a real AWS account), the config file lookup
+/// pointed at an empty file, and fast reconnects.
 pub fn cronlock(env: &[(String, String)]) -> Command {
     let mut command = Command::new(bin());
     clean_env(&mut command, env);
@@ -307,7 +309,8 @@ pub fn cronlock(env: &[(String, String)]) -> Command {
 
 fn clean_env(command: &mut Command, env: &[(String, String)]) {
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CRONLOCK_") {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("CRONLOCK_") || name_text.starts_with("AWS_") {
             command.env_remove(&name);
         }
     }

@@ -1,0 +1,456 @@
+//! The DynamoDB store (`CRONLOCK_URL=dynamodb://TABLE`): one item per lock,
+//! in lock-exec's format, so lock-exec hosts and cronlock hosts can share a
+//! table and exclude each other.
+//!
+//! An item is lock-exec's `key` (S: the lock's key) and `expire` (N: unix
+//! nanoseconds; the lock may be taken once the clock has passed it), plus
+//! cronlock's own attributes, which lock-exec ignores: `cronlock_token` (a
+//! random proof of ownership that release and renewal check),
+//! `cronlock_owner`, `cronlock_start` and `cronlock_end` (unix seconds),
+//! and `cronlock_ttl` (unix seconds, for an optional DynamoDB TTL).
+//! Taking is one `PutItem` under lock-exec's own condition,
+//! `attribute_not_exists(#key) OR expire < :now`, so exactly one contender
+//! wins. Every later step is conditioned on our token, so a release never
+//! touches an item that someone else (cronlock or lock-exec) has written.
+//!
+//! cronlock's lock times are whole seconds: a lock held through second E is
+//! written as `expire` = the last nanosecond of E, so "held while E >= now"
+//! and lock-exec's "taken once expire < now" say the same thing.
+//!
+//! DynamoDB has no clock to ask, so every time here is this host's clock
+//! (lock-exec does the same); the README says how far clock skew moves a
+//! lock. The SDK is async: this store alone starts a current-thread tokio
+//! runtime and blocks on each request.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use tokio::runtime::Runtime;
+
+use crate::config::DynamoTarget;
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::report::Report;
+
+const NANOS: i64 = 1_000_000_000;
+/// The longest pause between two retries of one request.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// lock-exec's attribute names, and ours beside them.
+const KEY: &str = "key";
+const EXPIRE: &str = "expire";
+const TOKEN: &str = "cronlock_token";
+const OWNER: &str = "cronlock_owner";
+const START: &str = "cronlock_start";
+const END: &str = "cronlock_end";
+const TTL: &str = "cronlock_ttl";
+
+/// Locks as items of one DynamoDB table.
+pub struct DynamoLock {
+    table: String,
+    /// For messages: where the SDK sends requests.
+    region: String,
+    runtime: Runtime,
+    client: Client,
+}
+
+impl DynamoLock {
+    /// The client for `target.table`, with credentials, region and endpoint
+    /// found as the AWS CLI finds them. Sends nothing to DynamoDB (finding a
+    /// region may ask the instance metadata service when nothing else names one).
+    pub fn new(target: &DynamoTarget, report: &Report) -> Result<DynamoLock> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| anyhow!("starting the DynamoDB client: {err}"))?;
+        // rustls with ring, as the Redis store's TLS: the SDK's default
+        // client would bring aws-lc-rs as a second crypto library.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut timeouts = TimeoutConfig::builder();
+        if let Some(timeout) = target.timeout {
+            timeouts = timeouts.connect_timeout(timeout).operation_attempt_timeout(timeout);
+        }
+        let retry = RetryConfig::standard()
+            .with_max_attempts(target.retries.saturating_add(1))
+            .with_initial_backoff(Duration::from_secs(target.backoff).max(Duration::from_millis(10)))
+            .with_max_backoff(MAX_BACKOFF);
+        let sdk = runtime.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http)
+                .timeout_config(timeouts.build())
+                .retry_config(retry)
+                .load(),
+        );
+        let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
+            anyhow!(
+                "DynamoDB table {:?}: no AWS region; set AWS_REGION (or a region in the AWS profile)",
+                target.table
+            )
+        })?;
+        report.info(format_args!(
+            "DynamoDB table {} in region {region}, times from this host's clock",
+            target.table
+        ));
+        Ok(DynamoLock {
+            table: target.table.clone(),
+            region,
+            client: Client::new(&sdk),
+            runtime,
+        })
+    }
+
+    /// One line for a failed request: what was being done, and why, without
+    /// the SDK's debug dump (which repeats the request).
+    fn error<E>(&self, doing: &str, err: SdkError<E>) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let table = &self.table;
+        let region = &self.region;
+        let why = match &err {
+            SdkError::ServiceError(service) => match service.err().code() {
+                Some("ResourceNotFoundException") => {
+                    return anyhow!(
+                        "DynamoDB table {table:?} not found in region {region}; create it as the README shows"
+                    )
+                }
+                Some(code) => format!("{code}: {}", service.err().message().unwrap_or("no message")),
+                None => format!(
+                    "HTTP {} without a DynamoDB error: is the endpoint DynamoDB?",
+                    service.raw().status().as_u16()
+                ),
+            },
+            SdkError::TimeoutError(_) => "no answer in time (CRONLOCK_REDIS_TIMEOUT)".to_string(),
+            SdkError::DispatchFailure(dispatch) if dispatch.is_io() || dispatch.is_timeout() => {
+                format!("cannot reach DynamoDB: {}", chain(&err))
+            }
+            _ if chain(&err).contains("no credentials found") => "no AWS credentials found; set AWS_ACCESS_KEY_ID and \
+                AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the host an instance or container role"
+                .to_string(),
+            SdkError::DispatchFailure(_) => format!("{}; is the endpoint DynamoDB?", chain(&err)),
+            SdkError::ResponseError(_) => format!("an answer that is not DynamoDB's: {}", chain(&err)),
+            _ => chain(&err),
+        };
+        anyhow!("DynamoDB table {table:?} ({region}): {doing}: {why}")
+    }
+
+    /// The item of `key`, read consistently; `None` when there is none.
+    fn read(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send();
+        match self.runtime.block_on(request) {
+            Ok(out) => Ok(out.item),
+            Err(err) => Err(self.error("reading the lock", err)),
+        }
+    }
+}
+
+impl LockStore for DynamoLock {
+    fn kind(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
+        let key = key_text(claim.key)?;
+        // A failed take whose answer lacks the item (an emulator that
+        // ignores ReturnValuesOnConditionCheckFailure) reads it; when the
+        // item is gone by then, the take is tried again.
+        for _ in 0..3 {
+            let now = now_nanos();
+            let start = now.div_euclid(NANOS);
+            let expires_at = start + claim.release + 1;
+            let token = new_token();
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, AttributeValue::S(key.to_string()))
+                .item(EXPIRE, number(last_nano(expires_at)))
+                .item(TOKEN, AttributeValue::S(token.clone()))
+                .item(START, number(start))
+                .item(TTL, number(expires_at + 1))
+                .condition_expression("attribute_not_exists(#key) OR #expire < :now")
+                .expression_attribute_names("#key", KEY)
+                .expression_attribute_names("#expire", EXPIRE)
+                .expression_attribute_values(":now", number(now))
+                .return_values(ReturnValue::AllOld)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            if let Some(owner) = claim.owner {
+                put = put.item(OWNER, AttributeValue::S(owner.to_string()));
+            }
+            let mut lease = Lease::new(claim.key, start, expires_at);
+            lease.token = Some(token);
+            let failed = match self.runtime.block_on(put.send()) {
+                Ok(out) => {
+                    return Ok(match out.attributes() {
+                        Some(old) if !old.is_empty() => Acquire::TakenOver {
+                            lease,
+                            expired_ago: start - expire_of(old).div_euclid(NANOS),
+                        },
+                        _ => Acquire::Taken(lease),
+                    })
+                }
+                Err(err) => err,
+            };
+            // The holder's item, when the take failed because the lock is held.
+            let returned = match failed.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(held)) => held.item().cloned(),
+                _ => return Err(self.error("taking the lock", failed)),
+            };
+            let holder = match returned {
+                Some(item) if !item.is_empty() => Some(item),
+                _ => self.read(key)?,
+            };
+            if let Some(item) = holder {
+                let until = expire_of(&item).div_euclid(NANOS);
+                return Ok(Acquire::Held {
+                    expires_in: until.saturating_sub(start).max(0),
+                });
+            }
+        }
+        Ok(Acquire::Held { expires_in: 0 })
+    }
+
+    fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        let key = key_text(&lease.key)?;
+        let token = lease.token.clone().unwrap_or_default();
+        let now = now_nanos().div_euclid(NANOS);
+        let until = keep.until(lease.start, now);
+        // A missing item (reset while the command ran) counts as ours, as in
+        // the other stores: the grace is claimed again.
+        let ours = "attribute_not_exists(#key) OR #token = :token";
+        if until <= now {
+            let request = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(key.to_string()))
+                .condition_expression(ours)
+                .expression_attribute_names("#key", KEY)
+                .expression_attribute_names("#token", TOKEN)
+                .expression_attribute_values(":token", AttributeValue::S(token))
+                .send();
+            return match self.runtime.block_on(request) {
+                Ok(_) => Ok(Release::Dropped),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(Release::NotOurs)
+                }
+                Err(err) => Err(self.error("releasing the lock", err)),
+            };
+        }
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .update_expression("SET #expire = :expire, #token = :token, #start = :start, #end = :end, #ttl = :ttl")
+            .condition_expression(ours)
+            .expression_attribute_names("#key", KEY)
+            .expression_attribute_names("#expire", EXPIRE)
+            .expression_attribute_names("#token", TOKEN)
+            .expression_attribute_names("#start", START)
+            .expression_attribute_names("#end", END)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":expire", number(last_nano(until)))
+            .expression_attribute_values(":token", AttributeValue::S(token))
+            .expression_attribute_values(":start", number(lease.start))
+            .expression_attribute_values(":end", number(now))
+            .expression_attribute_values(":ttl", number(until + 1))
+            .send();
+        match self.runtime.block_on(request) {
+            Ok(_) => Ok(Release::Kept { until }),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Release::NotOurs)
+            }
+            Err(err) => Err(self.error("releasing the lock", err)),
+        }
+    }
+
+    fn reset(&mut self, key: &[u8]) -> Result<bool> {
+        let key = key_text(key)?;
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .return_values(ReturnValue::AllOld)
+            .send();
+        match self.runtime.block_on(request) {
+            Ok(out) => Ok(out.attributes().is_some_and(|old| !old.is_empty())),
+            Err(err) => Err(self.error("resetting the lock", err)),
+        }
+    }
+
+    fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
+        // The token alone tells whether the item is still ours: a renewal
+        // whose answer was lost changed only `expire`, so the next one
+        // needs no special case.
+        let key = match key_text(&lease.key) {
+            Ok(key) => key,
+            Err(err) => {
+                return Renewal::Unconfirmed {
+                    message: format!("{err:#}"),
+                    maybe_sent: false,
+                }
+            }
+        };
+        let expires_at = now_nanos().div_euclid(NANOS) + seconds + 1;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .update_expression("SET #expire = :expire, #ttl = :ttl")
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#expire", EXPIRE)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_names("#token", TOKEN)
+            .expression_attribute_values(":expire", number(last_nano(expires_at)))
+            .expression_attribute_values(":ttl", number(expires_at + 1))
+            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone().unwrap_or_default()))
+            .send();
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(limit, request).await })
+        {
+            Ok(Ok(_)) => Renewal::Renewed { expires_at },
+            Ok(Err(err))
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Renewal::Lost
+            }
+            Ok(Err(err)) => Renewal::Unconfirmed {
+                maybe_sent: !matches!(err, SdkError::ConstructionFailure(_)),
+                message: format!("{:#}", self.error("renewing the lease", err)),
+            },
+            Err(_) => Renewal::Unconfirmed {
+                message: format!("DynamoDB table {:?}: no answer to the renewal in time", self.table),
+                maybe_sent: true,
+            },
+        }
+    }
+}
+
+/// The key as DynamoDB's string type needs it.
+fn key_text(key: &[u8]) -> Result<&str> {
+    match std::str::from_utf8(key) {
+        Ok("") => bail!("the DynamoDB store needs a non-empty key"),
+        Ok(key) if key.len() > 2048 => bail!("the key is longer than DynamoDB's 2048 bytes"),
+        Ok(key) => Ok(key),
+        Err(_) => bail!("the key is not UTF-8, which DynamoDB's string keys need"),
+    }
+}
+
+fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// The last nanosecond of unix second `second`.
+fn last_nano(second: i64) -> i64 {
+    second.saturating_mul(NANOS).saturating_add(NANOS - 1)
+}
+
+/// An item's `expire`; an item without a readable one (not written by
+/// lock-exec nor cronlock) counts as held for ever, as DynamoDB's own
+/// `expire < :now` finds no such item expired.
+fn expire_of(item: &HashMap<String, AttributeValue>) -> i64 {
+    match item.get(EXPIRE) {
+        Some(AttributeValue::N(n)) => n.parse().unwrap_or(i64::MAX),
+        _ => i64::MAX,
+    }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// 128 random bits in hex: what tells our item from anyone else's.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        // No /dev/urandom (a chroot): the pid and the time are unique enough
+        // among the hosts' concurrent runs of one job.
+        bytes[..8].copy_from_slice(&now_nanos().to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string().replace('\n', " ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_end_on_their_last_nanosecond() {
+        assert_eq!(last_nano(5), 5_999_999_999);
+        assert_eq!(last_nano(5).div_euclid(NANOS), 5);
+        assert_eq!(last_nano(i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn an_unreadable_expire_is_held_for_ever() {
+        let mut item = HashMap::new();
+        assert_eq!(expire_of(&item), i64::MAX);
+        item.insert(EXPIRE.to_string(), AttributeValue::S("soon".into()));
+        assert_eq!(expire_of(&item), i64::MAX);
+        item.insert(EXPIRE.to_string(), number(42));
+        assert_eq!(expire_of(&item), 42);
+    }
+
+    #[test]
+    fn keys_must_be_text_dynamodb_accepts() {
+        assert_eq!(key_text(b"cronlock.abc").unwrap(), "cronlock.abc");
+        assert!(key_text(b"").is_err());
+        assert!(key_text(b"\xff").is_err());
+        assert!(key_text(&[b'a'; 2049]).is_err());
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_eq!(new_token().len(), 32);
+        assert_ne!(new_token(), new_token());
+    }
+}
