@@ -1,19 +1,64 @@
 #!/usr/bin/env bash
 # Side-by-side figures for one machine: median wall time, median CPU time and
 # peak RSS of the bare command, cronlock on its paths (lock taken, lock held,
-# TLS, directory store, a semaphore slot) and, when CRONLOCK_REFERENCE names
-# it, the original script; then 200 runs at once on one key, and how fast
-# and how cheaply a waiter (CRONLOCK_WAIT) gets a released lock. Starts its
-# own servers.
+# TLS, directory store, a semaphore slot), then each other store (MySQL/
+# MariaDB, PostgreSQL, memcached, etcd, ZooKeeper) with the lock taken and
+# held, and, when CRONLOCK_REFERENCE names it, the original script; then 200
+# runs at once on one key, and how fast and how cheaply a waiter
+# (CRONLOCK_WAIT) gets a released lock (both on Redis). Starts its own
+# servers, each on a free loopback port with its own data directory, and
+# stops them on exit; a store whose server is not installed is skipped with
+# one line on stderr.
 #   CRONLOCK_BIN        binary to measure (default: what scripts/build.sh builds)
-#   CRONLOCK_REFERENCE  the original `cronlock` script (optional)
+#   CRONLOCK_REFERENCE  the original `cronlock` script (optional; a Redis row)
 #   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
 #   BENCH_ROUNDS        rounds the runs are split into (default 5): every row
 #                       runs once per round, so a machine that slows down for
 #                       a while slows all rows alike
+#   BENCH_STORES        the stores to measure, separated by spaces or commas
+#                       (default: all of them that are installed): redis,
+#                       file (or directory), mysql (or mariadb), postgres (or
+#                       postgresql), memcached, etcd, zookeeper. Rows keep
+#                       this order whatever the order given; the bare row is
+#                       always there, the contention and WAIT figures come
+#                       with redis. E.g. BENCH_STORES=mysql BENCH_RUNS=100
+#
+# The database servers keep their shipped durability, since a commit's flush
+# is most of what a lock costs there: MariaDB commits with
+# innodb_flush_log_at_trx_commit=1 and the doublewrite buffer, PostgreSQL
+# with fsync, synchronous_commit and full_page_writes on, etcd and ZooKeeper
+# fsync each write. Only memory is made smaller. The data directories are
+# under TMPDIR; the header says which file system that is. PostgreSQL trusts
+# TCP logins from 127.0.0.1 (no scram round trip) and cronlock connects with
+# sslmode=disable; MariaDB checks a password (mysql_native_password).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNS="${BENCH_RUNS:-1000}"
+
+ALL_STORES="redis file mysql postgres memcached etcd zookeeper"
+STORES=" "
+for name in ${BENCH_STORES:-$ALL_STORES}; do
+  for name in ${name//,/ }; do
+    case "$name" in directory) name=file ;; mariadb) name=mysql ;; postgresql) name=postgres ;; esac
+    case " $ALL_STORES " in
+      *" $name "*) [[ "$STORES" == *" $name "* ]] || STORES+="$name " ;;
+      *) echo "bench.sh: BENCH_STORES: no store \"$name\" (these are: $ALL_STORES)" >&2; exit 2 ;;
+    esac
+  done
+done
+wants() { [[ "$STORES" == *" $1 "* ]]; }
+skip() { # STORE PROGRAM: the store is left out
+  echo "bench.sh: $1 skipped: $2 not installed" >&2
+  STORES="${STORES/ $1 / }"
+}
+# find_program NAME [DIR...]: NAME on PATH or in one of DIRs (Debian keeps
+# mariadbd in /usr/sbin, off a normal user's PATH).
+find_program() {
+  local name=$1 dir; shift
+  command -v "$name" 2>/dev/null && return
+  for dir in "$@"; do [ -x "$dir/$name" ] && { echo "$dir/$name"; return; }; done
+  return 1
+}
 
 if [ -z "${CRONLOCK_BIN:-}" ]; then
   CRONLOCK_BIN="$("$ROOT/scripts/build.sh")"
@@ -25,80 +70,280 @@ if [ -n "${CRONLOCK_REFERENCE:-}" ]; then
 fi
 TRUE="$(command -v true)"
 case "$TRUE" in /*) ;; *) TRUE=/bin/true ;; esac
-for tool in redis-server redis-cli openssl python3; do
-  command -v "$tool" >/dev/null || { echo "bench.sh: $tool is required" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "bench.sh: python3 is required" >&2; exit 2; }
+for tool in redis-server redis-cli openssl; do
+  if wants redis && ! command -v "$tool" >/dev/null; then skip redis "$tool"; fi
 done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cronlock-bench.XXXXXX")"
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+# How each server is stopped, by pid: SIGTERM unless named here.
+declare -A STOP_SIGNAL=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -"${STOP_SIGNAL[$pid]:-TERM}" "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # free_port and wait_for, shared with the compatibility suite.
 # shellcheck source=../compat-tests/lib.sh
 source "$ROOT/compat-tests/lib.sh"
 
+# A free port that is no store's usual one (the machine's own servers may
+# listen there later) and not already given to one of ours.
+TAKEN_PORTS=" 2181 2379 2380 3306 5432 6379 11211 "
+private_port() { # VAR: sets VAR to the port
+  local port
+  while port=$(free_port); [[ "$TAKEN_PORTS" == *" $port "* ]]; do :; done
+  TAKEN_PORTS+="$port "
+  printf -v "$1" '%s' "$port"
+}
+
+# started NAME LOG SECONDS CHECK...: waits until CHECK succeeds, or stops
+# the bench with the end of the server's log.
+started() {
+  local name=$1 log=$2 seconds=$3; shift 3
+  wait_for "$seconds" "$@" && return
+  echo "bench.sh: $name did not start; the end of $log:" >&2
+  tail -n 20 "$log" >&2 || true
+  exit 2
+}
+
 wait_ping() { # PORT [redis-cli options...]
   wait_for 10 redis-cli -p "$@" ping || { echo "bench.sh: redis-server on port $1 did not start" >&2; exit 2; }
 }
 
-# A throwaway CA and a server certificate for 127.0.0.1.
-(
-  cd "$WORK"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" -keyout ca.key -out ca.crt 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
-  openssl x509 -req -days 1 -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile server.ext \
-    -out server.crt 2>/dev/null
+if wants redis; then
+  # A throwaway CA and a server certificate for 127.0.0.1.
+  (
+    cd "$WORK"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -days 1 -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -extfile server.ext \
+      -out server.crt 2>/dev/null
+  )
+
+  private_port PLAIN
+  redis-server --port "$PLAIN" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/plain.log" 2>&1 &
+  PIDS+=($!)
+  private_port TLSPORT
+  redis-server --port 0 --tls-port "$TLSPORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --tls-cert-file "$WORK/server.crt" --tls-key-file "$WORK/server.key" --tls-ca-cert-file "$WORK/ca.crt" \
+    --tls-auth-clients no >"$WORK/tls.log" 2>&1 &
+  PIDS+=($!)
+  TLSCLI=(--tls --cacert "$WORK/ca.crt")
+fi
+
+# The other stores' servers, started together (ZooKeeper's JVM first, the
+# slowest) and waited for below. Each start_* sets the store's URL and a
+# line for the header, or skips the store when its programs are missing.
+declare -A URL=() ABOUT=()
+
+start_zookeeper() {
+  local jars=/usr/share/java dir="$WORK/zookeeper" java_log=()
+  command -v java >/dev/null || { skip zookeeper java; return; }
+  [ -f "$jars/zookeeper.jar" ] || { skip zookeeper "$jars/zookeeper.jar"; return; }
+  private_port ZK_PORT
+  mkdir -p "$dir/data"
+  # ZooKeeper's defaults otherwise: tickTime 2000, forceSync=yes (each
+  # write fsynced before it is acknowledged).
+  printf '%s\n' "tickTime=2000" "dataDir=$dir/data" "clientPort=$ZK_PORT" "clientPortAddress=127.0.0.1" \
+    "admin.enableServer=false" "4lw.commands.whitelist=srvr" "maxClientCnxns=0" >"$dir/zoo.cfg"
+  [ -f /etc/zookeeper/conf/log4j.properties ] &&
+    java_log=(-Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties)
+  java -Xmx128m -Dzookeeper.log.dir="$dir" "${java_log[@]}" -cp "$jars/*:/etc/zookeeper/conf" \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" </dev/null >"$dir/server.log" 2>&1 &
+  PIDS+=($!)
+  URL[zookeeper]="zookeeper://127.0.0.1:$ZK_PORT"
+}
+
+start_etcd() {
+  local dir="$WORK/etcd" client peer peer_port
+  command -v etcd >/dev/null || { skip etcd etcd; return; }
+  private_port ETCD_PORT
+  private_port peer_port
+  client="http://127.0.0.1:$ETCD_PORT" peer="http://127.0.0.1:$peer_port"
+  mkdir -p "$dir"
+  # A one-member cluster with etcd's defaults: every write fsynced.
+  etcd --name bench --data-dir "$dir/data" --listen-client-urls "$client" --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "bench=$peer" \
+    </dev/null >"$dir/etcd.log" 2>&1 &
+  PIDS+=($!)
+  URL[etcd]="etcd://127.0.0.1:$ETCD_PORT"
+  ABOUT[etcd]="etcd $(etcd --version | awk '/^etcd Version/ {print $3}') (fsync)"
+}
+
+start_memcached() {
+  local as_root=()
+  command -v memcached >/dev/null || { skip memcached memcached; return; }
+  private_port MEMCACHED_PORT
+  # memcached refuses to run as root unless told which user to be.
+  [ "$(id -u)" = 0 ] && as_root=(-u root)
+  memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 "${as_root[@]}" </dev/null >"$WORK/memcached.log" 2>&1 &
+  PIDS+=($!)
+  URL[memcached]="memcached://127.0.0.1:$MEMCACHED_PORT"
+  ABOUT[memcached]="$(memcached -V)"
+}
+
+start_mysql() {
+  local install server dir="$WORK/mysql" settings
+  install=$(find_program mariadb-install-db /usr/sbin /usr/bin) || { skip mysql mariadb-install-db; return; }
+  server=$(find_program mariadbd /usr/sbin) || { skip mysql mariadbd; return; }
+  MARIADB=$(find_program mariadb) || { skip mysql "mariadb (the client)"; return; }
+  mkdir -p "$dir/tmp"
+  # No option files, and MariaDB's defaults but for a smaller buffer pool:
+  # innodb_flush_log_at_trx_commit=1 (the log flushed at each commit), the
+  # doublewrite buffer on, no binary log. Its own tmpdir: in a shared /tmp,
+  # mariadb-install-db now and then fails on another server's temporary table.
+  settings=(--no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --skip-name-resolve
+    --innodb-buffer-pool-size=16M)
+  # mariadbd refuses to run as root unless told to.
+  [ "$(id -u)" = 0 ] && settings+=(--user=root)
+  "$install" "${settings[@]}" --auth-root-authentication-method=normal --skip-test-db \
+    </dev/null >"$dir/install.log" 2>&1 ||
+    { echo "bench.sh: mariadb-install-db failed:" >&2; tail -n 20 "$dir/install.log" >&2; exit 2; }
+  private_port MYSQL_PORT
+  "$server" "${settings[@]}" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
+    --log-error="$dir/error.log" --port="$MYSQL_PORT" --bind-address=127.0.0.1 </dev/null >/dev/null 2>&1 &
+  PIDS+=($!)
+  URL[mysql]="mysql://bench:bench-secret@127.0.0.1:$MYSQL_PORT/cronlock"
+  ABOUT[mysql]="MariaDB $("$server" --version | grep -o '[0-9][0-9.]*-MariaDB' | sed 's/-MariaDB//') (innodb_flush_log_at_trx_commit=1)"
+}
+mysql_root() { "$MARIADB" --no-defaults --socket="$WORK/mysql/mariadbd.sock" --user=root --batch -e "$1"; }
+
+start_postgres() {
+  local bin dir="$WORK/postgres" as=()
+  # Debian keeps the server programs in /usr/lib/postgresql/N/bin: the newest.
+  bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1 || true)
+  PG_INITDB=$(find_program initdb "$bin") || { skip postgres initdb; return; }
+  PG_SERVER=$(find_program postgres "$bin") || { skip postgres postgres; return; }
+  PG_ISREADY=$(find_program pg_isready "$bin") || { skip postgres pg_isready; return; }
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL will not run as root: the postgres account runs it, in a
+    # directory of its own that it reaches through WORK.
+    id postgres >/dev/null 2>&1 || { skip postgres "the postgres account (it will not run as root)"; return; }
+    command -v setpriv >/dev/null || { skip postgres setpriv; return; }
+    as=(setpriv --reuid=postgres --regid=postgres --clear-groups)
+    chown postgres: "$dir"
+    chmod 711 "$WORK"
+  fi
+  # Trust for TCP logins from 127.0.0.1: no password, no scram round trip.
+  "${as[@]}" "$PG_INITDB" --pgdata="$dir/data" --username=postgres --auth-host=trust --auth-local=trust \
+    --encoding=UTF8 --no-locale --no-sync </dev/null >"$dir/initdb.log" 2>&1 ||
+    { echo "bench.sh: initdb failed:" >&2; tail -n 20 "$dir/initdb.log" >&2; exit 2; }
+  private_port POSTGRES_PORT
+  # PostgreSQL's defaults but for shared_buffers: fsync, synchronous_commit
+  # and full_page_writes on.
+  "${as[@]}" "$PG_SERVER" -D "$dir/data" -c listen_addresses=127.0.0.1 -c port="$POSTGRES_PORT" \
+    -c unix_socket_directories="$dir" -c shared_buffers=16MB </dev/null >/dev/null 2>"$dir/postgres.log" &
+  PIDS+=($!)
+  # A fast shutdown: SIGTERM would wait for every client to leave.
+  STOP_SIGNAL[$!]=INT
+  URL[postgres]="postgres://postgres@127.0.0.1:$POSTGRES_PORT/postgres?sslmode=disable"
+  ABOUT[postgres]="PostgreSQL $("$PG_SERVER" --version | sed -n 's/^postgres (PostgreSQL) \([0-9.]*\).*/\1/p') (fsync, synchronous_commit on, trust, sslmode=disable)"
+}
+
+zk_srvr() ( # the answer to ZooKeeper's `srvr`
+  exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf srvr >&3 && timeout 2 cat <&3
+)
+zk_serving() { zk_srvr | grep -q 'Mode: standalone'; }
+etcd_healthy() ( # etcd's /health over plain HTTP
+  exec 3<>"/dev/tcp/127.0.0.1/$ETCD_PORT" && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 &&
+    timeout 2 cat <&3 | grep -q '"health":"true"'
+)
+memcached_version() (
+  exec 3<>"/dev/tcp/127.0.0.1/$MEMCACHED_PORT" && printf 'version\r\n' >&3 &&
+    IFS= read -r -t 2 line <&3 && [[ "$line" == VERSION* ]]
 )
 
-PLAIN=$(free_port)
-redis-server --port "$PLAIN" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/plain.log" 2>&1 &
-PIDS+=($!)
-TLSPORT=$(free_port)
-redis-server --port 0 --tls-port "$TLSPORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --tls-cert-file "$WORK/server.crt" --tls-key-file "$WORK/server.key" --tls-ca-cert-file "$WORK/ca.crt" \
-  --tls-auth-clients no >"$WORK/tls.log" 2>&1 &
-PIDS+=($!)
-TLSCLI=(--tls --cacert "$WORK/ca.crt")
-wait_ping "$PLAIN"
-wait_ping "$TLSPORT" "${TLSCLI[@]}"
+for store in zookeeper etcd memcached mysql postgres; do
+  if wants "$store"; then "start_$store"; fi
+done
+if wants redis; then
+  wait_ping "$PLAIN"
+  wait_ping "$TLSPORT" "${TLSCLI[@]}"
+fi
+if wants memcached; then started memcached "$WORK/memcached.log" 10 memcached_version; fi
+if wants etcd; then started etcd "$WORK/etcd/etcd.log" 30 etcd_healthy; fi
+if wants mysql; then
+  started mariadbd "$WORK/mysql/error.log" 60 mysql_root "SELECT 1"
+  # A user with a password, as a production one would have.
+  mysql_root "CREATE DATABASE cronlock; CREATE USER 'bench'@'%' IDENTIFIED BY 'bench-secret';
+    GRANT ALL ON cronlock.* TO 'bench'@'%';"
+fi
+if wants postgres; then
+  started postgres "$WORK/postgres/postgres.log" 60 "$PG_ISREADY" -q -h 127.0.0.1 -p "$POSTGRES_PORT"
+fi
+if wants zookeeper; then
+  started zookeeper "$WORK/zookeeper/server.log" 90 zk_serving
+  ABOUT[zookeeper]="ZooKeeper $(zk_srvr | sed -n 's/^Zookeeper version: \([^-,]*\).*/\1/p') (forceSync)"
+fi
 
 # Every row runs with only these settings (nothing from the caller's
 # CRONLOCK_*), no config file, and a grace of -1 so that each run takes the
 # lock afresh; the held rows point at a key taken for a day.
 for name in $(compgen -e | grep '^CRONLOCK_' || true); do unset "$name"; done
-export CRONLOCK_CONFIG=/dev/null CRONLOCK_HOST=127.0.0.1 CRONLOCK_PORT="$PLAIN" CRONLOCK_GRACE=-1
+export CRONLOCK_CONFIG=/dev/null CRONLOCK_GRACE=-1
 HELD_VALUE=$(( $(date +%s) + 86400 ))
-redis-cli -p "$PLAIN" set cronlock.bench-held "$HELD_VALUE" >/dev/null
-redis-cli -p "$TLSPORT" "${TLSCLI[@]}" set cronlock.bench-held "$HELD_VALUE" >/dev/null
-# A semaphore of 3 whose first two slots are held: each run takes the third.
-redis-cli -p "$PLAIN" set cronlock.bench-sem "$HELD_VALUE" >/dev/null
-redis-cli -p "$PLAIN" set cronlock.bench-sem:2 "$HELD_VALUE" >/dev/null
+if wants redis; then
+  export CRONLOCK_HOST=127.0.0.1 CRONLOCK_PORT="$PLAIN"
+  redis-cli -p "$PLAIN" set cronlock.bench-held "$HELD_VALUE" >/dev/null
+  redis-cli -p "$TLSPORT" "${TLSCLI[@]}" set cronlock.bench-held "$HELD_VALUE" >/dev/null
+  # A semaphore of 3 whose first two slots are held: each run takes the third.
+  redis-cli -p "$PLAIN" set cronlock.bench-sem "$HELD_VALUE" >/dev/null
+  redis-cli -p "$PLAIN" set cronlock.bench-sem:2 "$HELD_VALUE" >/dev/null
+fi
 mkdir -p "$WORK/locks"
+# The other stores' held key is taken by cronlock itself, for a day.
+for store in mysql postgres memcached etcd zookeeper; do
+  if wants "$store"; then
+    CRONLOCK_URL="${URL[$store]}" CRONLOCK_KEY=bench-held CRONLOCK_GRACE=86400 "$BIN" "$TRUE" ||
+      { echo "bench.sh: could not take the held lock on $store (${URL[$store]})" >&2; exit 2; }
+  fi
+done
 
 ROWS="$WORK/rows"
 : >"$ROWS"
+# Whether the rows added next are compared with the original script (a
+# Redis client): not for the stores it cannot use.
+VERSUS=yes
 # row LABEL EXPECTED-EXIT RUNS ENV... -- COMMAND...
 row() {
   local label=$1 expect=$2 runs=$3; shift 3
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$expect" "$runs" "$(printf '%q ' "${envs[@]}")" "$(printf '%q ' "$@")" >>"$ROWS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$expect" "$runs" "$(printf '%q ' "${envs[@]}")" "$(printf '%q ' "$@")" \
+    "$VERSUS" >>"$ROWS"
 }
-TLSENV=(CRONLOCK_PORT="$TLSPORT" CRONLOCK_TLS=yes CRONLOCK_TLS_CA_FILE="$WORK/ca.crt")
 row "bare true" 0 "$RUNS" -- "$TRUE"
-row "cronlock true (lock taken)" 0 "$RUNS" -- "$BIN" "$TRUE"
-row "cronlock true (lock held, 200)" 200 "$RUNS" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
-row "cronlock true over TLS (taken)" 0 "$RUNS" "${TLSENV[@]}" -- "$BIN" "$TRUE"
-row "cronlock true over TLS (held)" 200 "$RUNS" "${TLSENV[@]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
-row "cronlock true, directory store" 0 "$RUNS" CRONLOCK_URL="file://$WORK/locks" -- "$BIN" "$TRUE"
-row "cronlock true, slot 3 of 3 taken" 0 "$RUNS" CRONLOCK_KEY=bench-sem CRONLOCK_CONCURRENCY=3 -- "$BIN" "$TRUE"
-if [ -n "$REF" ]; then
-  row "original true (lock taken)" 0 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) -- "$REF" "$TRUE"
-  row "original true (lock held, 200)" 200 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) CRONLOCK_KEY=bench-held -- "$REF" "$TRUE"
+if wants redis; then
+  TLSENV=(CRONLOCK_PORT="$TLSPORT" CRONLOCK_TLS=yes CRONLOCK_TLS_CA_FILE="$WORK/ca.crt")
+  row "cronlock true (lock taken)" 0 "$RUNS" -- "$BIN" "$TRUE"
+  row "cronlock true (lock held, 200)" 200 "$RUNS" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
+  row "cronlock true over TLS (taken)" 0 "$RUNS" "${TLSENV[@]}" -- "$BIN" "$TRUE"
+  row "cronlock true over TLS (held)" 200 "$RUNS" "${TLSENV[@]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
 fi
+if wants file; then
+  row "cronlock true, directory store" 0 "$RUNS" CRONLOCK_URL="file://$WORK/locks" -- "$BIN" "$TRUE"
+fi
+if wants redis; then
+  row "cronlock true, slot 3 of 3 taken" 0 "$RUNS" CRONLOCK_KEY=bench-sem CRONLOCK_CONCURRENCY=3 -- "$BIN" "$TRUE"
+  if [ -n "$REF" ]; then
+    row "original true (lock taken)" 0 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) -- "$REF" "$TRUE"
+    row "original true (lock held, 200)" 200 $(( RUNS / 10 > 20 ? RUNS / 10 : 20 )) CRONLOCK_KEY=bench-held -- "$REF" "$TRUE"
+  fi
+fi
+VERSUS=no
+for store in mysql postgres memcached etcd zookeeper; do
+  if wants "$store"; then
+    row "cronlock true, $store (taken)" 0 "$RUNS" CRONLOCK_URL="${URL[$store]}" -- "$BIN" "$TRUE"
+    row "cronlock true, $store (held, 200)" 200 "$RUNS" CRONLOCK_URL="${URL[$store]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
+  fi
+done
 
 echo "# cronlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
@@ -106,15 +351,26 @@ LINKAGE=$( (file -b "$BIN" 2>/dev/null || true) | grep -o 'statically linked\|dy
 # glibc shows in a static binary by its tunables parser, in a dynamic one by
 # its symbol versions; a musl binary has neither.
 if grep -aq 'GLIBC_TUNABLES\|GLIBC_2\.' "$BIN"; then LINKAGE="$LINKAGE, glibc"; else LINKAGE="$LINKAGE, no glibc"; fi
-echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes, $LINKAGE)"
+if wants redis; then
+  echo "# $(redis-server --version | cut -d' ' -f1-3), binary $BIN ($(stat -c %s "$BIN") bytes, $LINKAGE)"
+else
+  echo "# binary $BIN ($(stat -c %s "$BIN") bytes, $LINKAGE)"
+fi
+OTHERS=()
+for store in mysql postgres memcached etcd zookeeper; do
+  if wants "$store"; then OTHERS+=("${ABOUT[$store]}"); fi
+done
+if [ "${#OTHERS[@]}" -gt 0 ]; then
+  echo "# $(printf '%s; ' "${OTHERS[@]}")their data on $(stat -f -c %T "$WORK")"
+fi
 if command -v hyperfine >/dev/null; then
   echo "# wall: median of hyperfine -N ($(hyperfine --version)); CPU: median from wait4 over as many runs; peak RSS: median under GNU time"
 else
   echo "# wall and CPU: medians from wait4 over repeated runs (hyperfine not installed); peak RSS: median under GNU time"
 fi
 echo "# runs per row split into ${BENCH_ROUNDS:-5} rounds, each running every row in turn"
+echo "# load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-
 python3 - "$ROWS" "$WORK" <<'PY'
 import json, os, shlex, shutil, statistics, subprocess, sys, time
 
@@ -159,7 +415,8 @@ def hyperfine_times(command, env, runs):
 
 rounds = max(1, int(os.environ.get("BENCH_ROUNDS", "5")))
 prepared = []
-for label, expect, runs, assignments, command in rows:
+versus_original = {label: versus == "yes" for label, *_, versus in rows}
+for label, expect, runs, assignments, command, _ in rows:
     env = dict(os.environ)
     env.update(a.split("=", 1) for a in shlex.split(assignments) if a)
     prepared.append((label, int(expect), max(1, int(runs) // rounds), env, command, shlex.split(command)))
@@ -181,18 +438,22 @@ bare = results[0][1]
 ours = {label: wall for label, wall, _, _ in results}
 orig_taken = ours.get("original true (lock taken)")
 orig_held = ours.get("original true (lock held, 200)")
-print(f"{'':34} {'wall':>9} {'over bare':>10} {'CPU':>9} {'peak RSS':>10} {'original / this':>16}")
+width = max(34, *(len(label) for label, *_ in results))
+print(f"{'':{width}} {'wall':>9} {'over bare':>10} {'CPU':>9} {'peak RSS':>10} {'original / this':>16}")
 for label, wall, cpu, rss in results:
     versus = ""
-    if label.startswith("cronlock") and orig_taken:
+    if label.startswith("cronlock") and orig_taken and versus_original[label]:
         reference = orig_held if "held" in label else orig_taken
         versus = f"{reference / wall:.0f}x faster"
     over = "" if label == "bare true" else f"{(wall - bare) * 1000:+.2f} ms"
     shown_rss = "n/a" if rss is None else f"{rss / 1024:.1f}MiB"
-    print(f"{label:34} {wall * 1000:7.2f}ms {over:>10} {cpu * 1000:7.2f}ms {shown_rss:>10} {versus:>16}")
+    print(f"{label:{width}} {wall * 1000:7.2f}ms {over:>10} {cpu * 1000:7.2f}ms {shown_rss:>10} {versus:>16}")
 PY
 
+# The rest is measured on Redis.
+wants redis || exit 0
 echo
+
 # 200 runs at once on one key (the first takes the lock, the grace keeps it).
 redis-cli -p "$PLAIN" del cronlock.bench-contention >/dev/null
 start=$(date +%s%N)
