@@ -54,3 +54,22 @@ fn lock_exec_style_without_a_key_and_unknown_styles_are_errors() {
     );
     assert_eq!(redis.query(&["DBSIZE"]), "0");
 }
+
+#[test]
+fn each_style_names_the_lock_file_of_the_directory_store() {
+    let dir = TempDir::new("key-styles");
+    let env = vec![(
+        "CRONLOCK_URL".to_string(),
+        format!("file://{}", dir.join("locks").display()),
+    )];
+    // The directory store %-escapes what a file name cannot hold ('/').
+    for (style, file) in [
+        ("golock", format!("cronlock.{JOINED_MD5}")),
+        ("sera", JOINED_MD5.to_string()),
+        ("lockex", format!("%2Flockex%2F{LOCKEX_ID}")),
+    ] {
+        let env = with(&env, &[("CRONLOCK_KEY_STYLE", style), ("CRONLOCK_SHOW_KEY", "yes")]);
+        run(&env, &["echo", "hi"]).expect(0);
+        assert!(dir.join("locks").join(&file).exists(), "{style}: {file}");
+    }
+}

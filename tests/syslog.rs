@@ -110,3 +110,24 @@ fn a_missing_syslog_socket_is_one_warning_and_the_run_goes_on() {
     result.expect(201);
     assert!(result.stderr().contains("syslog is off"), "{}", result.stderr());
 }
+
+#[test]
+fn the_directory_store_logs_its_events_too() {
+    let dir = TempDir::new("syslog-dir");
+    let path = dir.join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let env = vec![
+        (
+            "CRONLOCK_URL".to_string(),
+            format!("file://{}", dir.join("locks").display()),
+        ),
+        ("CRONLOCK_SYSLOG".to_string(), "yes".to_string()),
+        ("CRONLOCK_SYSLOG_SOCKET".to_string(), path.to_str().unwrap().to_string()),
+        ("CRONLOCK_KEY".to_string(), "dir".to_string()),
+    ];
+    run(&env, &["true"]).expect(0);
+    assert!(receive(&socket).contains("lock taken: key=cronlock.dir"));
+    run(&env, &["true"]).expect(200);
+    assert!(receive(&socket).ends_with("status=200"));
+}
