@@ -92,7 +92,8 @@ cargo test --quiet --lib --bins 2>&1
 # The allocator's unsafe code under Miri, where a nightly toolchain with
 # Miri is installed (rustup component add miri rust-src --toolchain nightly).
 if cargo +nightly miri --version >/dev/null 2>&1; then
-  MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test --quiet --lib arena 2>&1
+  MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test --quiet \
+    --manifest-path scripts/miri-arena/Cargo.toml --target-dir target/miri-arena 2>&1
 else
   echo "test.sh: Miri not installed; src/arena.rs not checked under Miri" >&2
 fi
