@@ -1,6 +1,7 @@
 //! cronlock: run a command only if a shared lock can be taken, so that the
 //! same crontab on many hosts runs each job once.
 
+pub mod app;
 pub mod arena;
 pub mod config;
 pub mod exit;

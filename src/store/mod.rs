@@ -32,6 +32,43 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     })
 }
 
+/// The stores `cronlock` itself carries: small clients of our own or on
+/// crates it already has. The others are opened by `cronlock-stores`
+/// (see `crate::app`).
+pub fn carried_light(store: &Store) -> bool {
+    matches!(
+        store,
+        Store::Redis(_) | Store::Directory(_) | Store::Memcached(_) | Store::Etcd(_)
+    )
+}
+
+/// [`open`] for the stores [`carried_light`] names; any other is an error
+/// (`crate::app` hands those to `cronlock-stores` before it gets here).
+/// Not naming the other stores' clients here keeps them out of `cronlock`.
+pub fn open_light<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+    Ok(match &config.store {
+        Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
+        Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
+        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
+        other => anyhow::bail!("the {} store is run by cronlock-stores", kind_of(other)),
+    })
+}
+
+/// The store's kind, as its `LockStore::kind` says it, without opening it.
+pub fn kind_of(store: &Store) -> &'static str {
+    match store {
+        Store::Redis(_) => "redis",
+        Store::Directory(_) => "directory",
+        Store::Memcached(_) => "memcached",
+        Store::Etcd(_) => "etcd",
+        Store::Mysql(_) => "mysql",
+        Store::Postgres(_) => "postgres",
+        Store::ZooKeeper(_) => "zookeeper",
+        Store::DynamoDb(_) => "dynamodb",
+    }
+}
+
 /// Where `store` keeps its locks, for people; never a password.
 pub fn describe(store: &Store) -> String {
     match store {

@@ -25,10 +25,15 @@ impl MariaDb {
     /// A fresh server on a free port.
     pub fn start() -> MariaDb {
         let dir = TempDir::new("mariadb");
+        // A temporary directory of its own: in a /tmp shared with other
+        // servers starting at the same moment, install-db sometimes fails
+        // ("Unknown table 'mysql.tmp_user_sys'").
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let mut install = Command::new(program("mariadb-install-db"));
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -70,6 +75,7 @@ impl MariaDb {
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", self.dir.join("mariadbd.pid").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={}", self.port))
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])

@@ -1,0 +1,322 @@
+//! One run of cronlock, from the settings to the exit status, shared by the
+//! two binaries: `cronlock` carries the stores whose clients are small
+//! (Redis, the directory, memcached, etcd) and starts `cronlock-stores`, its
+//! sibling with every store, when `CRONLOCK_URL` names another one. The
+//! clients of MySQL, PostgreSQL, ZooKeeper and DynamoDB (an async runtime,
+//! the AWS SDK) made the binary four times larger and a Redis run 0.1-0.2 ms
+//! slower (more pages touched at start and in the fork of the watchdog);
+//! kept out of `cronlock`, they cost only the runs that use them (one
+//! `execve`, about 0.5 ms, beside their several milliseconds of network).
+
+use std::ffi::{CString, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::{self, Config, Search};
+use crate::exit::Outcome;
+use crate::key;
+use crate::lease::LeaseKeeper;
+use crate::lock::{Claim, Feature, Keep, LockStore, Release};
+use crate::report::Report;
+use crate::signals;
+use crate::startup;
+use crate::store;
+use crate::supervise::{self, Ended, Job};
+use crate::syslog::{Event, Syslog};
+use crate::take::{self, Plan, Taken};
+
+/// Opens the configured store: `store::open` (every store) or
+/// `store::open_light` (the ones `cronlock` itself carries).
+pub type Opener = for<'a> fn(&'a Config, &'a Report) -> Result<Box<dyn LockStore + 'a>>;
+
+/// The sibling binary with every store.
+pub const ALL_STORES: &str = "cronlock-stores";
+
+/// Runs cronlock with `args` (the command), opening stores with `open`;
+/// `all_stores`: this binary carries every store, else a store it lacks
+/// is left to [`ALL_STORES`] beside it, before anything is printed or taken.
+pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome> {
+    startup::standard_fds()?;
+    startup::ignore_sigpipe();
+    // Blocked from the start: a SIGTERM that arrives while we take the lock
+    // must not leave a taken lock with no command behind it.
+    signals::block()?;
+    let config = config::load(std::env::vars_os(), &Search::standard())?;
+    if !all_stores && !store::carried_light(&config.store) {
+        return Err(exec_all_stores(args, &config));
+    }
+    let report = Report {
+        verbose: config.verbose,
+    };
+    if let Some(file) = &config.file {
+        report.info(format_args!("including config from {}", file.display()));
+    }
+    for note in &config.notes {
+        report.info(format_args!("{note}"));
+    }
+    if config.ntpdate {
+        let clock = match config.store {
+            // DynamoDB has no clock to ask: keeping this host's in time is the operator's job (NTP).
+            config::Store::DynamoDb(_) => "this host's clock; keep it synchronised",
+            _ => "the Redis server's clock",
+        };
+        report.info(format_args!(
+            "CRONLOCK_NTPDATE=yes: not running ntpdate; lock times come from {clock}"
+        ));
+    }
+    if args.is_empty() && !config.reset {
+        anyhow::bail!(
+            "usage: cronlock COMMAND [ARGUMENTS...] (settings come from CRONLOCK_* variables; see the README)"
+        );
+    }
+
+    let utf8 = key::locale_is_utf8(
+        env_bytes("LC_ALL").as_deref(),
+        env_bytes("LC_CTYPE").as_deref(),
+        env_bytes("LANG").as_deref(),
+    );
+    let key = key::styled_key(
+        config.key_style,
+        config.prefix.as_bytes(),
+        config.key.as_deref().map(str::as_bytes),
+        args,
+        utf8,
+    )?;
+    if config.show_key {
+        let mut line = b"cronlock: key ".to_vec();
+        line.extend_from_slice(&key);
+        line.push(b'\n');
+        let _ = std::io::stderr().write_all(&line);
+    }
+
+    let mut store = open(&config, &report)?;
+    for (feature, asked) in [
+        (Feature::Lease, config.lease.is_some()),
+        (Feature::Hold, config.hold > 0),
+    ] {
+        if let Some(why) = store.lacks(feature).filter(|_| asked) {
+            anyhow::bail!(
+                "{} is not supported by the {} store: {why}",
+                feature.variable(),
+                store.kind()
+            );
+        }
+    }
+    let syslog = config.syslog.as_ref().and_then(|(facility, path)| {
+        Syslog::open(path, *facility, "cronlock")
+            .map_err(|err| {
+                let _ = writeln!(std::io::stderr(), "cronlock: warning: {err}; going on without syslog");
+            })
+            .ok()
+    });
+    let result = run_with(store.as_mut(), &config, &report, args, &key);
+    if let Some(syslog) = &syslog {
+        let command = join(args);
+        let (event, status) = match &result {
+            Ok(Outcome::ResetDone) => return result,
+            Ok(Outcome::Held) => (Event::Held, Outcome::Held.code()),
+            Ok(Outcome::TimedOut) => (Event::TimedOut, Outcome::TimedOut.code()),
+            Ok(outcome) => (Event::Taken, outcome.code()),
+            Err(err) if err.is::<LeaseLost>() => (Event::LeaseLost, Outcome::Error.code()),
+            Err(_) => (Event::Error, Outcome::Error.code()),
+        };
+        syslog.send(event, &key, &command, Some(i32::from(status)));
+    }
+    result
+}
+
+/// The lock was lost while the command ran (lease mode); its group was killed.
+#[derive(Debug)]
+struct LeaseLost(String);
+
+impl std::fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LeaseLost {}
+
+fn env_bytes(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name).map(|v| v.as_bytes().to_vec())
+}
+
+fn run_with(
+    store: &mut dyn LockStore,
+    config: &Config,
+    report: &Report,
+    args: &[OsString],
+    key: &[u8],
+) -> Result<Outcome> {
+    let shown = String::from_utf8_lossy(key);
+    if config.reset {
+        // Every slot of a semaphore, so that no copy is left holding one.
+        let mut existed = false;
+        for slot in 1..=config.concurrency {
+            existed |= store.reset(&take::slot_key(key, slot))?;
+        }
+        report.info(format_args!(
+            "reset {shown}: {}",
+            if existed { "deleted" } else { "was not set" }
+        ));
+        return Ok(Outcome::ResetDone);
+    }
+
+    let asked_at = Instant::now();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let owner = crate::owner::record(&config.node, std::process::id(), started, args);
+    let claim = Claim {
+        key,
+        release: config.lease.unwrap_or(config.release),
+        owner: Some(&owner),
+    };
+    let plan = Plan {
+        jitter: Duration::from_millis(config.jitter_ms),
+        wait: Duration::from_secs(config.wait),
+        slots: config.concurrency,
+    };
+    let mut lease = match take::take(store, &claim, plan, report)? {
+        Taken::Held { expires_in: 0 } => {
+            report.info(format_args!("lock {shown} is held, expiring now"));
+            return Ok(Outcome::Held);
+        }
+        Taken::Held { expires_in } => {
+            report.info(format_args!("lock {shown} is held (expires in {expires_in}s)"));
+            return Ok(Outcome::Held);
+        }
+        Taken::Stopped(signal) => {
+            report.info(format_args!("received {signal} before taking the lock"));
+            return Ok(Outcome::Signaled(signal as i32));
+        }
+        Taken::Ours {
+            lease,
+            expired_ago: None,
+        } => {
+            report.info(format_args!("lock {} acquired", String::from_utf8_lossy(&lease.key)));
+            lease
+        }
+        Taken::Ours {
+            lease,
+            expired_ago: Some(ago),
+        } => {
+            report.info(format_args!(
+                "lock {} had expired {ago}s ago; taken over",
+                String::from_utf8_lossy(&lease.key)
+            ));
+            lease
+        }
+    };
+    let shown = String::from_utf8_lossy(&lease.key).into_owned();
+
+    // Told to stop while taking the lock: give it back without running.
+    let ended = match signals::take_pending_termination() {
+        Some(signal) => {
+            report.info(format_args!("received {signal} before starting the command"));
+            Ended::Signaled(signal as i32)
+        }
+        None => {
+            let job = Job {
+                argv: args,
+                env: &config.exported,
+                timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+                kill_after: Duration::from_secs(config.kill_after),
+            };
+            match config.lease {
+                Some(seconds) => {
+                    let mut keeper = LeaseKeeper::new(store, &mut lease, seconds, asked_at, report);
+                    supervise::run(&job, Some(&mut keeper))
+                }
+                None => supervise::run(&job, None),
+            }
+        }
+    };
+
+    let mut lease_lost = None;
+    let outcome = match ended {
+        Ended::LeaseLost(why) => {
+            lease_lost = Some(why);
+            Outcome::Error
+        }
+        Ended::Exited(code) => Outcome::Exited(code),
+        Ended::Signaled(signal) => Outcome::Signaled(signal),
+        Ended::NotFound => Outcome::NotFound,
+        Ended::NotExecutable => Outcome::NotExecutable,
+        Ended::TimedOut => {
+            let mut line = b"emergency: had to kill '".to_vec();
+            line.extend_from_slice(&join(args));
+            line.extend_from_slice(format!("' after {}s timeout\n", config.timeout).as_bytes());
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(&line).and_then(|()| stdout.flush());
+            Outcome::TimedOut
+        }
+    };
+
+    let released = store.release(
+        &lease,
+        Keep {
+            grace: config.grace,
+            hold: config.hold,
+        },
+    );
+    if let Some(why) = lease_lost {
+        return Err(LeaseLost(format!(
+            "lease of {shown} lost: {why}; the command's process group was killed"
+        ))
+        .into());
+    }
+    match released {
+        Ok(Release::Kept { until }) => report.info(format_args!("lock {shown} kept until {until} (grace)")),
+        Ok(Release::Dropped) => report.info(format_args!("lock {shown} released")),
+        Ok(Release::NotOurs) => report.info(format_args!("lock {shown} belongs to another run now; left alone")),
+        Err(err) => {
+            return Err(err.context(format!(
+                "the command ended (exit status {}) but the lock could not be released",
+                outcome.code()
+            )))
+        }
+    }
+    Ok(outcome)
+}
+
+/// The arguments joined by spaces, as `'${@}'` expands inside a string.
+fn join(args: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out
+}
+
+/// Replaces this process with [`ALL_STORES`] from the same directory, with
+/// the same arguments and environment; returns only when that fails.
+fn exec_all_stores(args: &[OsString], config: &Config) -> anyhow::Error {
+    let exec = || -> Result<std::convert::Infallible> {
+        let path = std::env::current_exe()
+            .context("finding cronlock's own path")?
+            .with_file_name(ALL_STORES);
+        let program = CString::new(path.as_os_str().as_bytes()).context("the path of cronlock-stores")?;
+        let mut argv = vec![program.clone()];
+        for arg in args {
+            argv.push(CString::new(arg.as_bytes()).context("an argument holds a NUL byte")?);
+        }
+        nix::unistd::execv(&program, &argv).with_context(|| {
+            format!(
+                "the {} store is run by {} beside cronlock, which could not be started",
+                store::kind_of(&config.store),
+                path.display()
+            )
+        })
+    };
+    match exec() {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
