@@ -53,6 +53,17 @@ impl KeyStyle {
             KeyStyle::LockExec => "lock-exec",
         }
     }
+
+    /// What every key of this style starts with, given CRONLOCK_PREFIX:
+    /// where cronlockctl's `list` looks. Empty for the styles whose names
+    /// have no common start (sera, lock-exec).
+    pub fn key_prefix(self, prefix: &[u8]) -> &[u8] {
+        match self {
+            KeyStyle::Cronlock | KeyStyle::Golock => prefix,
+            KeyStyle::Lockex => LOCKEX_PATH,
+            KeyStyle::Sera | KeyStyle::LockExec => b"",
+        }
+    }
 }
 
 /// The full key for `style`. Errors (anyhow) only for lock-exec without a key.
@@ -483,6 +494,15 @@ mod tests {
         );
         assert_eq!(styled(KeyStyle::Sera, None, &[""]), b"d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(styled(KeyStyle::Sera, Some(b"my key"), &["pwd"]), b"my key");
+    }
+
+    #[test]
+    fn each_style_lists_where_its_keys_start() {
+        assert_eq!(KeyStyle::Cronlock.key_prefix(b"p."), b"p.");
+        assert_eq!(KeyStyle::Golock.key_prefix(b"p."), b"p.");
+        assert_eq!(KeyStyle::Lockex.key_prefix(b"p."), b"/lockex/");
+        assert_eq!(KeyStyle::Sera.key_prefix(b"p."), b"");
+        assert_eq!(KeyStyle::LockExec.key_prefix(b"p."), b"");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! setting can be wrong.
 
 mod conformance;
+mod ctl_suite;
 mod util;
 
 use util::dynamodb::{aws_env, DynamoServer, SECRET, TABLE};
@@ -26,6 +27,7 @@ impl conformance::Fixture for Dynamo {
 }
 
 conformance::suite!(Dynamo);
+ctl_suite::suite!(Dynamo);
 
 /// A failed run: 201, one line on stderr, and no secret anywhere.
 fn expect_one_line_error(result: &Run) -> String {
@@ -205,4 +207,61 @@ fn no_credentials_exits_201_with_one_line() {
         .collect();
     let stderr = expect_one_line_error(&run(&env, &["true"]));
     assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+}
+
+#[test]
+fn cronlockctl_shows_a_lock_exec_item_as_held_with_no_owner_record() {
+    let server = DynamoServer::start();
+    assert!(server.lock_exec_take("nightly", 600));
+    let env = with(
+        &server.env(),
+        &[("CRONLOCK_KEY", "nightly"), ("CRONLOCK_KEY_STYLE", "lock-exec")],
+    );
+    let status = ctl(&env, &["--json", "status", "--key", "nightly"]);
+    status.expect(1);
+    let answer: serde_json::Value = serde_json::from_str(status.stdout().trim()).unwrap();
+    assert_eq!(answer["state"], "held", "{answer}");
+    assert_eq!(answer["original"], true, "{answer}");
+    assert_eq!(answer["owner"], serde_json::Value::Null);
+    assert!(
+        (598..=600).contains(&answer["expires_in"].as_i64().unwrap()),
+        "{answer}"
+    );
+    let text = ctl(&env, &["status", "--key", "nightly"]);
+    assert!(text.stdout().contains("no owner record"), "{}", text.stdout());
+    // lock-exec's names have no prefix: list shows every item of the table.
+    run(&with(&server.env(), &[("CRONLOCK_KEY", "mine")]), &["true"]).expect(0);
+    let listed = ctl(&env, &["list"]);
+    listed.expect(0);
+    let stdout = listed.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("cronlock.mine: kept"), "{stdout}");
+    assert!(lines[1].starts_with("nightly: held"), "{stdout}");
+    // Under the cronlock style, only the prefixed one.
+    let prefixed = ctl(&server.env(), &["list"]);
+    assert_eq!(prefixed.stdout().lines().count(), 1, "{}", prefixed.stdout());
+}
+
+#[test]
+fn cronlockctl_list_pages_through_the_scan() {
+    let server = DynamoServer::start();
+    // More than one page of moto's Scan (1 MB): 300 items of 4 KB each.
+    server.python_ok(&format!(
+        "pad = 'x' * 4000\n\
+         for i in range(300):\n    db.put_item(TableName='{TABLE}', Item={{'key': {{'S': 'cronlock.job%d' % i}}, \
+         'expire': {{'N': str(time.time_ns() + 600 * 10**9)}}, 'pad': {{'S': pad}}}})\n\
+         db.put_item(TableName='{TABLE}', Item={{'key': {{'S': 'other'}}, 'expire': {{'N': '0'}}}})"
+    ));
+    let listed = ctl(&server.env(), &["--json", "list"]);
+    listed.expect(0);
+    let lines: Vec<serde_json::Value> = listed
+        .stdout()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 300);
+    assert!(lines.iter().all(|l| l["state"] == "held"));
+    let all = ctl(&server.env(), &["list", "--all-prefixes"]);
+    assert_eq!(all.stdout().lines().count(), 301);
 }

@@ -1,6 +1,7 @@
 //! The store conformance suite against a private ZooKeeper server.
 
 mod conformance;
+mod ctl_suite;
 mod util;
 
 use util::zookeeper::ZooKeeper;
@@ -23,6 +24,7 @@ impl conformance::Fixture for Zk {
 }
 
 conformance::suite!(Zk);
+ctl_suite::suite!(Zk);
 
 #[test]
 fn a_server_of_another_kind_exits_201_with_one_line() {
@@ -50,4 +52,73 @@ fn a_bad_url_exits_201_with_one_line() {
         result.expect(201);
         assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
     }
+}
+
+fn json(run: &util::Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout().trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout()))
+}
+
+#[test]
+fn cronlockctl_shows_a_lockex_style_lock_as_held_while_its_holder_runs() {
+    let zk = ZooKeeper::start();
+    let dir = util::TempDir::new("ctl-lockex");
+    let env = util::with(
+        &zk.env(),
+        &[("CRONLOCK_KEY_STYLE", "lockex"), ("CRONLOCK_KEY", "nightly")],
+    );
+    util::ctl(&env, &["status", "--key", "nightly"]).expect(0);
+    let gated = util::Gated::new(&dir, "job");
+    let mut child = util::cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    let held = util::ctl(&env, &["--json", "status", "--key", "nightly"]);
+    held.expect(1);
+    let answer = json(&held);
+    assert_eq!(answer["key"], "/lockex/nightly");
+    assert_eq!(answer["state"], "held", "{answer}");
+    assert_eq!(answer["running"], true);
+    assert_eq!(answer["expires_at"], serde_json::Value::Null);
+    assert_eq!(answer["original"], false);
+    let text = util::ctl(&env, &["status", "--key", "nightly"]);
+    let pid = child.id().to_string();
+    assert!(
+        text.stdout().contains(&format!(":{pid}\"")) && text.stdout().contains("no expiry"),
+        "{}",
+        text.stdout()
+    );
+    // list looks under /lockex/ in this style.
+    let listed = util::ctl(&env, &["list"]);
+    assert_eq!(listed.stdout().lines().count(), 1, "{}", listed.stdout());
+    let why = util::ctl(
+        &util::with(&env, &[("CRONLOCK_WAIT", "5")]),
+        &["why", "--key", "nightly"],
+    );
+    assert!(why.stdout().contains("wait up to 5 s"), "{}", why.stdout());
+    util::ctl(&env, &["unlock", "--key", "nightly"]).expect(2);
+    gated.open();
+    assert!(child.wait().unwrap().success());
+    // The lock ends with the command, as lockex's does.
+    util::ctl(&env, &["status", "--key", "nightly"]).expect(0);
+    util::ctl(&env, &["unlock", "--key", "nightly"]).expect(1);
+}
+
+#[test]
+fn cronlockctl_shows_a_killed_holders_lock_as_free() {
+    let zk = ZooKeeper::start();
+    let dir = util::TempDir::new("ctl-killed");
+    let env = util::with(&zk.env(), &[("CRONLOCK_KEY", "killed")]);
+    let gated = util::Gated::new(&dir, "job");
+    let mut child = util::cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    util::ctl(&env, &["status", "--key", "killed"]).expect(1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its session ends within the session timeout; then the record is an orphan.
+    util::wait_until(std::time::Duration::from_secs(30), "the session to expire", || {
+        util::ctl(&env, &["status", "--key", "killed"]).code() == 0
+    });
+    let answer = json(&util::ctl(&env, &["--json", "status", "--key", "killed"]));
+    assert_eq!(answer["state"], "free", "{answer}");
+    assert_eq!(answer["running"], false, "{answer}");
+    util::run(&env, &["true"]).expect(0);
+    gated.open();
 }

@@ -164,7 +164,9 @@ fn run(request: &Request) -> Result<u8> {
 enum State {
     /// No lock, or one whose time has run out.
     Free,
-    /// Its command runs (or may: a host that died looks the same until the lock expires).
+    /// Its command runs (or may: a host that died looks the same until the
+    /// lock expires). A lock without an expiry (lockex's) is held while the
+    /// store sees its holder run.
     Running,
     /// Its command has ended; the grace or hold keeps it.
     Kept,
@@ -174,6 +176,7 @@ impl State {
     fn of(seen: Option<&Seen>) -> State {
         match seen {
             None => State::Free,
+            Some(seen) if seen.expires_at.is_none() && seen.running == Some(true) => State::Running,
             Some(seen) if seen.expires_at.is_none_or(|at| at < seen.now) => State::Free,
             Some(seen) if seen.running == Some(false) => State::Kept,
             Some(_) => State::Running,
@@ -221,10 +224,11 @@ fn describe(key: &[u8], seen: Option<&Seen>) -> String {
     let Some(seen) = seen else {
         return format!("{}: free (no lock)", text(key));
     };
-    let until = seen
-        .expires_at
-        .map(|at| format!("{} ({:+} s)", utc(at), at - seen.now))
-        .unwrap_or_else(|| "a value that is not a time".to_string());
+    let until = match seen.expires_at {
+        Some(at) => format!("{} ({:+} s)", utc(at), at - seen.now),
+        None if seen.running == Some(true) => "when its run ends (the lock has no expiry)".to_string(),
+        None => "a value that is not a time".to_string(),
+    };
     let who = match owner(seen) {
         Some(owner) => {
             let mut who = format!(
@@ -239,8 +243,12 @@ fn describe(key: &[u8], seen: Option<&Seen>) -> String {
             }
             who
         }
-        None if seen.owner.is_some() => format!("an owner record that is not JSON: {:?}", seen.owner),
-        None => "a host running the original script (no owner record)".to_string(),
+        None => match &seen.owner {
+            Some(record) => format!("an owner record that is not JSON: {record:?}"),
+            // The JSON's "original": the original script writes no record;
+            // neither do other tools sharing the store (lock-exec, for one).
+            None => "a run that left no owner record (the original script's, or another tool's)".to_string(),
+        },
     };
     match state {
         State::Free => format!("{}: free (the last lock expired at {until}; held by {who})", text(key)),
@@ -283,11 +291,11 @@ fn status(config: &Config, key: &[u8], seen: &[(Vec<u8>, Option<Seen>)], as_json
 
 fn list(store: &mut dyn LockStore, config: &Config, request: &Request) -> Result<u8> {
     let prefix = if request.all_prefixes {
-        ""
+        &b""[..]
     } else {
-        config.prefix.as_str()
+        config.key_style.key_prefix(config.prefix.as_bytes())
     };
-    for seen in store.list(prefix.as_bytes())? {
+    for seen in store.list(prefix)? {
         if request.json {
             println!("{}", lock_json(&seen.key, Some(&seen)));
         } else {
@@ -360,6 +368,10 @@ fn why(
             utc(at),
             at - now
         ),
+        (None, None) if config.wait > 0 => format!(
+            "wait up to {} s (CRONLOCK_WAIT) for its holder to give the lock back",
+            config.wait
+        ),
         (None, None) => "exit 200 without running: the lock is held".to_string(),
     };
     let derivation = match (&config.key, config.key_style.name()) {
@@ -413,6 +425,25 @@ fn utc(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(expires_at: Option<i64>, running: Option<bool>) -> Seen {
+        Seen {
+            key: b"k".to_vec(),
+            expires_at,
+            now: 100,
+            owner: None,
+            running,
+        }
+    }
+
+    #[test]
+    fn a_lock_without_expiry_is_held_only_while_its_run_lives() {
+        assert_eq!(State::of(Some(&seen(None, Some(true)))), State::Running);
+        assert_eq!(State::of(Some(&seen(None, None))), State::Free);
+        assert_eq!(State::of(Some(&seen(Some(99), Some(true)))), State::Free);
+        assert_eq!(State::of(Some(&seen(Some(100), Some(false)))), State::Kept);
+        assert_eq!(State::of(Some(&seen(Some(100), None))), State::Running);
+    }
 
     #[test]
     fn unix_times_read_as_utc_dates() {

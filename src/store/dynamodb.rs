@@ -6,8 +6,10 @@
 //! nanoseconds; the lock may be taken once the clock has passed it), plus
 //! cronlock's own attributes, which lock-exec ignores: `cronlock_token` (a
 //! random proof of ownership that release and renewal check),
-//! `cronlock_owner`, `cronlock_start` and `cronlock_end` (unix seconds),
-//! and `cronlock_ttl` (unix seconds, for an optional DynamoDB TTL).
+//! `cronlock_owner` (the owner record, see `crate::owner`, with `"ended"`
+//! added once a release keeps the lock), `cronlock_start` and
+//! `cronlock_end` (unix seconds), and `cronlock_ttl` (unix seconds, for an
+//! optional DynamoDB TTL).
 //! Taking is one `PutItem` under lock-exec's own condition,
 //! `attribute_not_exists(#key) OR expire < :now`, so exactly one contender
 //! wins. Every later step is conditioned on our token, so a release never
@@ -38,7 +40,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use tokio::runtime::Runtime;
 
 use crate::config::DynamoTarget;
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 
 const NANOS: i64 = 1_000_000_000;
@@ -61,6 +63,9 @@ pub struct DynamoLock {
     region: String,
     runtime: Runtime,
     client: Client,
+    /// Our owner record (see `crate::owner`), kept from the take so that a
+    /// release that keeps the lock can add when the command ended.
+    owner: Option<String>,
 }
 
 impl DynamoLock {
@@ -107,6 +112,7 @@ impl DynamoLock {
             region,
             client: Client::new(&sdk),
             runtime,
+            owner: None,
         })
     }
 
@@ -168,6 +174,7 @@ impl LockStore for DynamoLock {
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
         let key = key_text(claim.key)?;
+        self.owner = claim.owner.map(str::to_string);
         // A failed take whose answer lacks the item (an emulator that
         // ignores ReturnValuesOnConditionCheckFailure) reads it; when the
         // item is gone by then, the take is tried again.
@@ -258,12 +265,20 @@ impl LockStore for DynamoLock {
                 Err(err) => Err(self.error("releasing the lock", err)),
             };
         }
-        let request = self
+        // The owner record says when the command ended, so an operator can
+        // tell a lock in its grace from a running one.
+        let (set_owner, owner) = match &self.owner {
+            Some(owner) => (", #owner = :owner", Some(crate::owner::with_ended(owner, now))),
+            None => ("", None),
+        };
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(key.to_string()))
-            .update_expression("SET #expire = :expire, #token = :token, #start = :start, #end = :end, #ttl = :ttl")
+            .update_expression(format!(
+                "SET #expire = :expire, #token = :token, #start = :start, #end = :end, #ttl = :ttl{set_owner}"
+            ))
             .condition_expression(ours)
             .expression_attribute_names("#key", KEY)
             .expression_attribute_names("#expire", EXPIRE)
@@ -275,9 +290,13 @@ impl LockStore for DynamoLock {
             .expression_attribute_values(":token", AttributeValue::S(token))
             .expression_attribute_values(":start", number(lease.start))
             .expression_attribute_values(":end", number(now))
-            .expression_attribute_values(":ttl", number(until + 1))
-            .send();
-        match self.runtime.block_on(request) {
+            .expression_attribute_values(":ttl", number(until + 1));
+        if let Some(owner) = owner {
+            request = request
+                .expression_attribute_names("#owner", OWNER)
+                .expression_attribute_values(":owner", AttributeValue::S(owner));
+        }
+        match self.runtime.block_on(request.send()) {
             Ok(_) => Ok(Release::Kept { until }),
             Err(err)
                 if err
@@ -288,6 +307,51 @@ impl LockStore for DynamoLock {
             }
             Err(err) => Err(self.error("releasing the lock", err)),
         }
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let text = key_text(key)?;
+        Ok(self.read(text)?.map(|item| seen(key.to_vec(), &item)))
+    }
+
+    /// A Scan of the whole table, page by page (DynamoDB has no index on a
+    /// key's prefix); the filter only trims what comes back.
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let Ok(prefix) = std::str::from_utf8(prefix) else {
+            // DynamoDB's keys are strings: none starts with bytes that are not UTF-8.
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            if !prefix.is_empty() {
+                scan = scan
+                    .filter_expression("begins_with(#key, :prefix)")
+                    .expression_attribute_names("#key", KEY)
+                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()));
+            }
+            let page = match self.runtime.block_on(scan.send()) {
+                Ok(page) => page,
+                Err(err) => return Err(self.error("listing the locks", err)),
+            };
+            for item in page.items() {
+                if let Some(AttributeValue::S(key)) = item.get(KEY) {
+                    found.push(seen(key.as_bytes().to_vec(), item));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
@@ -386,6 +450,25 @@ fn expire_of(item: &HashMap<String, AttributeValue>) -> i64 {
     }
 }
 
+/// A lock as cronlockctl sees it. Times are this host's clock, as for
+/// every other step here; an item lock-exec wrote has no owner record.
+fn seen(key: Vec<u8>, item: &HashMap<String, AttributeValue>) -> Seen {
+    let owner = match item.get(OWNER) {
+        Some(AttributeValue::S(owner)) => Some(owner.clone()),
+        _ => None,
+    };
+    // Only a release that keeps the lock writes the end; a take (PutItem)
+    // replaces the whole item, so an end always belongs to the present holder.
+    let running = matches!(item.get(END), Some(AttributeValue::N(_))).then_some(false);
+    Seen {
+        key,
+        expires_at: Some(expire_of(item).div_euclid(NANOS)),
+        now: now_nanos().div_euclid(NANOS),
+        owner,
+        running,
+    }
+}
+
 fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -438,6 +521,21 @@ mod tests {
         assert_eq!(expire_of(&item), i64::MAX);
         item.insert(EXPIRE.to_string(), number(42));
         assert_eq!(expire_of(&item), 42);
+    }
+
+    #[test]
+    fn an_item_shows_its_expiry_in_seconds_and_its_end() {
+        let mut item = HashMap::new();
+        item.insert(EXPIRE.to_string(), number(last_nano(1_000)));
+        let lock_exec = seen(b"k".to_vec(), &item);
+        assert_eq!(
+            (lock_exec.expires_at, lock_exec.owner, lock_exec.running),
+            (Some(1_000), None, None)
+        );
+        item.insert(OWNER.to_string(), AttributeValue::S("{}".into()));
+        item.insert(END.to_string(), number(990));
+        let kept = seen(b"k".to_vec(), &item);
+        assert_eq!((kept.owner.as_deref(), kept.running), (Some("{}"), Some(false)));
     }
 
     #[test]

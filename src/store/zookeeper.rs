@@ -20,6 +20,11 @@
 //! a `run` record without it belongs to a holder whose session is gone
 //! (killed host, SIGKILLed cronlock), and is free at once. The server's
 //! present time comes from a write to `/cronlock` itself (its new mtime).
+//! The `run` node's data is the holder's owner record (see `crate::owner`),
+//! so the record keeps the format every version parses. A release that keeps
+//! the lock replaces it, in the same multi-op, with a persistent `run` node
+//! holding the record with `"ended"` added: under a `keep` record only the
+//! expiry counts, and a contender replaces whatever `run` node it finds.
 //! Every change of the record is a compare-and-set on its data version inside
 //! one multi-op, so exactly one contender wins a takeover, and a release
 //! never touches a record someone else has rewritten.
@@ -28,10 +33,12 @@
 //! an ephemeral sequential `<uuid hex>__lock__<10 digits>` under
 //! `/lockex/<id>` with `host:pid` as data; the lowest sequence holds the
 //! lock, and a loser removes its node again. lockex has no expiry, grace or
-//! hold: the lock ends with the command (or the session).
+//! hold: the lock ends with the command (or the session). cronlockctl shows
+//! such a lock as held while it has contenders, with the lowest one's data
+//! as its owner and no expiry.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
@@ -41,7 +48,7 @@ use zookeeper_client::{
 
 use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
@@ -52,6 +59,12 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 /// Where default-style locks live.
 const ROOT: &str = "/cronlock";
+/// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
+const LOCKEX_ROOT: &str = "/lockex";
+/// The largest owner record stored: ZooKeeper refuses node data over 1 MB
+/// (`jute.maxbuffer`), and a command line may be longer. A longer record is
+/// left out rather than failing the take.
+const OWNER_LIMIT: usize = 64 * 1024;
 /// Rounds of read-and-decide before a contended acquire gives up.
 const ROUNDS: usize = 20;
 /// kazoo's marker between a contender node's uuid and its sequence.
@@ -63,6 +76,9 @@ pub struct ZooKeeperLock<'a> {
     lockex: bool,
     report: &'a Report,
     session: Option<Session>,
+    /// Our owner record (see `crate::owner`), kept from the take for the
+    /// release, which adds when the command ended.
+    owner: Vec<u8>,
 }
 
 /// A connected session and the runtime that keeps it alive.
@@ -83,6 +99,7 @@ impl<'a> ZooKeeperLock<'a> {
             lockex,
             report,
             session: None,
+            owner: Vec::new(),
         })
     }
 
@@ -109,14 +126,22 @@ impl<'a> ZooKeeperLock<'a> {
         let node = node_path(claim.key);
         let run = format!("{node}/run");
         let fresh = record(claim.release + 1, "run");
+        self.owner = claim
+            .owner
+            .filter(|owner| owner.len() <= OWNER_LIMIT)
+            .unwrap_or("")
+            .as_bytes()
+            .to_vec();
+        let owner = self.owner.clone();
+        let owner = owner.as_slice();
         let session = self.session()?;
         for _ in 0..ROUNDS {
             let mut multi = session.client.new_multi_writer();
             multi.add_create(&node, fresh.as_bytes(), &persistent())?;
-            multi.add_create(&run, b"", &ephemeral())?;
+            multi.add_create(&run, owner, &ephemeral())?;
             // Every operation of a multi carries the same time: run's mtime
             // is node's ctime, which a create in a multi may not report.
-            multi.add_set_data(&run, b"", None)?;
+            multi.add_set_data(&run, owner, None)?;
             match session.commit(multi) {
                 Ok(results) => {
                     let start = results.last().and_then(set_stat).map(|s| seconds(s.mtime)).unwrap_or(0);
@@ -155,7 +180,7 @@ impl<'a> ZooKeeperLock<'a> {
             if running {
                 multi.add_delete(&run, None)?;
             }
-            multi.add_create(&run, b"", &ephemeral())?;
+            multi.add_create(&run, owner, &ephemeral())?;
             match session.commit(multi) {
                 Ok(_) => {
                     let lease = self.lease(claim, now);
@@ -179,7 +204,7 @@ impl<'a> ZooKeeperLock<'a> {
     }
 
     /// Reads the record, whether its `run` node is our session's, and the time.
-    fn inspect(&mut self, key: &[u8]) -> Result<Inspected> {
+    fn read_ours(&mut self, key: &[u8]) -> Result<Inspected> {
         let node = node_path(key);
         let run = format!("{node}/run");
         let session = self.session()?;
@@ -202,11 +227,15 @@ impl<'a> ZooKeeperLock<'a> {
     }
 
     fn release_default(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
-        let seen = self.inspect(&lease.key)?;
+        let seen = self.read_ours(&lease.key)?;
         let Some((_, stat)) = seen.record.filter(|_| seen.ours) else {
             return Ok(Release::NotOurs);
         };
         let until = keep.until(lease.start, seen.now);
+        let ended = match std::str::from_utf8(&self.owner) {
+            Ok("") | Err(_) => None,
+            Ok(owner) => Some(crate::owner::with_ended(owner, seen.now)),
+        };
         let session = self.session()?;
         let mut multi = session.client.new_multi_writer();
         multi.add_delete(&seen.run, None)?;
@@ -214,6 +243,11 @@ impl<'a> ZooKeeperLock<'a> {
         if kept {
             let data = record(until - seconds(stat.ctime), "keep");
             multi.add_set_data(&seen.node, data.as_bytes(), Some(stat.version))?;
+            // The owner record stays with the kept lock, saying when the
+            // command ended; nothing reads this node's liveness under `keep`.
+            if let Some(ended) = &ended {
+                multi.add_create(&seen.run, ended.as_bytes(), &persistent())?;
+            }
         } else {
             multi.add_delete(&seen.node, Some(stat.version))?;
         }
@@ -226,7 +260,7 @@ impl<'a> ZooKeeperLock<'a> {
     }
 
     fn renew_default(&mut self, lease: &Lease, seconds_: i64) -> Result<Renewal> {
-        let seen = self.inspect(&lease.key)?;
+        let seen = self.read_ours(&lease.key)?;
         let Some((_, stat)) = seen.record.filter(|_| seen.ours) else {
             return Ok(Renewal::Lost);
         };
@@ -294,6 +328,48 @@ struct Inspected {
     now: i64,
 }
 
+/// A default-style lock as read for cronlockctl.
+struct Found {
+    /// The record's data and stat.
+    data: Vec<u8>,
+    stat: Stat,
+    /// The `run` node's data (the owner record) and stat, if it exists.
+    run: Option<(Vec<u8>, Stat)>,
+}
+
+/// What cronlockctl shows of a default-style lock, the server's clock
+/// reading `now`.
+fn seen_default(key: Vec<u8>, found: Found, now: i64) -> Seen {
+    let owner = found
+        .run
+        .as_ref()
+        .filter(|(data, _)| !data.is_empty())
+        .map(|(data, _)| String::from_utf8_lossy(data).into_owned());
+    let (expires_at, running) = match parse_record(&found.data) {
+        // A record that is not cronlock's: no expiry to show (a take stops
+        // on it with an error).
+        Err(_) => (None, None),
+        Ok((n, kind)) => {
+            let expiry = seconds(found.stat.ctime) + n;
+            match (kind, &found.run) {
+                // A live run: its session's ephemeral node.
+                ("run", Some((_, run))) if run.ephemeral_owner != 0 => (Some(expiry), Some(true)),
+                // The holder's session is gone: a take treats the lock as
+                // expired at once, and so is it shown.
+                ("run", _) => (Some(expiry.min(now - 1)), Some(false)),
+                _ => (Some(expiry), Some(false)),
+            }
+        }
+    };
+    Seen {
+        key,
+        expires_at,
+        now,
+        owner,
+        running,
+    }
+}
+
 impl LockStore for ZooKeeperLock<'_> {
     fn kind(&self) -> &'static str {
         "zookeeper"
@@ -332,6 +408,53 @@ impl LockStore for ZooKeeperLock<'_> {
             Err(ZkError::NoNode) => Ok(Release::NotOurs),
             Err(err) => Err(anyhow!(err).context(format!("deleting {node}"))),
         }
+    }
+
+    fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
+        let lockex = self.lockex;
+        let session = self.session()?;
+        if lockex {
+            return session.lockex_holder(key);
+        }
+        let Some(found) = session.read_default(key)? else {
+            return Ok(None);
+        };
+        let now = session.now()?;
+        Ok(Some(seen_default(key.to_vec(), found, now)))
+    }
+
+    /// The locks of the configured style: under `/cronlock` by default,
+    /// under `/lockex` in the lockex style.
+    fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
+        let lockex = self.lockex;
+        let session = self.session()?;
+        let root = if lockex { LOCKEX_ROOT } else { ROOT };
+        let names = match session.call(session.client.list_children(root)) {
+            Ok(names) => names,
+            Err(ZkError::NoNode) => return Ok(Vec::new()),
+            Err(err) => return Err(anyhow!(err).context(format!("listing {root}"))),
+        };
+        let mut found = Vec::new();
+        if lockex {
+            for name in names {
+                let key = format!("{LOCKEX_ROOT}/{name}").into_bytes();
+                if key.starts_with(prefix) {
+                    found.extend(session.lockex_holder(&key)?);
+                }
+            }
+        } else {
+            let now = session.now()?;
+            for name in names {
+                let key = key_of_node(&name);
+                if key.starts_with(prefix) {
+                    if let Some(lock) = session.read_default(&key)? {
+                        found.push(seen_default(key, lock, now));
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
@@ -429,6 +552,68 @@ impl Session {
     fn commit(&self, mut multi: MultiWriter<'_>) -> Result<Vec<MultiWriteResult>, ZkError> {
         let commit = multi.commit();
         self.call(async move { commit.await.map_err(ZkError::from) })
+    }
+
+    /// The server's present time, in seconds. Before any default-style lock
+    /// exists there is no `/cronlock` to write to; then (in the lockex
+    /// style, which has no expiry) this host's clock serves.
+    fn now(&self) -> Result<i64> {
+        match self.call(self.touch()) {
+            Ok(stat) => Ok(seconds(stat.mtime)),
+            Err(ZkError::NoNode) => Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)),
+            Err(err) => Err(anyhow!(err).context("reading the server's time")),
+        }
+    }
+
+    /// A default-style lock's record and its `run` node, in one round trip;
+    /// `None` when there is no record.
+    fn read_default(&self, key: &[u8]) -> Result<Option<Found>> {
+        let node = node_path(key);
+        let run = format!("{node}/run");
+        let (read, run_read) = self.call_pair(self.client.get_data(&node), self.client.get_data(&run))?;
+        let (data, stat) = match read {
+            Ok(found) => found,
+            Err(ZkError::NoNode) => return Ok(None),
+            Err(err) => return Err(anyhow!(err).context(format!("reading {node}"))),
+        };
+        let run = match run_read {
+            Ok(found) => Some(found),
+            Err(ZkError::NoNode) => None,
+            Err(err) => return Err(anyhow!(err).context(format!("reading {run}"))),
+        };
+        Ok(Some(Found { data, stat, run }))
+    }
+
+    /// A lockex-style lock: held while it has contenders, by the lowest (in
+    /// kazoo's order), whose data (`host:pid`) names it. lockex's lock has
+    /// no expiry; its holder is live for as long as its node exists.
+    fn lockex_holder(&self, key: &[u8]) -> Result<Option<Seen>> {
+        let dir = String::from_utf8_lossy(key).into_owned();
+        let mut children = match self.call(self.client.list_children(&dir)) {
+            Ok(children) => children,
+            Err(ZkError::NoNode) => return Ok(None),
+            Err(err) => return Err(anyhow!(err).context(format!("listing {dir}"))),
+        };
+        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
+        // A loser removes its node again, so a child may be gone when read:
+        // the next one is then the lowest.
+        for child in &children {
+            let data = match self.call(self.client.get_data(&format!("{dir}/{child}"))) {
+                Ok((data, _)) => data,
+                Err(ZkError::NoNode) => continue,
+                Err(err) => return Err(anyhow!(err).context(format!("reading {dir}/{child}"))),
+            };
+            return Ok(Some(Seen {
+                key: key.to_vec(),
+                expires_at: None,
+                now: self.now()?,
+                owner: (!data.is_empty()).then(|| String::from_utf8_lossy(&data).into_owned()),
+                running: Some(true),
+            }));
+        }
+        Ok(None)
     }
 
     /// A write whose stat carries the server's present time.
@@ -559,6 +744,33 @@ fn node_path(key: &[u8]) -> String {
     format!("{ROOT}/{name}")
 }
 
+/// The key a default-style node name stands for (the reverse of [`node_path`]).
+fn key_of_node(name: &str) -> Vec<u8> {
+    if name == "%" {
+        return Vec::new();
+    }
+    let bytes = name.as_bytes();
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| name.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                key.push(byte);
+                i += 3;
+            }
+            None => {
+                key.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    key
+}
+
 /// kazoo 2.2's sort key: `c[c.find("__lock__") + 8:]` (`find` is -1 when absent).
 fn kazoo_key(child: &str) -> &str {
     let from = child
@@ -597,6 +809,10 @@ mod tests {
         assert_eq!(node_path(b"a/b c"), "/cronlock/a%2Fb%20c");
         assert_eq!(node_path(b".."), "/cronlock/%2E%2E");
         assert_eq!(node_path(b"\xff"), "/cronlock/%FF");
+        for key in [&b"cronlock.abc"[..], b"a/b c%", b"..", b".", b"", b"\xff"] {
+            let path = node_path(key);
+            assert_eq!(key_of_node(&path[ROOT.len() + 1..]), key, "{path}");
+        }
     }
 
     #[test]
@@ -610,6 +826,50 @@ mod tests {
         assert_eq!(children[0], "aaaa__lock__0000000001");
         // Python: "no-mark-here"[-1 + 8:]
         assert_eq!(kazoo_key("no-mark-here"), "-here");
+    }
+
+    fn stat(ctime_secs: i64, ephemeral_owner: i64) -> Stat {
+        Stat {
+            czxid: 1,
+            mzxid: 1,
+            pzxid: 1,
+            ctime: ctime_secs * 1000 + 999,
+            mtime: ctime_secs * 1000,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner,
+            data_length: 0,
+            num_children: 0,
+        }
+    }
+
+    fn found(data: &str, run: Option<(&str, i64)>) -> Found {
+        Found {
+            data: data.as_bytes().to_vec(),
+            stat: stat(1000, 0),
+            run: run.map(|(owner, session)| (owner.as_bytes().to_vec(), stat(1000, session))),
+        }
+    }
+
+    #[test]
+    fn a_record_shows_its_expiry_owner_and_whether_its_run_lives() {
+        let live = seen_default(b"k".to_vec(), found("41 run", Some(("{}", 7))), 1010);
+        assert_eq!(
+            (live.expires_at, live.running, live.owner.as_deref()),
+            (Some(1041), Some(true), Some("{}"))
+        );
+        let kept = seen_default(b"k".to_vec(), found("60 keep", Some(("{\"ended\":1}", 0))), 1010);
+        assert_eq!((kept.expires_at, kept.running), (Some(1060), Some(false)));
+        assert_eq!(kept.owner.as_deref(), Some("{\"ended\":1}"));
+        // A run record whose session is gone is free at once, as a take finds it.
+        let orphan = seen_default(b"k".to_vec(), found("41 run", None), 1010);
+        assert_eq!(
+            (orphan.expires_at, orphan.running, orphan.owner),
+            (Some(1009), Some(false), None)
+        );
+        let foreign = seen_default(b"k".to_vec(), found("soon", None), 1010);
+        assert_eq!((foreign.expires_at, foreign.running), (None, None));
     }
 
     #[test]
