@@ -275,6 +275,35 @@ def main():
         target = args.out / "man" / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(man_page(template, fields), encoding="ascii")
+    # cronlock-stores is cronlock with every store; cronlock starts it for
+    # the stores it does not carry. Its page points at cronlock's.
+    (args.out / "man" / "man1" / "cronlock-stores.1").write_text(
+        f""".TH CRONLOCK-STORES 1 "{fields['DATE']}" "cronlock {fields['VERSION']}" "User Commands"
+.SH NAME
+cronlock-stores \\- cronlock with every lock store
+.SH SYNOPSIS
+.B cronlock-stores
+.I command
+.RI [ argument ...]
+.SH DESCRIPTION
+.B cronlock
+carries the Redis, directory, memcached and etcd stores itself, and
+starts
+.B cronlock-stores
+from its own directory, with the same arguments and environment, when
+.B CRONLOCK_URL
+names a MySQL, MariaDB, PostgreSQL, ZooKeeper or DynamoDB store, whose
+clients would make every run of
+.B cronlock
+slower to start.
+.B cronlock-stores
+takes the same settings, runs the command the same way and exits with the
+same codes; it can also be run directly.
+.SH SEE ALSO
+.BR cronlock (1)
+""",
+        encoding="ascii",
+    )
     (args.out / "cronlock.conf").write_text(example_config(), encoding="utf-8")
     (args.out / "copyright").write_text(copyright_file(package["license"]), encoding="utf-8")
 

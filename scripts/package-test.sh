@@ -50,6 +50,8 @@ cargo metadata --no-deps --format-version 1 | grep -q '"name":"cronlockctl"' && 
 # The file list: exactly these files, nothing in /etc.
 {
   echo ./usr/bin/cronlock
+  echo ./usr/bin/cronlock-stores
+  echo ./usr/share/man/man1/cronlock-stores.1.gz
   echo ./usr/share/doc/cronlock/README.md
   echo ./usr/share/doc/cronlock/changelog.Debian.gz
   echo ./usr/share/doc/cronlock/changelog.gz
@@ -66,7 +68,7 @@ cargo metadata --no-deps --format-version 1 | grep -q '"name":"cronlockctl"' && 
 dpkg-deb -c "$deb" >"$tmp/contents"
 awk '$6 !~ /\/$/ { print $6 }' "$tmp/contents" | sort >"$tmp/got"
 diff -u "$tmp/want" "$tmp/got" || fail "the package's files differ from the list above (- wanted, + packed)"
-grep -E ' \./usr/bin/cronlock(ctl)?$' "$tmp/contents" | grep -qv '^-rwxr-xr-x 0/0 ' &&
+grep -E ' \./usr/bin/cronlock(ctl|-stores)?$' "$tmp/contents" | grep -qv '^-rwxr-xr-x 0/0 ' &&
   fail "a binary is not -rwxr-xr-x, owned by root: $(grep ' ./usr/bin/' "$tmp/contents")"
 [ -z "$(dpkg-deb -f "$deb" Depends)" ] || fail "Depends: $(dpkg-deb -f "$deb" Depends), want none"
 [ "$(dpkg-deb -f "$deb" Section)" = admin ] || fail "Section is not admin"
@@ -151,6 +153,8 @@ tarball="$(ls "$out"/cronlock-*-linux-musl.tar.gz)"
 name="$(basename "$tarball" .tar.gz)"
 {
   echo "$name/bin/cronlock"
+  echo "$name/bin/cronlock-stores"
+  echo "$name/share/man/man1/cronlock-stores.1"
   [ "$ctl" = no ] || echo "$name/bin/cronlockctl"
   [ "$ctl" = no ] || echo "$name/share/man/man1/cronlockctl.1"
   echo "$name/share/doc/cronlock/CHANGELOG.md"
