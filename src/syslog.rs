@@ -388,12 +388,14 @@ fn push_escaped(out: &mut String, c: char) {
 /// line then goes without one (the daemon stamps the time it arrived).
 fn local_stamp(now: SystemTime) -> Option<String> {
     let seconds = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    let time = libc::time_t::try_from(seconds).ok()?;
+    // The type is localtime_r's time_t, inferred: naming libc's alias warns
+    // on musl, where it is due to change.
+    let time = seconds.try_into().ok()?;
     // SAFETY: a zeroed `tm` is a valid value of this plain C struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call. localtime_r reads TZ
-    // from the environment: cronlock is single-threaded and never sets it,
-    // so nothing changes it under the call.
+    // from the environment, which nothing in cronlock ever sets, so nothing
+    // changes it under the call.
     let converted = unsafe { libc::localtime_r(&time, &mut tm) };
     if converted.is_null() {
         return None;

@@ -46,8 +46,17 @@ impl DynamoServer {
         let dir = TempDir::new("moto");
         let port = free_port();
         let log = std::fs::File::create(dir.join("moto.log")).unwrap();
-        let process = Command::new(venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // One request at a time: moto's threaded server checks a PutItem's
+        // condition and writes the item in two steps that concurrent
+        // requests can interleave, so two of ten contenders could both win
+        // a takeover there; DynamoDB itself applies a conditional write
+        // atomically.
+        let serve = "import sys, moto.server as s\n\
+            run = s.run_simple\n\
+            s.run_simple = lambda *a, **k: run(*a, **dict(k, threaded=False))\n\
+            s.main(sys.argv[1:])\n";
+        let process = Command::new(venv.join("bin/python"))
+            .args(["-c", serve, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
