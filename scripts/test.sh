@@ -103,11 +103,11 @@ fi
 release="$(scripts/build.sh)"
 echo "test.sh: testing $release" >&2
 export CRONLOCK_BIN="$release" CRONLOCKCTL_BIN="$(dirname "$release")/cronlockctl"
-# Most integration tests wait on servers and on the clock, not the CPU:
-# nextest runs test files side by side where it is installed (the machine
-# image has it), cargo test one file after another elsewhere.
+# nextest where it is installed (the machine image has it): two tests at a
+# time across every file, as many as cores here (more made the database
+# tests time out on 2 cores); cargo test file by file elsewhere.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --test '*' --test-threads 6 --no-fail-fast --failure-output final --status-level fail 2>&1
+  cargo nextest run --test '*' --test-threads 2 --no-fail-fast --failure-output final --status-level fail 2>&1
 else
   cargo test --quiet --test '*' 2>&1
 fi
