@@ -89,7 +89,13 @@ pub fn run(job: &Job, keeper: Option<&mut dyn Keeper>) -> Ended {
     // We reap with waitpid ourselves; std's Child has nothing left to do.
     drop(child);
     let group = watchdog.as_ref().map_or(pid, |dog| dog.group);
-    let ended = supervise(pid, group, job, keeper);
+    let (ended, killed) = supervise(pid, group, job, keeper);
+    if killed {
+        // The command is reaped, but what it started may still be dying:
+        // the lock is released only once none of it runs. (A group that was
+        // not killed is not waited for: a job may leave a daemon behind.)
+        crate::watchdog::wait_until_dead(group, watchdog.as_ref().map(|dog| dog.group));
+    }
     if let Some(watchdog) = watchdog {
         watchdog.stand_down();
     }
@@ -135,19 +141,22 @@ fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
     }
 }
 
-/// Waits for `pid`, acting on `group` (which it belongs to).
-fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> Ended {
+/// Waits for `pid`, acting on `group` (which it belongs to). Also says
+/// whether the group was sent SIGKILL.
+fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> (Ended, bool) {
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut kill_at: Option<Instant> = None;
     let mut timed_out = false;
     let mut lost: Option<String> = None;
+    let mut killed = false;
     let set = signals::handled();
     loop {
         if let Some(ended) = reap(pid, timed_out) {
-            return match lost {
+            let ended = match lost {
                 Some(why) => Ended::LeaseLost(why),
                 None => ended,
             };
+            return (ended, killed);
         }
         if lost.is_none() {
             if let Some(keeper) = keeper.as_deref_mut() {
@@ -162,6 +171,7 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
                 if let Err(why) = verdict {
                     // Someone else may run the job from now on: no grace period.
                     let _ = killpg(group, Signal::SIGKILL);
+                    killed = true;
                     lost = Some(why);
                     continue;
                 }
@@ -190,6 +200,7 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
                 }
                 if timed_out || kill_at.is_some_and(|k| now >= k) {
                     let _ = killpg(group, Signal::SIGKILL);
+                    killed = true;
                     kill_at = None;
                 }
             }

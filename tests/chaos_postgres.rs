@@ -26,15 +26,7 @@ impl chaos_loop::ChaosStore for DurablePostgres {
     }
 }
 
-// Known failure, kept visible: one CI run found two copies at once (seed
-// 1796007664740485559). The likely cause is a race that the "freed at once"
-// design opens: SIGKILL closes cronlock's connection, the server drops the
-// advisory lock, and a contender can take the lock and start before the
-// watchdog has killed the first command's group. Until the watchdog keeps
-// the connection alive that long, run it by hand:
-// cargo test --test chaos_postgres -- --ignored
 #[test]
-#[ignore = "known overlap after a SIGKILLed holder; see the comment above and the README's PostgreSQL section"]
 fn killing_wrappers_commands_and_postgres_never_lets_two_copies_run() {
     if std::env::var_os("CHAOS_RUNS").is_none() {
         std::env::set_var("CHAOS_RUNS", "200");

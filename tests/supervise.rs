@@ -103,6 +103,37 @@ fn the_command_starts_with_no_signal_blocked_or_ignored() {
 }
 
 #[test]
+fn after_a_timeout_nothing_of_the_command_outlives_cronlock() {
+    // A grandchild with 512 MiB of touched memory takes a while to die after
+    // SIGKILL; it holds an flock until it has. cronlock must not return (and
+    // release the lock) before that: the flock is free the moment it exits.
+    // (Its output goes elsewhere, or the test would wait for it to close.)
+    let redis = RedisServer::start();
+    let dir = TempDir::new("timeout-dying");
+    let check = dir.join("check");
+    let ready = dir.join("ready");
+    let script = format!(
+        "exec 9>>{}; flock -n 9 || exit 99; {}; exit 0",
+        check.display(),
+        slow_to_die(&ready)
+    );
+    let result = run(
+        &with(&redis.env(), &[("CRONLOCK_TIMEOUT", "3")]),
+        &["sh", "-c", &script],
+    );
+    assert!(ready.exists(), "the grandchild never got ready: {}", result.stderr());
+    result.expect(202);
+    let free = std::process::Command::new("flock")
+        .args(["-n", &check.display().to_string(), "true"])
+        .status()
+        .unwrap();
+    assert!(
+        free.success(),
+        "a process of the command still held its flock after cronlock exited"
+    );
+}
+
+#[test]
 fn the_command_shares_a_process_group_with_the_watchdog_only() {
     let redis = RedisServer::start();
     let script = "g=$(ps -o pgid= -p $$ | tr -d ' '); echo $g; ps -e -o pgid=,comm= | awk -v g=$g '$1 == g {print $2}'";

@@ -47,6 +47,7 @@ macro_rules! suite {
             a_lease_is_renewed_while_the_command_runs,
             a_lost_lease_kills_the_command_and_exits_201,
             a_sigkilled_holder_is_freed_within_its_lease,
+            a_sigkilled_holders_lock_outlives_its_dying_command,
             timeout_kills_the_command_and_exits_202,
             server_gone_before_the_lock_exits_201,
             server_gone_while_the_command_runs_exits_201_after_it,
@@ -358,6 +359,47 @@ pub fn a_sigkilled_holder_is_freed_within_its_lease(fixture: &mut dyn Fixture) {
     };
     assert!(crashed.elapsed() <= bound, "{:?}", crashed.elapsed());
     assert_eq!(runs(&dir), 1);
+}
+
+/// A SIGKILLed cronlock's command dies a moment after it, not with it: the
+/// kernel tears a large process down before it closes its files. Stores
+/// that free a crashed holder's lock at once (a connection's lock, a flock)
+/// must not free it before the command is dead. The job holds an flock of
+/// its own from a process with 512 MiB of touched memory; the next run
+/// checks that flock as it starts.
+pub fn a_sigkilled_holders_lock_outlives_its_dying_command(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("dying");
+    let mut env = with(&fixture.env(), &[("CRONLOCK_KEY", "dying")]);
+    if !lacks(fixture, "CRONLOCK_LEASE") {
+        env = with(&env, &[("CRONLOCK_LEASE", "3")]);
+    }
+    let check = dir.join("check");
+    let ready = dir.join("ready");
+    let big = format!(
+        "exec 9>>{}; flock -n 9 || exit 99; exec {}",
+        check.display(),
+        slow_to_die(&ready)
+    );
+    let mut holder = cronlock(&env).args(["sh", "-c", &big]).spawn().unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the holder's command to fill its memory",
+        || ready.exists(),
+    );
+    kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
+    holder.wait().unwrap();
+    let next = format!("exec 9>>{}; flock -n 9 || exit 99", check.display());
+    let mut codes = Vec::new();
+    wait_until(Duration::from_secs(15), "another run to take the lock", || {
+        let code = run(&env, &["sh", "-c", &next]).code();
+        codes.push(code);
+        code != 200
+    });
+    assert_eq!(
+        codes.last(),
+        Some(&0),
+        "99: the next run started while the old command lived; codes {codes:?}"
+    );
 }
 
 pub fn timeout_kills_the_command_and_exits_202(fixture: &mut dyn Fixture) {

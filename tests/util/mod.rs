@@ -391,6 +391,21 @@ pub fn key_for(prefix: &str, args: &[&str]) -> String {
 
 /// A shell command that marks that it started, then waits until the test
 /// opens its gate: lets a test look at the lock while the command runs.
+/// A Python program that touches 512 MiB, creates `ready`, and sleeps: once
+/// SIGKILLed it takes a while to die, as the kernel frees its memory before
+/// it closes its files. For `sh -c`; no output.
+pub fn slow_to_die(ready: &Path) -> String {
+    format!(
+        "python3 -c \"
+import time
+b = bytearray(1 << 29)
+for i in range(0, len(b), 4096): b[i] = 1
+open('{}', 'w').close()
+time.sleep(60)\" >/dev/null 2>&1",
+        ready.display()
+    )
+}
+
 pub struct Gated {
     /// The `sh -c` script to run.
     pub script: String,
