@@ -212,3 +212,34 @@ fn bad_input_exits_201_with_one_line_and_never_shows_the_password() {
     }
     assert!(!marker.exists(), "no command may run");
 }
+
+#[test]
+fn a_user_who_logs_in_with_ed25519_takes_the_lock() {
+    // MariaDB's ed25519 login: the client library used to panic on it.
+    let mysql = Mysql::start();
+    mysql.0.sql(
+        "INSTALL SONAME 'auth_ed25519'; \
+         CREATE USER 'edu'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('ed-s3cret'); \
+         GRANT ALL ON cronlock.* TO 'edu'@'%';",
+    );
+    let dir = TempDir::new("ed25519");
+    let marker = dir.join("ran");
+    let job = [
+        "sh".to_string(),
+        "-c".to_string(),
+        format!("echo x >> {}", marker.display()),
+    ];
+    let env = |password: &str| {
+        vec![
+            ("CRONLOCK_URL".to_string(), mysql.0.url("edu", password, "cronlock")),
+            ("CRONLOCK_RECONNECT_ATTEMPTS".to_string(), "0".to_string()),
+        ]
+    };
+    run(&env("ed-s3cret"), &job).expect(0);
+    assert!(marker.exists());
+    let wrong = run(&env("not-it"), &job);
+    assert_eq!(wrong.code(), 201, "{}", wrong.stderr());
+    assert_eq!(wrong.stderr().trim_end().lines().count(), 1, "{}", wrong.stderr());
+    assert!(wrong.stderr().contains("refused the login"), "{}", wrong.stderr());
+    assert!(!wrong.stderr().contains("not-it"));
+}
