@@ -243,3 +243,17 @@ fn a_user_who_logs_in_with_ed25519_takes_the_lock() {
     assert!(wrong.stderr().contains("refused the login"), "{}", wrong.stderr());
     assert!(!wrong.stderr().contains("not-it"));
 }
+
+#[test]
+fn the_first_run_on_a_database_without_the_table_takes_the_lock() {
+    // The first try fails on the missing table after its GET_LOCK; the
+    // retry must not find that GET_LOCK still taken (it used to, now and
+    // then, when the retry came on a new connection).
+    let mysql = Mysql::start();
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "first")]);
+    for round in 0..30 {
+        mysql.0.sql("DROP TABLE IF EXISTS cronlock.cronlock_locks");
+        let result = run(&with(&env, &[("CRONLOCK_GRACE", "-1")]), &["true"]);
+        assert_eq!(result.code(), 0, "round {round}: {}", result.stderr());
+    }
+}

@@ -75,6 +75,8 @@ pub struct MysqlLock<'a> {
     token: String,
     /// The owner record we wrote, to say at the release when the command ended.
     owner: Option<String>,
+    /// The `GET_LOCK` name (as SQL) of the acquire in progress.
+    taking: Option<String>,
 }
 
 /// Why one try failed.
@@ -186,6 +188,7 @@ impl<'a> MysqlLock<'a> {
             plain: false,
             token: new_token(),
             owner: None,
+            taking: None,
         })
     }
 
@@ -283,9 +286,16 @@ impl<'a> MysqlLock<'a> {
                 Err(Failure::NoTable) if !created => {
                     self.create_table()?;
                     created = true;
-                    // The failed try may have taken the GET_LOCK: a new
-                    // connection starts clean.
-                    self.conn = None;
+                    // The failed try may hold the GET_LOCK on this
+                    // connection. It is let go here, on the same connection:
+                    // a closed connection's lock is freed only when the
+                    // server gets round to it, and the retry on a new one
+                    // could still find it taken (and report the lock held).
+                    if let Some(lock) = self.taking.clone() {
+                        if self.batch(&format!("ROLLBACK; DO RELEASE_LOCK({lock})")).is_err() {
+                            self.conn = None;
+                        }
+                    }
                     continue;
                 }
                 Err(Failure::NoTable) => {
@@ -405,6 +415,7 @@ impl<'a> MysqlLock<'a> {
     }
 
     fn try_acquire(&mut self, claim: &Claim, name: &str, lock: &str) -> Result<Acquire, Failure> {
+        self.taking = Some(lock.to_string());
         let sets = self.batch(&format!(
             "SET SESSION wait_timeout = {IDLE_SECONDS}; \
              SELECT GET_LOCK({lock}, 0), IS_USED_LOCK({lock}), CONNECTION_ID(); \
