@@ -278,39 +278,15 @@ fn seen(key: Vec<u8>, mut file: File) -> Seen {
 /// The key a lock file's name stands for (the reverse of [`file_name`]; a
 /// name shortened with its md5 stands for itself).
 fn key_of_file(name: &str) -> Vec<u8> {
-    let bytes = name.as_bytes();
-    let mut key = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| name.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                key.push(byte);
-                i += 3;
-            }
-            None => {
-                key.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    key
+    super::escape::unescape(name.as_bytes())
 }
 
 /// A file name for any key: safe bytes as they are, the rest %-escaped, and
 /// very long keys shortened with their md5 so the name fits any file system.
 fn file_name(key: &[u8]) -> String {
-    let mut name = String::with_capacity(key.len());
-    for (i, &b) in key.iter().enumerate() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
-            name.push(b as char);
-        } else {
-            name.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let mut name = super::escape::escape(key, |i, b| {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
+    });
     if name.len() > 200 {
         name.truncate(160);
         name.push_str(&format!("~{:x}", md5::compute(key)));

@@ -214,14 +214,7 @@ fn new_token() -> String {
 /// keys stay distinct) are %-escaped, and a key still too long is cut and
 /// ends with the md5 of the whole.
 fn wire_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len());
-    for &b in key {
-        if b.is_ascii_graphic() && b != b'%' {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
+    let mut out = super::escape::escape(key, |_, b| b.is_ascii_graphic()).into_bytes();
     if out.len() > MAX_KEY {
         out.truncate(200);
         out.extend_from_slice(format!("~{:x}", md5::compute(key)).as_bytes());
@@ -232,26 +225,7 @@ fn wire_key(key: &[u8]) -> Vec<u8> {
 /// The key a wire key stands for (the reverse of [`wire_key`]; a key cut
 /// to fit stands for itself).
 fn unwire_key(wire: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(wire.len());
-    let mut i = 0;
-    while i < wire.len() {
-        let escaped = (wire[i] == b'%')
-            .then(|| wire.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                key.push(byte);
-                i += 3;
-            }
-            None => {
-                key.push(wire[i]);
-                i += 1;
-            }
-        }
-    }
-    key
+    super::escape::unescape(wire)
 }
 
 /// A lock as cronlockctl sees it.

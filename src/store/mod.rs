@@ -2,6 +2,7 @@
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
 pub mod dynamodb;
+pub mod escape;
 pub mod etcd;
 pub mod file;
 pub mod memcached;

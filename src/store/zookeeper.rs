@@ -727,14 +727,9 @@ fn parse_record(data: &[u8]) -> Result<(i64, &str)> {
 /// `[A-Za-z0-9._:-]` %-escaped (a `/` would make it a path, and ZooKeeper
 /// refuses `.` and `..` as names).
 fn node_path(key: &[u8]) -> String {
-    let mut name = String::with_capacity(key.len());
-    for &byte in key {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-') {
-            name.push(byte as char);
-        } else {
-            name.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    let mut name = super::escape::escape(key, |_, b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+    });
     if name == "." || name == ".." || name.is_empty() {
         name = name.replace('.', "%2E");
         if name.is_empty() {
@@ -749,26 +744,7 @@ fn key_of_node(name: &str) -> Vec<u8> {
     if name == "%" {
         return Vec::new();
     }
-    let bytes = name.as_bytes();
-    let mut key = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| name.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                key.push(byte);
-                i += 3;
-            }
-            None => {
-                key.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    key
+    super::escape::unescape(name.as_bytes())
 }
 
 /// kazoo 2.2's sort key: `c[c.find("__lock__") + 8:]` (`find` is -1 when absent).
