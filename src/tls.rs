@@ -257,7 +257,10 @@ pub fn explain(err: &rustls::Error) -> String {
         }
         E::AlertReceived(
             AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::DecryptError,
-        ) => format!("the server rejected our client certificate ({err})"),
+        ) => format!(
+            // Go's servers (etcd) send bad_certificate for a missing certificate too.
+            "the server refused our client certificate, or wants one and got none ({err}); set CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE to one its CA signed"
+        ),
         E::InvalidMessage(_) => {
             format!("the server does not speak TLS ({err}); is CRONLOCK_TLS meant for this port?")
         }

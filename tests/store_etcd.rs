@@ -1,5 +1,6 @@
 //! The etcd store: the conformance suite against a private etcd, the lock
-//! shared with the real `etcdctl lock` both ways, and bad input.
+//! shared with the real `etcdctl lock` both ways, TLS (`etcds://`) against
+//! members that show certificates of a CA made at test time, and bad input.
 
 mod conformance;
 mod ctl_suite;
@@ -9,7 +10,8 @@ use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use util::etcd::Etcd;
+use util::etcd::{ClientCertificates, Etcd};
+use util::pki::Pki;
 use util::*;
 
 struct EtcdFixture(Etcd);
@@ -225,4 +227,117 @@ fn bad_urls_and_unreachable_or_foreign_servers_exit_201_with_one_line() {
     );
     result.expect(201);
     assert!(result.stderr().contains("no answer within 1s"), "{}", result.stderr());
+}
+
+/// `etcds://` to `etcd` as `user` (none when empty) with `more` settings.
+fn tls_env(etcd: &Etcd, user: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let url = match user {
+        "" => etcd.url(),
+        user => etcd.url().replace("://", &format!("://{user}@")),
+    };
+    let env = vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+    ];
+    with(&env, more)
+}
+
+#[test]
+fn etcds_takes_the_lock_from_a_member_that_speaks_only_tls() {
+    let pki = Pki::new();
+    let mut etcd = Etcd::start_tls(&pki, ClientCertificates::Optional);
+    etcd.enable_auth("rootpw");
+    etcd.ctl(&["user", "add", "cron:s3cret-tls"]);
+    etcd.ctl(&["role", "add", "cronlock"]);
+    etcd.ctl(&[
+        "role",
+        "grant-permission",
+        "cronlock",
+        "--prefix=true",
+        "readwrite",
+        "cronlock.",
+    ]);
+    etcd.ctl(&["user", "grant-role", "cron", "cronlock"]);
+    let ca = pki.file("ca.crt");
+    let env = tls_env(
+        &etcd,
+        "cron:s3cret-tls",
+        &[("CRONLOCK_TLS_CA_FILE", &ca), ("CRONLOCK_KEY", "tls")],
+    );
+    let dir = TempDir::new("etcd-tls");
+    let marker = dir.join("ran");
+    run(&env, &["sh", "-c", &format!("touch {}", marker.display())]).expect(0);
+    assert!(marker.exists(), "the command must run");
+    // Held for the grace, as the release over TLS left it.
+    assert_eq!(etcd.keys().len(), 1, "{:?}", etcd.keys());
+    run(&env, &["true"]).expect(200);
+    // The member's name is checked too: localhost is in its certificate.
+    let by_name = with(&env, &[("CRONLOCK_KEY", "by-name")]);
+    let by_name: Vec<(String, String)> = by_name
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("127.0.0.1", "localhost")))
+        .collect();
+    run(&by_name, &["true"]).expect(0);
+    // The port speaks nothing but TLS: the runs above used it.
+    let plain = tls_env(&etcd, "cron:s3cret-tls", &[]);
+    let plain: Vec<(String, String)> = plain
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("etcds://", "etcd://")))
+        .collect();
+    expect_refusal(&plain, "etcds://", &["s3cret-tls"]);
+}
+
+#[test]
+fn etcds_shows_the_client_certificate_to_a_member_that_requires_one() {
+    let pki = Pki::new();
+    let etcd = Etcd::start_tls(&pki, ClientCertificates::Required);
+    let (ca, cert, key) = (pki.file("ca.crt"), pki.file("client.crt"), pki.file("client.key"));
+    let client = [
+        ("CRONLOCK_TLS_CA_FILE", ca.as_str()),
+        ("CRONLOCK_TLS_CERT_FILE", cert.as_str()),
+        ("CRONLOCK_TLS_KEY_FILE", key.as_str()),
+    ];
+    run(&tls_env(&etcd, "", &client), &["true"]).expect(0);
+    assert_eq!(etcd.keys().len(), 1, "{:?}", etcd.keys());
+    expect_refusal(&tls_env(&etcd, "", &client[..1]), "CRONLOCK_TLS_CERT_FILE", &[]);
+}
+
+#[test]
+fn etcds_refuses_a_member_it_cannot_verify_with_one_line() {
+    let pki = Pki::new();
+    let etcd = Etcd::start_tls(&pki, ClientCertificates::Optional);
+    let ca = pki.file("ca.crt");
+    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
+    let password = "s3cret-tls";
+    let user = format!("cron:{password}");
+    expect_refusal(
+        &tls_env(&etcd, &user, &[("CRONLOCK_TLS_CA_FILE", &pki.file("other-ca.crt"))]),
+        "unknown CA",
+        &[password],
+    );
+    etcd.use_certificate(&pki, "wrong-name");
+    expect_refusal(
+        &tls_env(&etcd, &user, &with_ca),
+        "does not match the host name",
+        &[password],
+    );
+    run(
+        &tls_env(&etcd, "", &[with_ca[0], ("CRONLOCK_TLS_SERVER_NAME", "elsewhere.test")]),
+        &["true"],
+    )
+    .expect(0);
+    etcd.use_certificate(&pki, "expired");
+    expect_refusal(&tls_env(&etcd, &user, &with_ca), "has expired", &[password]);
+    // A member without TLS.
+    let plain = Etcd::start();
+    let url = plain.url().replace("etcd://", &format!("etcds://{user}@"));
+    expect_refusal(
+        &[
+            ("CRONLOCK_URL".to_string(), url),
+            ("CRONLOCK_TLS_CA_FILE".to_string(), ca.clone()),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+        ],
+        "TLS",
+        &[password],
+    );
 }

@@ -9,9 +9,11 @@ mod util;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use util::mariadb::MariaDb;
+use util::pki::Pki;
 use util::*;
 
 /// A private server with a `cronlock` database and a user allowed everything in it.
@@ -192,6 +194,11 @@ fn bad_input_exits_201_with_one_line_and_never_shows_the_password() {
             format!("mysql://cron:hunter2@127.0.0.1:{closed}/cronlock"),
             "cannot reach",
         ),
+        (
+            "TLS required, the server has none",
+            format!("{}?ssl-mode=required", mysql.0.url("cron", "hunter2", "cronlock")),
+            "offers no TLS",
+        ),
     ];
     let dir = TempDir::new("bad");
     let marker = dir.join("ran");
@@ -256,4 +263,137 @@ fn the_first_run_on_a_database_without_the_table_takes_the_lock() {
         let result = run(&with(&env, &[("CRONLOCK_GRACE", "-1")]), &["true"]);
         assert_eq!(result.code(), 0, "round {round}: {}", result.stderr());
     }
+}
+
+/// The password of the TLS tests' users.
+const TLS_PASSWORD: &str = "tls-s3cret";
+
+/// A TLS server with a `cronlock` database and two users allowed everything
+/// in it: `tls` may log in over TLS only (`REQUIRE SSL`), `x509` only with
+/// a client certificate of the test CA (`REQUIRE X509`).
+fn tls_server(pki: &Pki) -> MariaDb {
+    let server = MariaDb::start_tls(pki);
+    server.sql("CREATE DATABASE cronlock");
+    for (user, require) in [("tls", "SSL"), ("x509", "X509")] {
+        server.create_user(user, TLS_PASSWORD, &["ALL ON cronlock.*"]);
+        server.sql(&format!("ALTER USER '{user}'@'%' REQUIRE {require}"));
+    }
+    server
+}
+
+/// cronlock as `user` on `server` with `?ssl-mode=MODE` (none when empty),
+/// a fresh key per call, and `more` settings.
+fn tls_env(server: &MariaDb, user: &str, mode: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let key = format!("tls-{}", CALLS.fetch_add(1, Ordering::SeqCst));
+    let mut url = server.url(user, TLS_PASSWORD, "cronlock");
+    if !mode.is_empty() {
+        url.push_str(&format!("?ssl-mode={mode}"));
+    }
+    let env = vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_KEY".to_string(), key),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+    ];
+    with(&env, more)
+}
+
+#[test]
+fn tls_modes_take_the_lock_as_a_user_that_may_log_in_over_tls_only() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
+    let dir = TempDir::new("mysql-tls");
+    let marker = dir.join("ran");
+    let touch = ["sh", "-c", &format!("touch {}", marker.display())];
+    let verified = tls_env(&server, "tls", "verify_identity", &with_ca);
+    run(&verified, &touch).expect(0);
+    assert!(marker.exists(), "the command must run");
+    run(&verified, &["true"]).expect(200);
+    // The release went over TLS too: the row is in its grace.
+    let key = verified.iter().find(|(name, _)| name == "CRONLOCK_KEY").unwrap();
+    assert_eq!(
+        server.sql(&format!(
+            "SELECT state FROM cronlock.cronlock_locks WHERE name = 'cronlock.{}'",
+            key.1
+        )),
+        "done"
+    );
+    for mode in ["verify_ca", "required", "preferred"] {
+        run(&tls_env(&server, "tls", mode, &with_ca), &["true"]).expect(0);
+    }
+    // By name: localhost is in the certificate too.
+    let by_name: Vec<(String, String)> = tls_env(&server, "tls", "verify_identity", &with_ca)
+        .into_iter()
+        .map(|(name, value)| (name, value.replace("@127.0.0.1:", "@localhost:")))
+        .collect();
+    run(&by_name, &["true"]).expect(0);
+    // CRONLOCK_TLS=yes without an ssl-mode verifies the name as well.
+    run(
+        &tls_env(&server, "tls", "", &[with_ca[0], ("CRONLOCK_TLS", "yes")]),
+        &["true"],
+    )
+    .expect(0);
+    // The same user without TLS is turned away: the runs above used TLS.
+    expect_refusal(
+        &tls_env(&server, "tls", "disabled", &[]),
+        "refused the login",
+        &[TLS_PASSWORD],
+    );
+    expect_refusal(&tls_env(&server, "tls", "", &[]), "refused the login", &[TLS_PASSWORD]);
+}
+
+#[test]
+fn a_client_certificate_logs_in_a_user_that_requires_x509() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let (cert, key) = (pki.file("client.crt"), pki.file("client.key"));
+    let client = [
+        ("CRONLOCK_TLS_CA_FILE", ca.as_str()),
+        ("CRONLOCK_TLS_CERT_FILE", cert.as_str()),
+        ("CRONLOCK_TLS_KEY_FILE", key.as_str()),
+    ];
+    run(&tls_env(&server, "x509", "verify_identity", &client), &["true"]).expect(0);
+    expect_refusal(
+        &tls_env(&server, "x509", "verify_identity", &client[..1]),
+        "refused the login",
+        &[TLS_PASSWORD],
+    );
+}
+
+#[test]
+fn tls_refuses_a_server_it_cannot_verify_with_one_line() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let other = pki.file("other-ca.crt");
+    let refused = |mode: &str, ca: &str, expected: &str| {
+        expect_refusal(
+            &tls_env(&server, "tls", mode, &[("CRONLOCK_TLS_CA_FILE", ca)]),
+            expected,
+            &[TLS_PASSWORD],
+        );
+    };
+    let taken = |mode: &str, ca: &str| {
+        run(
+            &tls_env(&server, "tls", mode, &[("CRONLOCK_TLS_CA_FILE", ca)]),
+            &["true"],
+        )
+        .expect(0);
+    };
+    // A certificate from a CA we were not told to trust.
+    refused("verify_identity", &other, "unknown CA");
+    refused("verify_ca", &other, "unknown CA");
+    taken("required", &other);
+    // Issued for another name: only verify_identity looks at it.
+    server.use_certificate(&pki, "wrong-name");
+    refused("verify_identity", &ca, "ssl-mode=verify_ca");
+    taken("verify_ca", &ca);
+    // Expired.
+    server.use_certificate(&pki, "expired");
+    refused("verify_identity", &ca, "has expired");
+    refused("verify_ca", &ca, "has expired");
+    taken("required", &ca);
 }

@@ -1,11 +1,16 @@
 //! The store conformance suite against a private PostgreSQL server, as a
-//! role that may create the table.
+//! role that may create the table; and TLS in every `sslmode`, against a
+//! server that shows certificates of a CA made at test time.
 
 mod conformance;
 mod ctl_suite;
 mod util;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use util::pki::Pki;
 use util::postgres::Postgres;
+use util::*;
 
 struct Pg(Postgres);
 
@@ -31,3 +36,166 @@ impl conformance::Fixture for Pg {
 
 conformance::suite!(Pg);
 ctl_suite::suite!(Pg);
+
+/// The password of the TLS tests' roles.
+const TLS_PASSWORD: &str = "tls s3cret";
+/// The role that must show a client certificate: its CN.
+const CLIENT_CN: &str = "cronlock client";
+
+/// A TLS server with two roles: `locker` may log in over TLS only,
+/// `cronlock client` (the client certificate's CN) only with that
+/// certificate.
+fn tls_server(pki: &Pki) -> Postgres {
+    let server = Postgres::start_tls(pki);
+    add_role(&server, "locker", "tls_only");
+    add_role(&server, CLIENT_CN, "tls_client_cert");
+    server
+}
+
+/// Role `name`, a member of `group`, with a schema of its own named after
+/// it: first in its search_path, so each role makes its own lock table.
+fn add_role(server: &Postgres, name: &str, group: &str) {
+    let groups: &[&str] = if group.is_empty() { &[] } else { &[group] };
+    server.create_user(name, TLS_PASSWORD, groups);
+    server.sql(&format!("CREATE SCHEMA AUTHORIZATION \"{name}\""));
+}
+
+/// cronlock as `user` on `server` with `?sslmode=MODE` (none when empty),
+/// a fresh key per call, and `more` settings.
+fn tls_env(server: &Postgres, user: &str, mode: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let key = format!("tls-{}", CALLS.fetch_add(1, Ordering::SeqCst));
+    let mut url = server.url(user, TLS_PASSWORD, "postgres");
+    if !mode.is_empty() {
+        url.push_str(&format!("?sslmode={mode}"));
+    }
+    let env = vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_KEY".to_string(), key),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+    ];
+    with(&env, more)
+}
+
+#[test]
+fn tls_modes_take_the_lock_as_a_role_allowed_only_over_tls() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
+    let dir = TempDir::new("pg-tls");
+    let marker = dir.join("ran");
+    let touch = ["sh", "-c", &format!("touch {}", marker.display())];
+    let verified = tls_env(&server, "locker", "verify-full", &with_ca);
+    run(&verified, &touch).expect(0);
+    assert!(marker.exists(), "the command must run");
+    run(&verified, &["true"]).expect(200);
+    // The release went over TLS too: the row is in its grace.
+    let key = verified.iter().find(|(name, _)| name == "CRONLOCK_KEY").unwrap();
+    assert_eq!(
+        server.sql(&format!(
+            "SELECT running FROM locker.cronlock_locks WHERE name = 'cronlock.{}'::bytea",
+            key.1
+        )),
+        "f"
+    );
+    for mode in ["verify-ca", "require", "prefer"] {
+        run(&tls_env(&server, "locker", mode, &with_ca), &["true"]).expect(0);
+    }
+    // By name: localhost is in the certificate too.
+    let by_name: Vec<(String, String)> = tls_env(&server, "locker", "verify-full", &with_ca)
+        .into_iter()
+        .map(|(name, value)| (name, value.replace("@127.0.0.1:", "@localhost:")))
+        .collect();
+    run(&by_name, &["true"]).expect(0);
+    // CRONLOCK_TLS=yes without an sslmode is verify-full.
+    run(
+        &tls_env(&server, "locker", "", &[with_ca[0], ("CRONLOCK_TLS", "yes")]),
+        &["true"],
+    )
+    .expect(0);
+    // pg_hba.conf turns the role away without TLS: the runs above used it.
+    expect_refusal(
+        &tls_env(&server, "locker", "disable", &[]),
+        "no encryption",
+        &[TLS_PASSWORD],
+    );
+}
+
+#[test]
+fn a_client_certificate_logs_in_a_role_that_requires_one() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let (cert, key) = (pki.file("client.crt"), pki.file("client.key"));
+    let client = [
+        ("CRONLOCK_TLS_CA_FILE", ca.as_str()),
+        ("CRONLOCK_TLS_CERT_FILE", cert.as_str()),
+        ("CRONLOCK_TLS_KEY_FILE", key.as_str()),
+    ];
+    run(&tls_env(&server, CLIENT_CN, "verify-full", &client), &["true"]).expect(0);
+    expect_refusal(
+        &tls_env(&server, CLIENT_CN, "verify-full", &client[..1]),
+        "certificate",
+        &[TLS_PASSWORD],
+    );
+    // The certificate names its role and no other.
+    // (PostgreSQL reports the CN mismatch as a failed authentication.)
+    add_role(&server, "someone else", "tls_client_cert");
+    expect_refusal(
+        &tls_env(&server, "someone else", "verify-full", &client),
+        "authentication failed",
+        &[TLS_PASSWORD],
+    );
+}
+
+#[test]
+fn tls_refuses_a_server_it_cannot_verify_with_one_line() {
+    let pki = Pki::new();
+    let server = tls_server(&pki);
+    let ca = pki.file("ca.crt");
+    let other = pki.file("other-ca.crt");
+    let refused = |mode: &str, ca: &str, expected: &str| {
+        expect_refusal(
+            &tls_env(&server, "locker", mode, &[("CRONLOCK_TLS_CA_FILE", ca)]),
+            expected,
+            &[TLS_PASSWORD],
+        );
+    };
+    let taken = |mode: &str, more: &[(&str, &str)]| {
+        run(&tls_env(&server, "locker", mode, more), &["true"]).expect(0);
+    };
+    // A certificate from a CA we were not told to trust.
+    refused("verify-full", &other, "unknown CA");
+    refused("verify-ca", &other, "unknown CA");
+    taken("require", &[]);
+    // Issued for another name: only verify-full looks at it, and
+    // CRONLOCK_TLS_SERVER_NAME names the one to expect.
+    server.use_certificate(&pki, "wrong-name");
+    refused("verify-full", &ca, "does not match the host name");
+    taken("verify-ca", &[("CRONLOCK_TLS_CA_FILE", &ca)]);
+    taken(
+        "verify-full",
+        &[
+            ("CRONLOCK_TLS_CA_FILE", &ca),
+            ("CRONLOCK_TLS_SERVER_NAME", "elsewhere.test"),
+        ],
+    );
+    // Expired.
+    server.use_certificate(&pki, "expired");
+    refused("verify-full", &ca, "has expired");
+    refused("verify-ca", &ca, "has expired");
+    taken("require", &[]);
+    // A server without TLS: prefer goes on without it, the others refuse.
+    server.sql("ALTER SYSTEM SET ssl = off");
+    server.reload();
+    add_role(&server, "plain", "");
+    run(&tls_env(&server, "plain", "prefer", &[]), &["true"]).expect(0);
+    for mode in ["require", "verify-ca", "verify-full"] {
+        expect_refusal(
+            &tls_env(&server, "plain", mode, &[("CRONLOCK_TLS_CA_FILE", &ca)]),
+            "the server offers no TLS",
+            &[TLS_PASSWORD],
+        );
+    }
+}

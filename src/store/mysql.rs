@@ -33,11 +33,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Row, SslOpts};
+use rustls::CertificateError;
 
 use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 use crate::signals;
+use crate::tls;
 
 /// The lock table's name.
 pub const TABLE: &str = "cronlock_locks";
@@ -198,8 +200,8 @@ impl<'a> MysqlLock<'a> {
 
     /// The client's TLS options for the URL's `ssl-mode`. The `mysql` crate
     /// builds its own rustls configuration from these (it cannot take ours):
-    /// without `CRONLOCK_TLS_CA_FILE` it trusts the Mozilla roots it carries
-    /// (webpki-roots), not the system's store.
+    /// it always trusts the Mozilla roots it carries (webpki-roots), not the
+    /// system's store, and adds `CRONLOCK_TLS_CA_FILE`'s CAs to them.
     fn ssl_opts(&self) -> Option<SslOpts> {
         let mode = match self.target.ssl_mode {
             SslMode::Disabled => return None,
@@ -358,6 +360,19 @@ impl<'a> MysqlLock<'a> {
     fn classify(&self, err: mysql::Error, connecting: bool) -> Failure {
         use mysql::DriverError as D;
         let at = self.describe();
+        // A refused certificate comes back as an I/O error of the first read
+        // after the handshake; without this it read "did not answer as a
+        // MySQL server does", or was retried as a network failure.
+        if let Some(tls_error) = tls_failure(&err) {
+            let why = match tls_error {
+                // tls::explain's advice, CRONLOCK_TLS_SERVER_NAME, is refused by this store.
+                rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                ) => "the server's certificate does not match the host name (put the name it was issued for in CRONLOCK_URL, or use ssl-mode=verify_ca)".to_string(),
+                other => tls::explain(other),
+            };
+            return Failure::Fatal(anyhow!("{at}: TLS: {why}"));
+        }
         match err {
             mysql::Error::MySqlError(err) => match err.code {
                 1146 => Failure::NoTable,
@@ -669,6 +684,18 @@ impl LockStore for MysqlLock<'_> {
             },
         }
     }
+}
+
+/// The rustls error behind a failed TLS handshake, wherever the client put
+/// it (`mysql::Error` has no `source()`, so each variant is opened here).
+fn tls_failure(err: &mysql::Error) -> Option<&rustls::Error> {
+    let io = match err {
+        mysql::Error::IoError(io) => io,
+        mysql::Error::CodecError(codec) => std::error::Error::source(codec)?.downcast_ref::<std::io::Error>()?,
+        mysql::Error::TlsError(tls) => return std::error::Error::source(tls)?.downcast_ref(),
+        _ => return None,
+    };
+    io.get_ref()?.downcast_ref()
 }
 
 /// Runs `sql`, several statements in one round trip; the rows of each

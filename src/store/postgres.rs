@@ -604,6 +604,16 @@ fn classify(err: &tokio_postgres::Error) -> Failure {
         text.push_str(&format!(": {cause}"));
         source = cause.source();
     }
+    // tokio-postgres says this in words only (its error kinds are private):
+    // the server turned down the TLS request, as a PostgreSQL server with
+    // ssl = off does, and the sslmode may not go on without TLS. Without
+    // this the message asked whether it was a PostgreSQL server at all.
+    if text.ends_with("server does not support TLS") {
+        return Failure::Fatal(anyhow::Error::new(DbFailure {
+            code: SqlState::PROTOCOL_VIOLATION,
+            message: "the server offers no TLS, but CRONLOCK_URL's sslmode asks for it (turn ssl on in the server, or use sslmode=prefer or disable)".to_string(),
+        }));
+    }
     if io_error || err.is_closed() {
         Failure::Retry(text)
     } else {

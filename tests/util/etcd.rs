@@ -1,11 +1,13 @@
 //! A private etcd member for tests: its own data directory, free loopback
-//! client and peer ports, killed when dropped; and `etcdctl` against it.
+//! client and peer ports, killed when dropped; plain or TLS-only with
+//! certificates of the test CA; and `etcdctl` against it.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use super::pki::Pki;
 use super::{find_program, free_port, log_tail, wait_until, TempDir};
 
 /// An `etcd` of our own (never port 2379), a one-member cluster.
@@ -15,20 +17,69 @@ pub struct Etcd {
     pub dir: TempDir,
     /// `root`'s password once [`Etcd::enable_auth`] has run.
     root_password: Option<String>,
+    /// How clients reach a TLS member: the files in `tls/` under
+    /// [`Etcd::dir`], and whether it requires a client certificate.
+    tls: Option<ClientCertificates>,
     process: Option<Child>,
+}
+
+/// Whether a TLS member requires a client certificate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates {
+    Optional,
+    Required,
 }
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Etcd::init(None)
+    }
+
+    /// A member whose client port speaks only TLS (https), showing `pki`'s
+    /// `server.crt` (localhost, 127.0.0.1); with
+    /// [`ClientCertificates::Required`] it takes only clients that show a
+    /// certificate of `pki`'s CA. Its own `etcdctl` uses `client.crt`.
+    pub fn start_tls(pki: &Pki, clients: ClientCertificates) -> Etcd {
+        Etcd::init(Some((pki, clients)))
+    }
+
+    fn init(tls: Option<(&Pki, ClientCertificates)>) -> Etcd {
         let mut etcd = Etcd {
             port: free_port(),
             peer_port: free_port(),
             dir: TempDir::new("etcd"),
             root_password: None,
+            tls: tls.map(|(_, clients)| clients),
             process: None,
         };
+        if let Some((pki, _)) = tls {
+            std::fs::create_dir_all(etcd.dir.join("tls")).unwrap();
+            for file in ["ca.crt", "client.crt", "client.key"] {
+                std::fs::copy(pki.path(file), etcd.dir.join(&format!("tls/{file}"))).unwrap();
+            }
+            etcd.copy_certificate(pki, "server");
+        }
         etcd.launch();
         etcd
+    }
+
+    /// Makes a TLS member show `pki`'s certificate `name` ("server",
+    /// "expired", "wrong-name"): etcd reads its files again at every
+    /// handshake, so the next connection gets it.
+    pub fn use_certificate(&self, pki: &Pki, name: &str) {
+        assert!(
+            self.tls.is_some(),
+            "use_certificate needs a member made by Etcd::start_tls"
+        );
+        self.copy_certificate(pki, name);
+    }
+
+    fn copy_certificate(&self, pki: &Pki, name: &str) {
+        for extension in ["crt", "key"] {
+            let from = pki.path(&format!("{name}.{extension}"));
+            std::fs::copy(&from, self.dir.join(&format!("tls/server.{extension}")))
+                .unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        }
     }
 
     fn launch(&mut self) {
@@ -39,9 +90,25 @@ impl Etcd {
             .append(true)
             .open(&log_path)
             .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
-        let client = format!("http://127.0.0.1:{}", self.port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let process = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(clients) = self.tls {
+            let tls = self.dir.join("tls");
+            command
+                .arg("--cert-file")
+                .arg(tls.join("server.crt"))
+                .arg("--key-file")
+                .arg(tls.join("server.key"));
+            if clients == ClientCertificates::Required {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(tls.join("ca.crt"));
+            }
+        }
+        let process = command
             .args(["--name", "test", "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
@@ -58,12 +125,12 @@ impl Etcd {
             .spawn()
             .unwrap_or_else(|e| panic!("etcd: {e} (scripts/test.sh installs etcd-server)"));
         let process = self.process.insert(process);
-        let port = self.port;
+        let (port, tls) = (self.port, self.tls.map(|_| self.dir.join("tls")));
         wait_until(Duration::from_secs(20), "etcd to answer", || {
             if let Ok(Some(status)) = process.try_wait() {
                 panic!("etcd exited ({status}):\n{}", log_tail(&log_path));
             }
-            etcdctl_at(port, None, &["endpoint", "health"])
+            etcdctl_at(port, tls.as_deref(), None, &["endpoint", "health"])
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         });
@@ -83,9 +150,10 @@ impl Etcd {
         self.launch();
     }
 
-    /// `CRONLOCK_URL` pointing at this member.
+    /// `CRONLOCK_URL` pointing at this member: `etcds://` for a TLS one.
     pub fn url(&self) -> String {
-        format!("etcd://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Environment that points cronlock at this member.
@@ -95,13 +163,23 @@ impl Etcd {
 
     /// An `etcdctl` command (API v3) against this member, as root once auth is on.
     pub fn etcdctl(&self) -> Command {
-        etcdctl_command(self.port, self.root_password.as_deref())
+        etcdctl_command(self.port, self.tls_dir().as_deref(), self.root_password.as_deref())
+    }
+
+    /// Where a TLS member's files are.
+    fn tls_dir(&self) -> Option<PathBuf> {
+        self.tls.map(|_| self.dir.join("tls"))
     }
 
     /// Runs `etcdctl ARGS`; its stdout, panicking on failure.
     pub fn ctl(&self, args: &[&str]) -> String {
-        let output = etcdctl_at(self.port, self.root_password.as_deref(), args)
-            .unwrap_or_else(|e| panic!("etcdctl: {e} (scripts/test.sh installs etcd-client)"));
+        let output = etcdctl_at(
+            self.port,
+            self.tls_dir().as_deref(),
+            self.root_password.as_deref(),
+            args,
+        )
+        .unwrap_or_else(|e| panic!("etcdctl: {e} (scripts/test.sh installs etcd-client)"));
         assert!(
             output.status.success(),
             "etcdctl {args:?}: {}",
@@ -133,7 +211,9 @@ impl Drop for Etcd {
     }
 }
 
-fn etcdctl_command(port: u16, root_password: Option<&str>) -> Command {
+/// `etcdctl` against the member on `port`; for a TLS one, `tls` holds the
+/// CA and the client certificate to use.
+fn etcdctl_command(port: u16, tls: Option<&Path>, root_password: Option<&str>) -> Command {
     let program = find_program("etcdctl", &[]).unwrap_or_else(|| PathBuf::from("etcdctl"));
     let mut command = Command::new(program);
     for (name, _) in std::env::vars_os() {
@@ -141,18 +221,27 @@ fn etcdctl_command(port: u16, root_password: Option<&str>) -> Command {
             command.env_remove(&name);
         }
     }
-    command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=127.0.0.1:{port}"))
-        .arg("--dial-timeout=2s");
+    command.env("ETCDCTL_API", "3").arg("--dial-timeout=2s");
+    match tls {
+        Some(tls) => {
+            command
+                .arg(format!("--endpoints=https://127.0.0.1:{port}"))
+                .arg(format!("--cacert={}", tls.join("ca.crt").display()))
+                .arg(format!("--cert={}", tls.join("client.crt").display()))
+                .arg(format!("--key={}", tls.join("client.key").display()));
+        }
+        None => {
+            command.arg(format!("--endpoints=127.0.0.1:{port}"));
+        }
+    }
     if let Some(password) = root_password {
         command.arg(format!("--user=root:{password}"));
     }
     command
 }
 
-fn etcdctl_at(port: u16, root_password: Option<&str>, args: &[&str]) -> std::io::Result<Output> {
-    etcdctl_command(port, root_password)
+fn etcdctl_at(port: u16, tls: Option<&Path>, root_password: Option<&str>, args: &[&str]) -> std::io::Result<Output> {
+    etcdctl_command(port, tls, root_password)
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -1,10 +1,12 @@
 //! A private MariaDB server for tests: its own data directory made by
-//! `mariadb-install-db`, on a free loopback port, killed when dropped.
+//! `mariadb-install-db`, on a free loopback port, killed when dropped;
+//! plain, or also offering TLS with a certificate of the test CA.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::pki::Pki;
 use super::{find_program, free_port, log_tail, url_encode, wait_until, TempDir};
 
 /// A `mariadbd` of our own, never the system's (port 3306, its socket and
@@ -18,13 +20,32 @@ pub struct MariaDb {
     pub port: u16,
     /// Holds `data/`, the socket and `error.log`; kept across [`MariaDb::restart`].
     pub dir: TempDir,
+    /// Started with `--ssl-*`: the files are in `tls/` under [`MariaDb::dir`].
+    tls: bool,
     process: Option<Child>,
 }
 
 impl MariaDb {
-    /// A fresh server on a free port.
+    /// A fresh server on a free port, without TLS (it offers none).
     pub fn start() -> MariaDb {
+        MariaDb::init(None)
+    }
+
+    /// A fresh server that offers TLS (and still takes plain logins from
+    /// users not made to `REQUIRE SSL`): it shows `pki`'s `server.crt`
+    /// (localhost, 127.0.0.1) and checks client certificates against
+    /// `ca.crt`.
+    pub fn start_tls(pki: &Pki) -> MariaDb {
+        MariaDb::init(Some(pki))
+    }
+
+    fn init(pki: Option<&Pki>) -> MariaDb {
         let dir = TempDir::new("mariadb");
+        if let Some(pki) = pki {
+            std::fs::create_dir_all(dir.join("tls")).unwrap();
+            std::fs::copy(pki.path("ca.crt"), dir.join("tls/ca.crt")).unwrap();
+            copy_certificate(pki, "server", &dir);
+        }
         // A temporary directory of its own: in a /tmp shared with other
         // servers starting at the same moment, install-db sometimes fails
         // ("Unknown table 'mysql.tmp_user_sys'").
@@ -54,6 +75,7 @@ impl MariaDb {
         let mut server = MariaDb {
             port: free_port(),
             dir,
+            tls: pki.is_some(),
             process: None,
         };
         server.launch();
@@ -70,8 +92,16 @@ impl MariaDb {
     fn launch(&mut self) {
         let log = self.dir.join("error.log");
         let socket = self.socket();
-        let process = Command::new(program("mariadbd"))
-            .arg("--no-defaults")
+        let mut command = Command::new(program("mariadbd"));
+        command.arg("--no-defaults");
+        if self.tls {
+            let tls = self.dir.join("tls");
+            command
+                .arg(format!("--ssl-ca={}", tls.join("ca.crt").display()))
+                .arg(format!("--ssl-cert={}", tls.join("server.crt").display()))
+                .arg(format!("--ssl-key={}", tls.join("server.key").display()));
+        }
+        let process = command
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", self.dir.join("mariadbd.pid").display()))
@@ -93,6 +123,15 @@ impl MariaDb {
             }
             root_sql(&socket, "SELECT 1").is_ok()
         });
+    }
+
+    /// Makes a TLS server show `pki`'s certificate `name` ("server",
+    /// "expired", "wrong-name") to the connections that follow (`FLUSH SSL`
+    /// reads the files again; no restart).
+    pub fn use_certificate(&self, pki: &Pki, name: &str) {
+        assert!(self.tls, "use_certificate needs a server made by MariaDb::start_tls");
+        copy_certificate(pki, name, &self.dir);
+        self.sql("FLUSH SSL");
     }
 
     /// Stops the server at once with SIGKILL (for fault tests); the data
@@ -159,6 +198,15 @@ impl MariaDb {
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `pki`'s `name.crt` and `name.key` as the server's `tls/server.crt` and `tls/server.key`.
+fn copy_certificate(pki: &Pki, name: &str, dir: &TempDir) {
+    for extension in ["crt", "key"] {
+        let from = pki.path(&format!("{name}.{extension}"));
+        std::fs::copy(&from, dir.join(&format!("tls/server.{extension}")))
+            .unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     }
 }
 

@@ -367,6 +367,29 @@ pub fn run(env: &[(String, String)], args: &[impl AsRef<OsStr>]) -> Run {
     Run { output }
 }
 
+/// Runs under `env` a command that must not run: cronlock must exit 201
+/// with one line on stderr that contains `expected`, and show none of
+/// `secrets` on stdout or stderr. Returns that line.
+#[track_caller]
+pub fn expect_refusal(env: &[(String, String)], expected: &str, secrets: &[&str]) -> String {
+    let dir = TempDir::new("refused");
+    let marker = dir.join("ran");
+    let result = run(env, &["sh", "-c", &format!("touch {}", marker.display())]);
+    let (stdout, stderr) = (result.stdout(), result.stderr());
+    eprint!("[{expected}] {stderr}");
+    assert_eq!(result.code(), 201, "exit code\nstdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    for secret in secrets {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret:?} shown: {stdout}{stderr}"
+        );
+    }
+    assert!(!marker.exists(), "the command must not run: {stderr}");
+    stderr.trim_end().to_string()
+}
+
 /// `env` plus more pairs.
 pub fn with(env: &[(String, String)], more: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut all = env.to_vec();

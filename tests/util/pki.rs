@@ -10,6 +10,9 @@ use super::TempDir;
 /// signed nothing we use), and for each leaf NAME `NAME.crt` + `NAME.key`:
 /// `server` (localhost and 127.0.0.1), `expired`, `wrong-name`
 /// (only `elsewhere.test`), and `client` (for mutual TLS).
+///
+/// `server` may also act as a client: an etcd member that requires client
+/// certificates connects its JSON gateway to its own gRPC port with it.
 pub struct Pki {
     pub dir: TempDir,
 }
@@ -27,10 +30,10 @@ impl Pki {
         .unwrap();
         let issuer = Issuer::new(ca_params, &ca_key);
 
-        let leaf = |name: &str, sans: &[&str], purpose: ExtendedKeyUsagePurpose, expired: bool| {
+        let leaf = |name: &str, sans: &[&str], purposes: &[ExtendedKeyUsagePurpose], expired: bool| {
             let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
             params.distinguished_name.push(DnType::CommonName, sans[0]);
-            params.extended_key_usages = vec![purpose];
+            params.extended_key_usages = purposes.to_vec();
             if expired {
                 params.not_before = rcgen::date_time_ymd(2020, 1, 1);
                 params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -43,25 +46,25 @@ impl Pki {
         leaf(
             "server",
             &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
             false,
         );
         leaf(
             "expired",
             &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
             true,
         );
         leaf(
             "wrong-name",
             &["elsewhere.test"],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
             false,
         );
         leaf(
             "client",
             &["cronlock client"],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
             false,
         );
         Pki { dir }

@@ -1,8 +1,10 @@
 //! A private PostgreSQL server for tests: its own cluster made by `initdb`,
-//! on a free loopback port, stopped and removed when dropped.
+//! on a free loopback port, stopped and removed when dropped; plain, or also
+//! offering TLS with a certificate of the test CA.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +13,19 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
 
+use super::pki::Pki;
 use super::{find_program, free_port, log_tail, url_encode, wait_until, TempDir};
+
+/// pg_hba.conf lines put before initdb's own (which take any user's
+/// password over TCP, with or without TLS): members of `tls_only` log in
+/// over TLS only, members of `tls_client_cert` over TLS only and with a
+/// client certificate of the test CA whose CN is their role's name.
+const TLS_HBA: &str = "\
+hostssl all +tls_only        127.0.0.1/32 scram-sha-256
+host    all +tls_only        127.0.0.1/32 reject
+hostssl all +tls_client_cert 127.0.0.1/32 scram-sha-256 clientcert=verify-full
+host    all +tls_client_cert 127.0.0.1/32 reject
+";
 
 /// A `postgres` of our own, never the system's (port 5432 and its socket
 /// are left alone). Its superuser is `postgres`, trusted over the unix
@@ -26,6 +40,8 @@ pub struct Postgres {
     pub dir: TempDir,
     /// Whether commits are flushed before they are acknowledged.
     durable: bool,
+    /// `ssl=on`, with the files in `tls/` under [`Postgres::dir`].
+    tls: bool,
     /// The account to run as when we are root.
     account: Option<(Uid, Gid)>,
     process: Option<Child>,
@@ -35,16 +51,29 @@ impl Postgres {
     /// A fast server: no fsync and asynchronous commit, so the last
     /// commits before a [`Postgres::kill`] may be lost.
     pub fn start() -> Postgres {
-        Postgres::init(false)
+        Postgres::init(false, None)
     }
 
     /// A server with PostgreSQL's default durability: every acknowledged
     /// commit survives [`Postgres::kill`] and [`Postgres::restart`].
     pub fn start_durable() -> Postgres {
-        Postgres::init(true)
+        Postgres::init(true, None)
     }
 
-    fn init(durable: bool) -> Postgres {
+    /// A fast server ([`Postgres::start`]) that also offers TLS: it shows
+    /// `pki`'s `server.crt` (localhost, 127.0.0.1) and checks client
+    /// certificates against `ca.crt`. Logins over TCP are as in
+    /// [`Postgres::start`], except for members of the roles `tls_only` and
+    /// `tls_client_cert` (made here; grant one to a user with
+    /// [`Postgres::create_user`]), which must come over TLS, and for the
+    /// second with a client certificate whose CN is the user's name.
+    pub fn start_tls(pki: &Pki) -> Postgres {
+        let server = Postgres::init(false, Some(pki));
+        server.sql("CREATE ROLE tls_only NOLOGIN; CREATE ROLE tls_client_cert NOLOGIN;");
+        server
+    }
+
+    fn init(durable: bool, pki: Option<&Pki>) -> Postgres {
         let dir = TempDir::new("postgres");
         let account = account();
         if let Some((uid, gid)) = account {
@@ -81,9 +110,35 @@ impl Postgres {
             port: free_port(),
             dir,
             durable,
+            tls: pki.is_some(),
             account,
             process: None,
         };
+        if let Some(pki) = pki {
+            let hba = server.dir.join("data/pg_hba.conf");
+            let initdb_lines = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(&hba, format!("{TLS_HBA}{initdb_lines}")).unwrap();
+            let tls = server.dir.join("tls");
+            // In postgresql.conf, not on the command line, so that a test
+            // can turn TLS off with ALTER SYSTEM and a reload.
+            let mut conf = File::options()
+                .append(true)
+                .open(server.dir.join("data/postgresql.conf"))
+                .unwrap();
+            writeln!(
+                conf,
+                "ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\nssl_ca_file = '{ca}'",
+                cert = tls.join("server.crt").display(),
+                key = tls.join("server.key").display(),
+                ca = tls.join("ca.crt").display()
+            )
+            .unwrap();
+            std::fs::create_dir_all(&tls).unwrap();
+            server.give(&tls);
+            std::fs::copy(pki.path("ca.crt"), tls.join("ca.crt")).unwrap();
+            server.give(&tls.join("ca.crt"));
+            server.copy_certificate(pki, "server");
+        }
         server.launch();
         server
     }
@@ -139,6 +194,50 @@ impl Postgres {
             }
             superuser_sql(&socket_dir, port, "SELECT 1").is_ok()
         });
+    }
+
+    /// Makes a TLS server show `pki`'s certificate `name` ("server",
+    /// "expired", "wrong-name") to the connections that follow: the files
+    /// are replaced and the configuration reloaded, without a restart.
+    pub fn use_certificate(&self, pki: &Pki, name: &str) {
+        assert!(self.tls, "use_certificate needs a server made by Postgres::start_tls");
+        self.copy_certificate(pki, name);
+        self.reload();
+    }
+
+    /// Reloads the configuration files (and with them the TLS files), and
+    /// waits until new connections get what they say.
+    pub fn reload(&self) {
+        // A new backend is forked with the postmaster's load time, set as it
+        // reloads (pg_hba.conf and the TLS context with it): once a new
+        // session sees a new time, every later connection gets the new files.
+        let loaded = "SELECT pg_conf_load_time()";
+        let before = self.sql(loaded);
+        self.sql("SELECT pg_reload_conf()");
+        wait_until(Duration::from_secs(10), "postgres to reload its configuration", || {
+            self.sql(loaded) != before
+        });
+    }
+
+    /// `pki`'s `name.crt` and `name.key` as `tls/server.crt` and
+    /// `tls/server.key`, the key owned by the server's account and private to
+    /// it, as PostgreSQL insists.
+    fn copy_certificate(&self, pki: &Pki, name: &str) {
+        for (extension, mode) in [("crt", 0o644), ("key", 0o600)] {
+            let from = pki.path(&format!("{name}.{extension}"));
+            let to = self.dir.join(&format!("tls/server.{extension}"));
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+            std::fs::set_permissions(&to, Permissions::from_mode(mode)).unwrap();
+            self.give(&to);
+        }
+    }
+
+    /// Hands `path` to the account the server runs as, when that is not us.
+    fn give(&self, path: &Path) {
+        if let Some((uid, gid)) = self.account {
+            std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
+                .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
+        }
     }
 
     /// Kills the server and its backends at once with SIGKILL, a crash (for

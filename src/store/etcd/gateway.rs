@@ -271,9 +271,14 @@ fn exchange(
         .and_then(|()| transport.flush())
         .map_err(explain)?;
 
+    let plain = matches!(connection.reader.get_ref(), Transport::Plain(_));
     let reader = &mut connection.reader;
     let mut line = String::new();
     read_line(reader, &mut line).map_err(|err| match err.kind() {
+        // A member that speaks TLS closes a plain connection without a word.
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset if plain => anyhow!(
+            "the connection closed without an HTTP answer; is this etcd's client port, and does it want TLS (etcds://)?"
+        ),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
             anyhow!("the connection closed without an HTTP answer; is this etcd's client port?")
         }
