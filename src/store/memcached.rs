@@ -37,7 +37,7 @@ use anyhow::{bail, Result};
 use crate::config::MemcachedTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
-use crate::signals;
+use crate::store::reconnect::Reconnects;
 
 /// memcached reads a relative expiry above this many seconds (30 days) as
 /// an absolute unix time.
@@ -150,7 +150,11 @@ impl<'a> MemcachedLock<'a> {
     /// key and recognises our own token, so running it again after an
     /// answer was lost is safe.
     fn with_retries<T>(&mut self, mut step: impl FnMut(&Self, &mut Connection) -> Result<T, Failure>) -> Result<T> {
-        let mut attempt: u32 = 0;
+        let mut reconnects = Reconnects::new(
+            self.report,
+            self.target.reconnect_attempts,
+            self.target.reconnect_backoff,
+        );
         loop {
             let opened = match self.connection.take() {
                 Some(connection) => Ok(connection),
@@ -168,26 +172,7 @@ impl<'a> MemcachedLock<'a> {
                 Failure::Fatal(message) => bail!("{}: {message}", self.describe()),
                 Failure::Connect(message) | Failure::InFlight(message) => message,
             };
-            if attempt >= self.target.reconnect_attempts {
-                let tries = attempt + 1;
-                bail!(
-                    "cannot reach {} ({message}) after {tries} attempt{}",
-                    self.describe(),
-                    if tries == 1 { "" } else { "s" }
-                );
-            }
-            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
-            self.report.info(format_args!(
-                "{}: {message}; reconnecting in {}s ({} of {})",
-                self.describe(),
-                wait.as_secs(),
-                attempt + 1,
-                self.target.reconnect_attempts
-            ));
-            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
-                bail!("stopped by {signal} while waiting to reconnect to {}", self.describe());
-            }
-            attempt += 1;
+            reconnects.after(&self.describe(), &message)?;
         }
     }
 }

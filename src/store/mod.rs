@@ -8,6 +8,7 @@ pub mod file;
 pub mod memcached;
 pub mod mysql;
 pub mod postgres;
+pub mod reconnect;
 pub mod redis;
 pub mod zookeeper;
 

@@ -38,7 +38,7 @@ use rustls::CertificateError;
 use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
-use crate::signals;
+use crate::store::reconnect::Reconnects;
 use crate::tls;
 
 /// The lock table's name.
@@ -279,7 +279,11 @@ impl<'a> MysqlLock<'a> {
     /// Runs `step` until it succeeds, reconnecting after connection failures
     /// with the original's linear backoff, within CRONLOCK_RECONNECT_ATTEMPTS.
     fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Self) -> Result<T, Failure>) -> Result<T> {
-        let mut attempt: u32 = 0;
+        let mut reconnects = Reconnects::new(
+            self.report,
+            self.target.reconnect_attempts,
+            self.target.reconnect_backoff,
+        );
         let mut created = false;
         loop {
             let err = match step(self) {
@@ -306,26 +310,7 @@ impl<'a> MysqlLock<'a> {
                 Err(Failure::Retry(err)) => err,
             };
             self.conn = None;
-            if attempt >= self.target.reconnect_attempts {
-                let tries = attempt + 1;
-                anyhow::bail!(
-                    "cannot reach {} ({err}) after {tries} attempt{}",
-                    self.describe(),
-                    if tries == 1 { "" } else { "s" }
-                );
-            }
-            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
-            self.report.info(format_args!(
-                "{}: {err}; reconnecting in {}s ({} of {})",
-                self.describe(),
-                wait.as_secs(),
-                attempt + 1,
-                self.target.reconnect_attempts
-            ));
-            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
-                anyhow::bail!("stopped by {signal} while waiting to reconnect to {}", self.describe());
-            }
-            attempt += 1;
+            reconnects.after(&self.describe(), &err)?;
         }
     }
 

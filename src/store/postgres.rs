@@ -36,7 +36,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::{PgSslMode, PostgresTarget};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
-use crate::signals;
+use crate::store::reconnect::Reconnects;
 use crate::tls::{self, TlsSetup};
 
 /// The table, in the role's `search_path` (usually `public`).
@@ -286,35 +286,17 @@ impl<'a> PostgresLock<'a> {
     /// Runs `sql`, reconnecting with the original's linear backoff. Every
     /// statement here may run twice: each checks our token.
     fn query(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Failure> {
-        let mut attempt: u32 = 0;
+        let mut reconnects = Reconnects::new(
+            self.report,
+            self.target.reconnect_attempts,
+            self.target.reconnect_backoff,
+        );
         loop {
             let err = match self.try_query(sql, params, self.target.timeout) {
                 Err(Failure::Retry(err)) => err,
                 other => return other,
             };
-            if attempt >= self.target.reconnect_attempts {
-                let tries = attempt + 1;
-                return Err(Failure::Fatal(anyhow!(
-                    "cannot reach {} ({err}) after {tries} attempt{}",
-                    self.describe(),
-                    if tries == 1 { "" } else { "s" }
-                )));
-            }
-            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
-            self.report.info(format_args!(
-                "{}: {err}; reconnecting in {}s ({} of {})",
-                self.describe(),
-                wait.as_secs(),
-                attempt + 1,
-                self.target.reconnect_attempts
-            ));
-            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
-                return Err(Failure::Fatal(anyhow!(
-                    "stopped by {signal} while waiting to reconnect to {}",
-                    self.describe()
-                )));
-            }
-            attempt += 1;
+            reconnects.after(&self.describe(), &err).map_err(Failure::Fatal)?;
         }
     }
 

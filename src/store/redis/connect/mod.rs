@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 
 use crate::config::RedisTarget;
 use crate::report::Report;
-use crate::signals;
+use crate::store::reconnect::Reconnects;
 use crate::tls::TlsSetup;
 pub use reply::{Reply, ServerError};
 use wire::{Connection, WireError};
@@ -137,7 +137,11 @@ impl<'a> Session<'a> {
     /// redirects as needed.
     pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Reply> {
         let packed = cmd.get_packed_command();
-        let mut attempt: u32 = 0;
+        let mut reconnects = Reconnects::new(
+            self.report,
+            self.target.reconnect_attempts,
+            self.target.reconnect_backoff,
+        );
         loop {
             let err = match self.send_following_redirects(&packed, self.target.timeout) {
                 Ok(value) => return Ok(value),
@@ -153,26 +157,7 @@ impl<'a> Session<'a> {
                 Err(Failure::Redirect { .. }) => bail!("{}: redirect not followed", self.describe()),
             };
             self.connection = None;
-            if attempt >= self.target.reconnect_attempts {
-                let tries = attempt + 1;
-                bail!(
-                    "cannot reach {} ({err}) after {tries} attempt{}",
-                    self.describe(),
-                    if tries == 1 { "" } else { "s" }
-                );
-            }
-            let wait = Duration::from_secs(u64::from(attempt) * self.target.reconnect_backoff);
-            self.report.info(format_args!(
-                "{}: {err}; reconnecting in {}s ({} of {})",
-                self.describe(),
-                wait.as_secs(),
-                attempt + 1,
-                self.target.reconnect_attempts
-            ));
-            if let Some(signal) = signals::sleep_unless_told_to_stop(wait) {
-                bail!("stopped by {signal} while waiting to reconnect to {}", self.describe());
-            }
-            attempt += 1;
+            reconnects.after(&self.describe(), &err)?;
             // A Sentinel may name a new master after a failover: ask again.
             if self.target.sentinel.is_some() {
                 self.node = None;
