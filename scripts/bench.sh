@@ -3,7 +3,9 @@
 # peak RSS of the bare command, cronlock on its paths (lock taken, lock held,
 # TLS, directory store, a semaphore slot), then each other store (MySQL/
 # MariaDB, PostgreSQL, memcached, etcd, ZooKeeper) with the lock taken and
-# held, and, when CRONLOCK_REFERENCE names it, the original script; then 200
+# held, and, when CRONLOCK_REFERENCE names it, the original script; beside
+# cronlock's lockex-style rows on ZooKeeper, lockex itself on the same server
+# where it is installed (as scripts/test.sh installs it), with the ratio; then 200
 # runs at once on one key, and how fast and how cheaply a waiter
 # (CRONLOCK_WAIT) gets a released lock (both on Redis). Starts its own
 # servers, each on a free loopback port with its own data directory, and
@@ -11,6 +13,10 @@
 # one line on stderr.
 #   CRONLOCK_BIN        binary to measure (default: what scripts/build.sh builds)
 #   CRONLOCK_REFERENCE  the original `cronlock` script (optional; a Redis row)
+#   CRONLOCK_TEST_LOCKEX  lockex installed with pip --target (default:
+#                       target/lockex, where scripts/test.sh puts it), run by
+#                       Python 2.7; its rows come with zookeeper and get a
+#                       tenth of the runs, as the original does
 #   BENCH_RUNS          runs per row (default 1000; the original gets a tenth)
 #   BENCH_ROUNDS        rounds the runs are split into (default 5): every row
 #                       runs once per round, so a machine that slows down for
@@ -74,12 +80,27 @@ command -v python3 >/dev/null || { echo "bench.sh: python3 is required" >&2; exi
 for tool in redis-server redis-cli openssl; do
   if wants redis && ! command -v "$tool" >/dev/null; then skip redis "$tool"; fi
 done
+# lockex, found as scripts/test.sh finds it, and its real interpreter (not
+# pyenv's shim, whose own start-up would be counted as lockex's).
+LOCKEX_DIR="${CRONLOCK_TEST_LOCKEX:-$ROOT/target/lockex}"
+LOCKEX_PYTHON=""
+if wants zookeeper; then
+  if [ ! -f "$LOCKEX_DIR/bin/lockex" ]; then
+    echo "bench.sh: lockex rows skipped: $LOCKEX_DIR/bin/lockex not installed (scripts/test.sh installs it)" >&2
+  elif ! LOCKEX_PYTHON=$(PYENV_VERSION=2.7.18 python2 -c 'import sys; print(sys.executable)' 2>/dev/null); then
+    echo "bench.sh: lockex rows skipped: python2 not installed" >&2
+    LOCKEX_PYTHON=""
+  fi
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cronlock-bench.XXXXXX")"
 PIDS=()
+# Lock holders, stopped (and waited for) before the servers they talk to.
+HOLDERS=()
 # How each server is stopped, by pid: SIGTERM unless named here.
 declare -A STOP_SIGNAL=()
 cleanup() {
+  for pid in "${HOLDERS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do kill -"${STOP_SIGNAL[$pid]:-TERM}" "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -304,20 +325,38 @@ for store in mysql postgres memcached etcd zookeeper; do
       { echo "bench.sh: could not take the held lock on $store (${URL[$store]})" >&2; exit 2; }
   fi
 done
+if [ -n "$LOCKEX_PYTHON" ]; then
+  # lockex's lock has no expiry: a cronlock in its style holds it for the
+  # whole bench, in a command that runs until it is stopped.
+  LOCKEX_STYLE=(CRONLOCK_URL="${URL[zookeeper]}" CRONLOCK_KEY_STYLE=lockex)
+  env "${LOCKEX_STYLE[@]}" CRONLOCK_KEY=bench-held "$BIN" sleep 86400 &
+  HOLDERS+=($!)
+  # Asked by cronlockctl (exit 1: held), which does not contend for it.
+  lockex_held() {
+    local code=0
+    env "${LOCKEX_STYLE[@]}" "$(dirname "$BIN")/cronlockctl" status --key bench-held || code=$?
+    [ "$code" = 1 ]
+  }
+  wait_for 10 lockex_held ||
+    { echo "bench.sh: could not take the held lock in lockex's style on ${URL[zookeeper]}" >&2; exit 2; }
+fi
 
 ROWS="$WORK/rows"
 : >"$ROWS"
 # Whether the rows added next are compared with the original script (a
 # Redis client): not for the stores it cannot use.
 VERSUS=yes
+# The label of the row that the rows added next are compared with instead
+# (a peer tool's), if any.
+PEER=""
 # row LABEL EXPECTED-EXIT RUNS ENV... -- COMMAND...
 row() {
   local label=$1 expect=$2 runs=$3; shift 3
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$expect" "$runs" "$(printf '%q ' "${envs[@]}")" "$(printf '%q ' "$@")" \
-    "$VERSUS" >>"$ROWS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$expect" "$runs" "$(printf '%q ' "${envs[@]}")" "$(printf '%q ' "$@")" \
+    "$VERSUS" "$PEER" >>"$ROWS"
 }
 row "bare true" 0 "$RUNS" -- "$TRUE"
 if wants redis; then
@@ -344,6 +383,20 @@ for store in mysql postgres memcached etcd zookeeper; do
     row "cronlock true, $store (held, 200)" 200 "$RUNS" CRONLOCK_URL="${URL[$store]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
   fi
 done
+if [ -n "$LOCKEX_PYTHON" ]; then
+  # lockex exits 0 when --no-blocking finds the lock taken. It runs in a
+  # session of its own, as in tests/lockex_zookeeper.rs; setsid -w passes
+  # on its exit status.
+  LOCKEX=("$(command -v setsid)" -w "$LOCKEX_PYTHON" "$LOCKEX_DIR/bin/lockex" -z "127.0.0.1:$ZK_PORT" --no-blocking)
+  LOCKEX_RUNS=$(( RUNS / 10 > 20 ? RUNS / 10 : 20 ))
+  PEER="lockex true (taken)"
+  row "cronlock true, lockex style (taken)" 0 "$RUNS" "${LOCKEX_STYLE[@]}" CRONLOCK_KEY=bench-taken -- "$BIN" "$TRUE"
+  PEER="lockex true (held)"
+  row "cronlock true, lockex style (held, 200)" 200 "$RUNS" "${LOCKEX_STYLE[@]}" CRONLOCK_KEY=bench-held -- "$BIN" "$TRUE"
+  PEER=""
+  row "lockex true (taken)" 0 "$LOCKEX_RUNS" PYTHONPATH="$LOCKEX_DIR" -- "${LOCKEX[@]}" -i bench-taken -- "$TRUE"
+  row "lockex true (held)" 0 "$LOCKEX_RUNS" PYTHONPATH="$LOCKEX_DIR" -- "${LOCKEX[@]}" -i bench-held -- "$TRUE"
+fi
 
 echo "# cronlock benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
@@ -363,6 +416,12 @@ done
 if [ "${#OTHERS[@]}" -gt 0 ]; then
   echo "# $(printf '%s; ' "${OTHERS[@]}")their data on $(stat -f -c %T "$WORK")"
 fi
+if [ -n "$LOCKEX_PYTHON" ]; then
+  echo "# $(cd "$LOCKEX_DIR" && ls -d lockex-*.dist-info kazoo-*.dist-info | sed 's/\.dist-info$//' | tr '\n' ' ')under $("$LOCKEX_PYTHON" -V 2>&1), $LOCKEX_DIR"
+fi
+if [ -n "$REF" ] || [ -n "$LOCKEX_PYTHON" ]; then
+  echo "# other / this: the original script's wall time over cronlock's (Redis rows), lockex's over cronlock's in its style"
+fi
 if command -v hyperfine >/dev/null; then
   echo "# wall: median of hyperfine -N ($(hyperfine --version)); CPU: median from wait4 over as many runs; peak RSS: median under GNU time"
 else
@@ -376,6 +435,7 @@ import json, os, shlex, shutil, statistics, subprocess, sys, time
 
 rows_file, work = sys.argv[1], sys.argv[2]
 rows = [line.rstrip("\n").split("\t") for line in open(rows_file)]
+output = os.path.join(work, "output")
 hyperfine = shutil.which("hyperfine")
 
 gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
@@ -397,12 +457,17 @@ def wait4_stats(argv, env, runs, expect):
     walls, cpus = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, env)
+        # Its output to a file, as hyperfine sends it to /dev/null: shown
+        # only when the exit status is not the one expected.
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 1, output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2)])
         _, status, usage = os.wait4(pid, 0)
         walls.append(time.perf_counter() - start)
         code = os.waitstatus_to_exitcode(status)
         if code != expect:
-            sys.exit(f"bench.sh: {' '.join(argv)} exited {code}, expected {expect}")
+            sys.exit(f"bench.sh: {' '.join(argv)} exited {code}, expected {expect}:\n"
+                     + open(output, errors="replace").read()[-2000:])
         cpus.append(usage.ru_utime + usage.ru_stime)
     return walls, cpus
 
@@ -415,8 +480,9 @@ def hyperfine_times(command, env, runs):
 
 rounds = max(1, int(os.environ.get("BENCH_ROUNDS", "5")))
 prepared = []
-versus_original = {label: versus == "yes" for label, *_, versus in rows}
-for label, expect, runs, assignments, command, _ in rows:
+versus_original = {label: versus == "yes" for label, *_, versus, _ in rows}
+peer_of = {label: peer for label, *_, peer in rows if peer}
+for label, expect, runs, assignments, command, _, _ in rows:
     env = dict(os.environ)
     env.update(a.split("=", 1) for a in shlex.split(assignments) if a)
     prepared.append((label, int(expect), max(1, int(runs) // rounds), env, command, shlex.split(command)))
@@ -439,10 +505,12 @@ ours = {label: wall for label, wall, _, _ in results}
 orig_taken = ours.get("original true (lock taken)")
 orig_held = ours.get("original true (lock held, 200)")
 width = max(34, *(len(label) for label, *_ in results))
-print(f"{'':{width}} {'wall':>9} {'over bare':>10} {'CPU':>9} {'peak RSS':>10} {'original / this':>16}")
+print(f"{'':{width}} {'wall':>9} {'over bare':>10} {'CPU':>9} {'peak RSS':>10} {'other / this':>16}")
 for label, wall, cpu, rss in results:
     versus = ""
-    if label.startswith("cronlock") and orig_taken and versus_original[label]:
+    if label in peer_of and peer_of[label] in ours:
+        versus = f"{ours[peer_of[label]] / wall:.0f}x faster"
+    elif label.startswith("cronlock") and orig_taken and versus_original[label]:
         reference = orig_held if "held" in label else orig_taken
         versus = f"{reference / wall:.0f}x faster"
     over = "" if label == "bare true" else f"{(wall - bare) * 1000:+.2f} ms"

@@ -16,8 +16,12 @@
 # flags off build scripts and proc-macros, which run on the host.
 #
 #   CRONLOCK_BUILD=glibc   build against glibc even where musl is available
+#   CARGO_TARGET_DIR       where cargo builds (default: target), as cargo reads it
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The path printed must be where cargo put the binary.
+out="${CARGO_TARGET_DIR:-target}"
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 
 musl_target() {
   [ "$(uname -s)" = Linux ] && [ "${CRONLOCK_BUILD:-musl}" = musl ] || return 1
@@ -41,14 +45,14 @@ musl_target() {
 
 if target="$(musl_target)"; then
   cargo build --release --quiet --target "$target" >&2
-  echo "$PWD/target/$target/release/cronlock"
+  echo "$out/$target/release/cronlock"
 elif [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 -o "$(uname -m)" = aarch64 ] &&
   [[ "$(cc -print-file-name=libc.a 2>/dev/null)" == /* ]]; then
   target="$(uname -m)-unknown-linux-gnu"
   RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     cargo build --release --quiet --target "$target" >&2
-  echo "$PWD/target/$target/release/cronlock"
+  echo "$out/$target/release/cronlock"
 else
   cargo build --release --quiet >&2
-  echo "$PWD/target/release/cronlock"
+  echo "$out/release/cronlock"
 fi

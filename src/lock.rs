@@ -180,15 +180,7 @@ pub trait LockStore {
     /// lease names the slot. When all are held, the soonest expiry. The
     /// default tries them one request each; a store may do it in one.
     fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
-        let mut soonest = i64::MAX;
-        for slot in 1..=slots.max(1) {
-            let key = crate::take::slot_key(claim.key, slot);
-            match self.acquire(&Claim { key: &key, ..*claim })? {
-                Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
-                taken => return Ok(taken),
-            }
-        }
-        Ok(Acquire::Held { expires_in: soonest })
+        slot_by_slot(self, claim, slots)
     }
     /// After the command: keep the lock as `keep` says, if it is still ours.
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release>;
@@ -222,6 +214,20 @@ pub trait LockStore {
             maybe_sent: false,
         }
     }
+}
+
+/// [`LockStore::acquire_slot`]'s default, for a store that overrides it
+/// only in some cases: each slot's key tried in turn, one `acquire` each.
+pub fn slot_by_slot<S: LockStore + ?Sized>(store: &mut S, claim: &Claim, slots: u32) -> Result<Acquire> {
+    let mut soonest = i64::MAX;
+    for slot in 1..=slots.max(1) {
+        let key = crate::take::slot_key(claim.key, slot);
+        match store.acquire(&Claim { key: &key, ..*claim })? {
+            Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
+            taken => return Ok(taken),
+        }
+    }
+    Ok(Acquire::Held { expires_in: soonest })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! CRONLOCK_KEY_STYLE=lockex against the real lockex (kazoo 2.2's Lock) on
-//! one private ZooKeeper: each tool sees the other's lock. lockex comes from
+//! CRONLOCK_KEY_STYLE=lockex against the real lockex (kazoo 2.2's Lock, and
+//! its Semaphore for `--concurrent`) on one private ZooKeeper: each tool
+//! sees the other's lock and leases. lockex comes from
 //! `CRONLOCK_TEST_LOCKEX` (a `pip install --target` directory, which
 //! scripts/test.sh makes as target/lockex when python2 is there); without it
 //! or python2 these tests print why and pass.
@@ -8,6 +9,7 @@ mod util;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use util::zookeeper::ZooKeeper;
 use util::*;
@@ -42,13 +44,19 @@ macro_rules! lockex_or_skip {
     };
 }
 
-/// lockex (in a session of its own: on exit it signals its process group).
+/// lockex --no-blocking (in a session of its own: on exit it signals its
+/// process group).
 fn lockex(dir: &PathBuf, zk: &ZooKeeper, args: &[&str]) -> Command {
+    lockex_waiting(dir, zk, "--no-blocking", args)
+}
+
+/// lockex with `--blocking` (its default) or `--no-blocking`.
+fn lockex_waiting(dir: &PathBuf, zk: &ZooKeeper, blocking: &str, args: &[&str]) -> Command {
     let mut command = Command::new("setsid");
     command
         .arg("python2")
         .arg(dir.join("bin/lockex"))
-        .args(["-z", &format!("127.0.0.1:{}", zk.port), "--no-blocking"])
+        .args(["-z", &format!("127.0.0.1:{}", zk.port), blocking])
         .args(args)
         .env("PYTHONPATH", dir)
         .env("PYENV_VERSION", "2.7.18")
@@ -134,12 +142,229 @@ fn both_tools_name_a_command_alike() {
 }
 
 #[test]
-fn hold_and_concurrency_are_refused_in_the_lockex_style() {
+fn hold_is_refused_in_the_lockex_style() {
     let zk = ZooKeeper::start();
-    for (variable, value) in [("CRONLOCK_HOLD", "10"), ("CRONLOCK_CONCURRENCY", "2")] {
-        let result = run(&with(&lockex_style(&zk, "job"), &[(variable, value)]), &["true"]);
-        result.expect(201);
-        assert!(result.stderr().contains(variable), "{}", result.stderr());
-        assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
+    let result = run(&with(&lockex_style(&zk, "job"), &[("CRONLOCK_HOLD", "10")]), &["true"]);
+    result.expect(201);
+    assert!(result.stderr().contains("CRONLOCK_HOLD"), "{}", result.stderr());
+    assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
+}
+
+/// The lockex style with `CRONLOCK_CONCURRENCY=n`: lockex's `--concurrent n`.
+fn semaphore_of(zk: &ZooKeeper, key: &str, n: u32) -> Vec<(String, String)> {
+    with(&lockex_style(zk, key), &[("CRONLOCK_CONCURRENCY", &n.to_string())])
+}
+
+/// Waits (with a deadline) until `child` has exited, and returns its status.
+fn exited(child: &mut Child) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until(Duration::from_secs(20), "the holder to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+#[test]
+fn leases_cronlock_holds_count_for_lockex() {
+    let dir = lockex_or_skip!();
+    let zk = ZooKeeper::start();
+    let tmp = TempDir::new("cronlock-leases");
+    let gates: Vec<Gated> = (0..2).map(|i| Gated::new(&tmp, &format!("cronlock{i}"))).collect();
+    let mut holders: Vec<Child> = gates
+        .iter()
+        .map(|gated| {
+            cronlock(&semaphore_of(&zk, "job", 2))
+                .args(["sh", "-c", &gated.script])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for gated in &gates {
+        gated.wait_started();
     }
+    let marker = tmp.join("ran");
+    let touch = format!("touch {}", marker.display());
+    // lockex exits 0 when --no-blocking finds no lease; only the marker tells.
+    let refused = lockex(&dir, &zk, &["-c", "2", "-i", "job", "--", &touch])
+        .output()
+        .unwrap();
+    assert!(
+        !marker.exists(),
+        "lockex ran while cronlock held both leases:\n{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    gates[0].open();
+    assert!(exited(&mut holders[0]).success());
+    let allowed = lockex(&dir, &zk, &["-c", "2", "-i", "job", "--", &touch])
+        .output()
+        .unwrap();
+    assert!(
+        marker.exists(),
+        "lockex did not run with a lease free:\n{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    gates[1].open();
+    assert!(exited(&mut holders[1]).success());
+}
+
+#[test]
+fn leases_lockex_holds_count_for_cronlock() {
+    let dir = lockex_or_skip!();
+    let zk = ZooKeeper::start();
+    let tmp = TempDir::new("lockex-leases");
+    let gates: Vec<Gated> = (0..2).map(|i| Gated::new(&tmp, &format!("lockex{i}"))).collect();
+    // One after the other: lockex --no-blocking gives up when another
+    // contender is counting the leases at the same moment.
+    let mut holders = Vec::new();
+    for gated in &gates {
+        let holder = lockex(&dir, &zk, &["-c", "2", "-i", "job", "--", &gated.script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        holders.push(holder);
+        gated.wait_started();
+    }
+    let marker = tmp.join("ran");
+    let touch = ["sh", "-c", &format!("touch {}", marker.display())].map(String::from);
+    run(&semaphore_of(&zk, "job", 2), &touch).expect(200);
+    assert!(!marker.exists(), "cronlock ran while lockex held both leases");
+    gates[0].open();
+    assert!(exited(&mut holders[0]).success());
+    run(&semaphore_of(&zk, "job", 2), &touch).expect(0);
+    assert!(marker.exists(), "cronlock did not run with a lease free");
+    gates[1].open();
+    assert!(exited(&mut holders[1]).success());
+}
+
+#[test]
+fn a_blocking_lockex_gets_the_lease_cronlock_frees() {
+    let dir = lockex_or_skip!();
+    let zk = ZooKeeper::start();
+    let tmp = TempDir::new("lockex-blocks");
+    let gates: Vec<Gated> = (0..3).map(|i| Gated::new(&tmp, &format!("copy{i}"))).collect();
+    let mut holders: Vec<Child> = gates[..2]
+        .iter()
+        .map(|gated| {
+            let holder = cronlock(&semaphore_of(&zk, "job", 2))
+                .args(["sh", "-c", &gated.script])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            gated.wait_started();
+            holder
+        })
+        .collect();
+    let mut waiter = lockex_waiting(
+        &dir,
+        &zk,
+        "--blocking",
+        &["-c", "2", "-i", "job", "--", &gates[2].script],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // kazoo waits for a lease inside the semaphore's gate, which cronlockctl
+    // shows as a lock of its own.
+    wait_until(Duration::from_secs(20), "lockex to wait in the gate", || {
+        ctl(&lockex_style(&zk, "job"), &["status", "--key", "job-__lock__"]).code() == 1
+    });
+    // cronlock waits its while for the gate, then finds every lease taken.
+    run(&semaphore_of(&zk, "job", 2), &["true"]).expect(200);
+    gates[0].open();
+    assert!(exited(&mut holders[0]).success());
+    gates[2].wait_started();
+    run(&semaphore_of(&zk, "job", 2), &["true"]).expect(200);
+    gates[1].open();
+    gates[2].open();
+    assert!(exited(&mut holders[1]).success());
+    assert!(exited(&mut waiter).success());
+    run(&semaphore_of(&zk, "job", 2), &["true"]).expect(0);
+}
+
+#[test]
+fn a_different_lease_count_is_refused_both_ways() {
+    let dir = lockex_or_skip!();
+    let zk = ZooKeeper::start();
+    let tmp = TempDir::new("lease-count");
+    // lockex makes the pool of 3; cronlock with 2 (or with a plain lock)
+    // stops with one line naming the count.
+    let made = lockex(&dir, &zk, &["-c", "3", "-i", "three", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    for n in [2, 1] {
+        let refused = run(&semaphore_of(&zk, "three", n), &["true"]);
+        refused.expect(201);
+        assert_eq!(refused.stderr().lines().count(), 1, "{}", refused.stderr());
+        assert!(
+            refused
+                .stderr()
+                .contains(&format!("CRONLOCK_CONCURRENCY={n} does not match"))
+                && refused.stderr().contains("CRONLOCK_CONCURRENCY=3"),
+            "{}",
+            refused.stderr()
+        );
+    }
+    run(&semaphore_of(&zk, "three", 3), &["true"]).expect(0);
+    // cronlock makes the pool of 2; kazoo refuses lockex's 3.
+    run(&semaphore_of(&zk, "two", 2), &["true"]).expect(0);
+    let marker = tmp.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let refused = lockex(&dir, &zk, &["-c", "3", "-i", "two", "--", &touch])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&refused.stderr);
+    assert!(!marker.exists(), "lockex ran with another lease count");
+    assert!(log.contains("Inconsistent max leases: 2, expected: 3"), "{log}");
+}
+
+#[test]
+fn no_more_than_n_of_n_plus_two_started_at_once_run() {
+    let zk = ZooKeeper::start();
+    let tmp = TempDir::new("leases-at-once");
+    const N: usize = 3;
+    let gates: Vec<Gated> = (0..N + 2).map(|i| Gated::new(&tmp, &format!("copy{i}"))).collect();
+    let mut copies: Vec<Child> = gates
+        .iter()
+        .map(|gated| {
+            cronlock(&semaphore_of(&zk, "job", N as u32))
+                .args(["sh", "-c", &gated.script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = || gates.iter().filter(|gated| gated.has_started()).count();
+    let mut codes = vec![None; copies.len()];
+    // Every copy either runs (and waits at its gate) or is refused.
+    wait_until(Duration::from_secs(30), "every copy to run or be refused", || {
+        for (copy, code) in copies.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none() {
+                *code = copy.try_wait().unwrap().map(|status| status.code());
+            }
+        }
+        started() + codes.iter().filter(|code| code.is_some()).count() == copies.len()
+    });
+    assert_eq!(started(), N, "copies running at once");
+    assert_eq!(
+        codes.iter().flatten().flatten().filter(|&&c| c == 200).count(),
+        2,
+        "{codes:?}"
+    );
+    for gated in &gates {
+        gated.open();
+    }
+    for (copy, code) in copies.iter_mut().zip(&codes) {
+        if code.is_none() {
+            assert!(exited(copy).success());
+        }
+    }
+    // The leases went with their commands.
+    run(&semaphore_of(&zk, "job", N as u32), &["true"]).expect(0);
 }

@@ -36,9 +36,19 @@
 //! hold: the lock ends with the command (or the session). cronlockctl shows
 //! such a lock as held while it has contenders, with the lowest one's data
 //! as its owner and no expiry.
+//!
+//! With `CRONLOCK_CONCURRENCY=N` > 1 in that style: kazoo 2.2's Semaphore,
+//! as `lockex --concurrent N` uses it. `/lockex/<id>` is the lease pool, a
+//! persistent node whose data is N (written by whoever creates it; kazoo
+//! refuses to take a lease when a number there differs from its own N, and
+//! so does cronlock). A lease is an ephemeral `<uuid hex>` child of the pool
+//! with `host:pid` as data. Counting the leases and creating one happen
+//! under kazoo's Lock on the sibling `/lockex/<id>-__lock__` (the gate),
+//! so a lease is only created while fewer than N exist, whichever tool
+//! counts.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
@@ -69,6 +79,14 @@ const OWNER_LIMIT: usize = 64 * 1024;
 const ROUNDS: usize = 20;
 /// kazoo's marker between a contender node's uuid and its sequence.
 const LOCK_MARK: &str = "__lock__";
+/// How long a semaphore's take waits for its gate. A contender that counts
+/// holds it for a few round trips; a blocking lockex holds it while it
+/// waits for a lease (every lease is taken then), and a killed contender
+/// until its session expires (30 s for lockex). kazoo without blocking, as
+/// `lockex --no-blocking`, does not wait at all: cronlock waits, so that a
+/// free lease is not missed because another host was counting at the same
+/// moment.
+const GATE_WAIT: Duration = Duration::from_secs(5);
 
 /// The store: connects on the first request.
 pub struct ZooKeeperLock<'a> {
@@ -91,9 +109,6 @@ impl<'a> ZooKeeperLock<'a> {
     /// Checks what can be checked without a server.
     pub fn new(config: &'a Config, target: &'a ZooKeeperTarget, report: &'a Report) -> Result<ZooKeeperLock<'a>> {
         let lockex = config.key_style == KeyStyle::Lockex;
-        if lockex && config.concurrency > 1 {
-            bail!("CRONLOCK_CONCURRENCY > 1 is not supported with CRONLOCK_KEY_STYLE=lockex (lockex's --concurrent semaphore is not implemented)");
-        }
         Ok(ZooKeeperLock {
             target,
             lockex,
@@ -290,7 +305,21 @@ impl<'a> ZooKeeperLock<'a> {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("creating a contender under {dir}"))?;
         let name = format!("{prefix}{sequence}");
-        let mut children = session.call(session.client.list_children(&dir))?;
+        let (children, pool) = session.call_pair(session.client.list_children(&dir), session.client.get_data(&dir))?;
+        // kazoo's Lock does not look, but a plain lock among a semaphore's
+        // leases neither counts as one for its holders nor sees them: with
+        // either tool, more than N would run. Refused, as a different N is.
+        if let Ok((data, _)) = pool {
+            if let Some(leases) = kazoo_leases(&data).filter(|&n| n != 1) {
+                let _ = session.call(session.client.delete(&format!("{dir}/{name}"), None));
+                bail!(
+                    "CRONLOCK_CONCURRENCY=1 does not match: {dir} is lockex's semaphore of {leases} leases \
+                     (--concurrent {leases}), which its plain lock does not count; set \
+                     CRONLOCK_CONCURRENCY={leases}, or delete {dir} while no copy runs"
+                );
+            }
+        }
+        let mut children = children?;
         // kazoo sorts by what follows "__lock__" (by the name from its 8th
         // byte when there is none): every child is a contender.
         children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
@@ -308,6 +337,46 @@ impl<'a> ZooKeeperLock<'a> {
         Ok(Acquire::Held {
             expires_in: claim.release,
         })
+    }
+
+    /// `lockex --concurrent N`: a lease of kazoo's Semaphore on the pool
+    /// `claim.key`, taken under its gate.
+    fn acquire_lockex_lease(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
+        let pool = String::from_utf8_lossy(claim.key).into_owned();
+        let gate = format!("{pool}-{LOCK_MARK}");
+        let data = format!("{}:{}", hostname(), std::process::id());
+        let session = self.session()?;
+        session.ensure(&gate)?;
+        session.ensure_pool(&pool, slots)?;
+        let Some(entered) = session.enter_gate(&gate, &data)? else {
+            self.report.info(format_args!(
+                "{gate} stayed taken for {}s (by a lockex waiting for a lease, or a killed contender's until its session expires)",
+                GATE_WAIT.as_secs()
+            ));
+            return Ok(Acquire::Held {
+                expires_in: claim.release,
+            });
+        };
+        let taken = session.take_lease(&pool, slots, &data);
+        // Left taken, the gate would shut every other host out for as long
+        // as the command runs: failing to leave it is an error, and the
+        // session's end (which frees our lease too) leaves it.
+        match session.call(session.client.delete(&entered, None)) {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("leaving {entered}"))),
+        }
+        match taken? {
+            Some((name, stat)) => {
+                let start = seconds(stat.ctime);
+                let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
+                lease.token = Some(name);
+                Ok(Acquire::Taken(lease))
+            }
+            // lockex's leases have no expiry: held as a fresh lock is.
+            None => Ok(Acquire::Held {
+                expires_in: claim.release,
+            }),
+        }
     }
 
     fn lockex_node(lease: &Lease) -> Result<String> {
@@ -389,6 +458,16 @@ impl LockStore for ZooKeeperLock<'_> {
             self.acquire_lockex(claim)
         } else {
             self.acquire_default(claim)
+        }
+    }
+
+    /// In the lockex style, lockex's semaphore: N leases of one pool, not N
+    /// keys (see the module's notes).
+    fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
+        if self.lockex && slots > 1 {
+            self.acquire_lockex_lease(claim, slots)
+        } else {
+            crate::lock::slot_by_slot(self, claim, slots)
         }
     }
 
@@ -616,6 +695,90 @@ impl Session {
         Ok(None)
     }
 
+    /// Creates kazoo's lease pool `pool` with `slots` as its data, or checks
+    /// the number an existing one holds as kazoo does: data that is not a
+    /// number is ignored, a different number refused.
+    fn ensure_pool(&self, pool: &str, slots: u32) -> Result<()> {
+        // kazoo creates the pool empty, then writes N: created with N here,
+        // it ends the same, and no reader sees it empty.
+        match self.call(self.client.create(pool, slots.to_string().as_bytes(), &persistent())) {
+            Ok(_) => return Ok(()),
+            Err(ZkError::NodeExists) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("creating {pool}"))),
+        }
+        let data = match self.call(self.client.get_data(pool)) {
+            Ok((data, _)) => data,
+            // Reset meanwhile: the next take creates it again.
+            Err(ZkError::NoNode) => return Ok(()),
+            Err(err) => return Err(anyhow!(err).context(format!("reading {pool}"))),
+        };
+        match kazoo_leases(&data) {
+            Some(leases) if leases != i128::from(slots) => bail!(
+                "CRONLOCK_CONCURRENCY={slots} does not match: {pool} is lockex's semaphore of {leases} leases \
+                 (--concurrent {leases}), and kazoo refuses a different count; set \
+                 CRONLOCK_CONCURRENCY={leases}, or delete {pool} while no copy runs"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// kazoo's Lock on `gate`, waited for up to [`GATE_WAIT`]: our node's
+    /// path once it is the lowest, `None` (our node removed) when the time
+    /// is up.
+    fn enter_gate(&self, gate: &str, data: &str) -> Result<Option<String>> {
+        let prefix = format!("{}{LOCK_MARK}", uuid_hex()?);
+        let (_, sequence) = self
+            .call(
+                self.client
+                    .create(&format!("{gate}/{prefix}"), data.as_bytes(), &ephemeral_sequential()),
+            )
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("creating a contender under {gate}"))?;
+        let name = format!("{prefix}{sequence}");
+        let ours = format!("{gate}/{name}");
+        let deadline = Instant::now() + GATE_WAIT;
+        loop {
+            let mut children = self.call(self.client.list_children(gate))?;
+            children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
+            let index = children
+                .iter()
+                .position(|child| *child == name)
+                .ok_or_else(|| anyhow!("{ours} is gone (was the session lost?)"))?;
+            if index == 0 {
+                return Ok(Some(ours));
+            }
+            // As kazoo: wait for the one before ours to go, then look again.
+            let before = format!("{gate}/{}", children[index - 1]);
+            let (stat, watcher) = self.call(self.client.check_and_watch_stat(&before))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if stat.is_some() && (left.is_zero() || within(&self.runtime, left, watcher.changed()).is_none()) {
+                match self.call(self.client.delete(&ours, None)) {
+                    Ok(()) | Err(ZkError::NoNode) => return Ok(None),
+                    Err(err) => return Err(anyhow!(err).context(format!("removing {ours}"))),
+                }
+            }
+        }
+    }
+
+    /// Under the gate, as kazoo's `_get_lease`: a lease (its name and stat)
+    /// when the pool has fewer than `slots` children, whatever they are.
+    fn take_lease(&self, pool: &str, slots: u32, data: &str) -> Result<Option<(String, Stat)>> {
+        let children = self
+            .call(self.client.list_children(pool))
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("listing {pool}"))?;
+        if children.len() >= slots as usize {
+            return Ok(None);
+        }
+        let name = uuid_hex()?;
+        let path = format!("{pool}/{name}");
+        let (stat, _) = self
+            .call(self.client.create(&path, data.as_bytes(), &ephemeral()))
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("creating {path}"))?;
+        Ok(Some((name, stat)))
+    }
+
     /// A write whose stat carries the server's present time.
     fn touch(&self) -> impl std::future::Future<Output = Result<Stat, ZkError>> + Send + '_ {
         self.client.set_data(ROOT, b"", None)
@@ -755,6 +918,19 @@ fn kazoo_key(child: &str) -> &str {
     child.get(from..).unwrap_or("")
 }
 
+/// The number kazoo's Semaphore reads from a pool's data, Python 2's
+/// `int(data.decode("utf-8"))` (spaces around and a sign allowed); `None`
+/// where that fails, data kazoo ignores.
+fn kazoo_leases(data: &[u8]) -> Option<i128> {
+    let text = std::str::from_utf8(data).ok()?.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Python's int has no bound: a longer number is still one, and no count.
+    Some(text.parse().unwrap_or(i128::MAX))
+}
+
 /// 32 random hex digits, as Python's `uuid.uuid4().hex` (the version bits included).
 fn uuid_hex() -> Result<String> {
     use std::io::Read;
@@ -846,6 +1022,22 @@ mod tests {
         );
         let foreign = seen_default(b"k".to_vec(), found("soon", None), 1010);
         assert_eq!((foreign.expires_at, foreign.running), (None, None));
+    }
+
+    #[test]
+    fn a_pool_count_is_read_as_python_reads_it() {
+        assert_eq!(kazoo_leases(b"3"), Some(3));
+        assert_eq!(kazoo_leases(b" 03\n"), Some(3));
+        assert_eq!(kazoo_leases(b"+2"), Some(2));
+        assert_eq!(kazoo_leases(b"-2"), Some(-2));
+        assert_eq!(
+            kazoo_leases(b"99999999999999999999999999999999999999999"),
+            Some(i128::MAX)
+        );
+        // What kazoo ignores: empty (a plain lock's directory), text, not UTF-8.
+        for ignored in [&b""[..], b"3 leases", b"1_0", b"+", b"\xff3"] {
+            assert_eq!(kazoo_leases(ignored), None, "{ignored:?}");
+        }
     }
 
     #[test]

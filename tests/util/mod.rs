@@ -440,8 +440,10 @@ impl Gated {
     pub fn new(dir: &TempDir, name: &str) -> Gated {
         let started = dir.join(&format!("{name}.started"));
         let gate = dir.join(&format!("{name}.gate"));
+        // It also ends when the test's directory is gone: a test that
+        // fails before opening the gate leaves no holder running.
         let script = format!(
-            "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+            "touch {0}; while [ ! -e {1} ] && [ -e {0} ]; do sleep 0.05; done",
             started.display(),
             gate.display()
         );
@@ -453,6 +455,11 @@ impl Gated {
         wait_until(Duration::from_secs(10), "the gated command to start", || {
             self.started.exists()
         });
+    }
+
+    /// Whether the command has started (for counting several at once).
+    pub fn has_started(&self) -> bool {
+        self.started.exists()
     }
 
     /// Lets the command finish.
