@@ -15,7 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::signals;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{self, Watchdog};
 
 /// What to run and how.
 pub struct Job<'a> {
@@ -89,12 +89,22 @@ pub fn run(job: &Job, keeper: Option<&mut dyn Keeper>) -> Ended {
     // We reap with waitpid ourselves; std's Child has nothing left to do.
     drop(child);
     let group = watchdog.as_ref().map_or(pid, |dog| dog.group);
-    let (ended, killed) = supervise(pid, group, job, keeper);
-    if killed {
-        // The command is reaped, but what it started may still be dying:
-        // the lock is released only once none of it runs. (A group that was
-        // not killed is not waited for: a job may leave a daemon behind.)
-        crate::watchdog::wait_until_dead(group, watchdog.as_ref().map(|dog| dog.group));
+    let (ended, sent) = supervise(pid, group, job, keeper);
+    // The command is reaped, but what it started may still be dying of what
+    // we sent it: the lock is released only once none of it runs. (A group
+    // we sent nothing is not waited for: a job may leave a daemon behind.)
+    let except = watchdog.as_ref().map(|dog| dog.group);
+    match sent {
+        Sent::Nothing => {}
+        Sent::Signal { kill_at } => {
+            if !watchdog::wait_until_dead(group, except, Some(kill_at)) {
+                let _ = killpg(group, Signal::SIGKILL);
+                watchdog::wait_until_dead(group, except, None);
+            }
+        }
+        Sent::Kill => {
+            watchdog::wait_until_dead(group, except, None);
+        }
     }
     if let Some(watchdog) = watchdog {
         watchdog.stand_down();
@@ -141,9 +151,20 @@ fn spawn_failure(program: &OsString, err: &io::Error) -> Ended {
     }
 }
 
+/// What cronlock sent the command's group.
+enum Sent {
+    Nothing,
+    /// A terminating signal passed on; SIGKILL is due at `kill_at`.
+    Signal {
+        kill_at: Instant,
+    },
+    /// SIGKILL (the timeout, a lost lease, `KILL_AFTER` run out).
+    Kill,
+}
+
 /// Waits for `pid`, acting on `group` (which it belongs to). Also says
-/// whether the group was sent SIGKILL.
-fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> (Ended, bool) {
+/// what the group was sent.
+fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper>) -> (Ended, Sent) {
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut kill_at: Option<Instant> = None;
     let mut timed_out = false;
@@ -156,7 +177,12 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
                 Some(why) => Ended::LeaseLost(why),
                 None => ended,
             };
-            return (ended, killed);
+            let sent = match kill_at {
+                _ if killed => Sent::Kill,
+                Some(kill_at) => Sent::Signal { kill_at },
+                None => Sent::Nothing,
+            };
+            return (ended, sent);
         }
         if lost.is_none() {
             if let Some(keeper) = keeper.as_deref_mut() {

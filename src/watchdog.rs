@@ -100,7 +100,7 @@ fn kill_group_then_let_go() {
             // spares it. It holds the descriptors it inherited.
             let _ = nix::unistd::setsid();
             let _ = killpg(group, Signal::SIGKILL);
-            wait_until_dead(group, None);
+            wait_until_dead(group, None, None);
         }
         Ok(ForkResult::Parent { child }) => {
             // The keeper's kill ends us here. Should the keeper die first,
@@ -114,24 +114,31 @@ fn kill_group_then_let_go() {
     }
 }
 
-/// Returns once no live process is left in `group` apart from `except`.
-/// Zombies count as dead: they hold no descriptors and no flock. Polls, as
-/// nothing tells a process that isn't the parent when a group empties; each
-/// process has a SIGKILL pending, so this is a matter of milliseconds.
-/// Makes system calls only (no allocation), for the forked keeper's sake.
-pub fn wait_until_dead(group: Pid, except: Option<Pid>) {
+/// Returns true once no live process is left in `group` apart from
+/// `except`, false if `until` comes first. Zombies count as dead: they hold
+/// no descriptors and no flock. Polls, as nothing tells a process that isn't
+/// the parent when a group empties; after SIGKILL this is a matter of
+/// milliseconds. Makes system calls only (no allocation) unless it has to
+/// say it is still waiting, for the forked keeper's sake (which passes no
+/// `except` and says nothing).
+pub fn wait_until_dead(group: Pid, except: Option<Pid>, until: Option<Instant>) -> bool {
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     let mut told = false;
     while any_alive(group.as_raw(), except.map_or(0, Pid::as_raw)) {
-        if !told && except.is_some() && started.elapsed() > Duration::from_secs(10) {
-            // Only from cronlock itself: the keeper has no stderr.
+        let now = Instant::now();
+        if until.is_some_and(|until| now >= until) {
+            return false;
+        }
+        if !told && until.is_none() && except.is_some() && now - started > Duration::from_secs(10) {
             eprintln!("cronlock: the command's processes are still alive 10s after SIGKILL; waiting for them before releasing the lock");
             told = true;
         }
-        std::thread::sleep(pause);
+        let pause_until = until.map_or(pause, |until| pause.min(until.saturating_duration_since(now)));
+        std::thread::sleep(pause_until);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+    true
 }
 
 /// Whether `/proc` shows a process of `group`, other than `except`, that is
@@ -271,7 +278,7 @@ mod tests {
         assert!(!any_alive(group.as_raw(), group.as_raw()));
         child.kill().unwrap();
         // Not yet reaped: a zombie, which counts as dead.
-        wait_until_dead(group, None);
+        assert!(wait_until_dead(group, None, None));
         child.wait().unwrap();
         assert!(!any_alive(group.as_raw(), 0));
     }

@@ -134,6 +134,36 @@ fn after_a_timeout_nothing_of_the_command_outlives_cronlock() {
 }
 
 #[test]
+fn after_a_passed_on_sigterm_nothing_of_the_command_outlives_cronlock() {
+    // As above, but the group dies of the SIGTERM cronlock passes on: the
+    // shell exits at once, its slow child a while later.
+    let redis = RedisServer::start();
+    let dir = TempDir::new("sigterm-dying");
+    let check = dir.join("check");
+    let ready = dir.join("ready");
+    let script = format!(
+        "exec 9>>{}; flock -n 9 || exit 99; {}; exit 0",
+        check.display(),
+        slow_to_die(&ready)
+    );
+    let mut child = cronlock(&redis.env()).args(["sh", "-c", &script]).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "the grandchild to fill its memory", || {
+        ready.exists()
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let free = std::process::Command::new("flock")
+        .args(["-n", &check.display().to_string(), "true"])
+        .status()
+        .unwrap();
+    assert!(
+        free.success(),
+        "a process of the command still held its flock after cronlock exited"
+    );
+}
+
+#[test]
 fn the_command_shares_a_process_group_with_the_watchdog_only() {
     let redis = RedisServer::start();
     let script = "g=$(ps -o pgid= -p $$ | tr -d ' '); echo $g; ps -e -o pgid=,comm= | awk -v g=$g '$1 == g {print $2}'";
