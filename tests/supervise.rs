@@ -102,65 +102,66 @@ fn the_command_starts_with_no_signal_blocked_or_ignored() {
     assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{out}");
 }
 
+/// A job whose shell takes an flock and then waits for a child with 512 MiB
+/// of touched memory, which takes a while to die after a signal and holds
+/// the flock until it has. (Its output goes elsewhere, or the test would
+/// wait for it to close.)
+struct DyingSlowly {
+    dir: TempDir,
+    script: String,
+}
+
+impl DyingSlowly {
+    fn new(name: &str) -> DyingSlowly {
+        let dir = TempDir::new(name);
+        let script = format!(
+            "exec 9>>{}; flock -n 9 || exit 99; {}; exit 0",
+            dir.join("check").display(),
+            slow_to_die(&dir.join("ready"))
+        );
+        DyingSlowly { dir, script }
+    }
+
+    fn ready(&self) -> bool {
+        self.dir.join("ready").exists()
+    }
+
+    /// Checked the moment cronlock has exited: nothing of the job may live on.
+    fn assert_nothing_left(&self) {
+        let free = std::process::Command::new("flock")
+            .args(["-n", &self.dir.join("check").display().to_string(), "true"])
+            .status()
+            .unwrap();
+        assert!(
+            free.success(),
+            "a process of the command still held its flock after cronlock exited"
+        );
+    }
+}
+
 #[test]
 fn after_a_timeout_nothing_of_the_command_outlives_cronlock() {
-    // A grandchild with 512 MiB of touched memory takes a while to die after
-    // SIGKILL; it holds an flock until it has. cronlock must not return (and
-    // release the lock) before that: the flock is free the moment it exits.
-    // (Its output goes elsewhere, or the test would wait for it to close.)
     let redis = RedisServer::start();
-    let dir = TempDir::new("timeout-dying");
-    let check = dir.join("check");
-    let ready = dir.join("ready");
-    let script = format!(
-        "exec 9>>{}; flock -n 9 || exit 99; {}; exit 0",
-        check.display(),
-        slow_to_die(&ready)
-    );
+    let job = DyingSlowly::new("timeout-dying");
     let result = run(
         &with(&redis.env(), &[("CRONLOCK_TIMEOUT", "3")]),
-        &["sh", "-c", &script],
+        &["sh", "-c", &job.script],
     );
-    assert!(ready.exists(), "the grandchild never got ready: {}", result.stderr());
+    assert!(job.ready(), "the child never got ready: {}", result.stderr());
     result.expect(202);
-    let free = std::process::Command::new("flock")
-        .args(["-n", &check.display().to_string(), "true"])
-        .status()
-        .unwrap();
-    assert!(
-        free.success(),
-        "a process of the command still held its flock after cronlock exited"
-    );
+    job.assert_nothing_left();
 }
 
 #[test]
 fn after_a_passed_on_sigterm_nothing_of_the_command_outlives_cronlock() {
-    // As above, but the group dies of the SIGTERM cronlock passes on: the
-    // shell exits at once, its slow child a while later.
+    // The shell dies of the SIGTERM at once, its child a while later.
     let redis = RedisServer::start();
-    let dir = TempDir::new("sigterm-dying");
-    let check = dir.join("check");
-    let ready = dir.join("ready");
-    let script = format!(
-        "exec 9>>{}; flock -n 9 || exit 99; {}; exit 0",
-        check.display(),
-        slow_to_die(&ready)
-    );
-    let mut child = cronlock(&redis.env()).args(["sh", "-c", &script]).spawn().unwrap();
-    wait_until(Duration::from_secs(20), "the grandchild to fill its memory", || {
-        ready.exists()
-    });
+    let job = DyingSlowly::new("sigterm-dying");
+    let mut child = cronlock(&redis.env()).args(["sh", "-c", &job.script]).spawn().unwrap();
+    wait_until(Duration::from_secs(20), "the child to fill its memory", || job.ready());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
-    let free = std::process::Command::new("flock")
-        .args(["-n", &check.display().to_string(), "true"])
-        .status()
-        .unwrap();
-    assert!(
-        free.success(),
-        "a process of the command still held its flock after cronlock exited"
-    );
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    job.assert_nothing_left();
 }
 
 #[test]
