@@ -1,0 +1,30 @@
+//! The chaos loop (tests/chaos_loop/) against etcd, killed with SIGKILL and
+//! restarted with its data. `CHAOS_RUNS` (default 200 here) sets the number
+//! of invocations, `CHAOS_SEED` replays a run.
+
+mod chaos_loop;
+mod util;
+
+use std::time::Duration;
+
+use util::etcd::Etcd;
+
+impl chaos_loop::ChaosStore for Etcd {
+    fn env(&self) -> Vec<(String, String)> {
+        Etcd::env(self)
+    }
+
+    fn restart(&mut self, pause: Duration) {
+        self.kill();
+        std::thread::sleep(pause);
+        Etcd::restart(self);
+    }
+}
+
+#[test]
+fn killing_wrappers_commands_and_etcd_never_lets_two_copies_run() {
+    if std::env::var_os("CHAOS_RUNS").is_none() {
+        std::env::set_var("CHAOS_RUNS", "200");
+    }
+    chaos_loop::chaos(&mut Etcd::start());
+}
