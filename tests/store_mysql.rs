@@ -9,7 +9,6 @@ mod util;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use util::mariadb::MariaDb;
@@ -284,18 +283,7 @@ fn tls_server(pki: &Pki) -> MariaDb {
 /// cronlock as `user` on `server` with `?ssl-mode=MODE` (none when empty),
 /// a fresh key per call, and `more` settings.
 fn tls_env(server: &MariaDb, user: &str, mode: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let key = format!("tls-{}", CALLS.fetch_add(1, Ordering::SeqCst));
-    let mut url = server.url(user, TLS_PASSWORD, "cronlock");
-    if !mode.is_empty() {
-        url.push_str(&format!("?ssl-mode={mode}"));
-    }
-    let env = vec![
-        ("CRONLOCK_URL".to_string(), url),
-        ("CRONLOCK_KEY".to_string(), key),
-        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
-    ];
-    with(&env, more)
+    sql_tls_env(server.url(user, TLS_PASSWORD, "cronlock"), "ssl-mode", mode, more)
 }
 
 #[test]

@@ -6,8 +6,6 @@ mod conformance;
 mod ctl_suite;
 mod util;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use util::pki::Pki;
 use util::postgres::Postgres;
 use util::*;
@@ -63,18 +61,7 @@ fn add_role(server: &Postgres, name: &str, group: &str) {
 /// cronlock as `user` on `server` with `?sslmode=MODE` (none when empty),
 /// a fresh key per call, and `more` settings.
 fn tls_env(server: &Postgres, user: &str, mode: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let key = format!("tls-{}", CALLS.fetch_add(1, Ordering::SeqCst));
-    let mut url = server.url(user, TLS_PASSWORD, "postgres");
-    if !mode.is_empty() {
-        url.push_str(&format!("?sslmode={mode}"));
-    }
-    let env = vec![
-        ("CRONLOCK_URL".to_string(), url),
-        ("CRONLOCK_KEY".to_string(), key),
-        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
-    ];
-    with(&env, more)
+    sql_tls_env(server.url(user, TLS_PASSWORD, "postgres"), "sslmode", mode, more)
 }
 
 #[test]

@@ -429,6 +429,25 @@ time.sleep(60)\" >/dev/null 2>&1",
     )
 }
 
+/// cronlock at the database `url` with `?{param}={mode}` added (nothing
+/// when `mode` is empty), a fresh key per call, a 5 s timeout, and `more`
+/// settings: for the TLS tests of the SQL stores.
+pub fn sql_tls_env(url: String, param: &str, mode: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let key = format!("tls-{}", CALLS.fetch_add(1, Ordering::SeqCst));
+    let url = if mode.is_empty() {
+        url
+    } else {
+        format!("{url}?{param}={mode}")
+    };
+    let env = vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_KEY".to_string(), key),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+    ];
+    with(&env, more)
+}
+
 pub struct Gated {
     /// The `sh -c` script to run.
     pub script: String,
