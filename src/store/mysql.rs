@@ -77,8 +77,6 @@ pub struct MysqlLock<'a> {
     token: String,
     /// The owner record we wrote, to say at the release when the command ended.
     owner: Option<String>,
-    /// The `GET_LOCK` name (as SQL) of the acquire in progress.
-    taking: Option<String>,
 }
 
 /// Why one try failed.
@@ -190,7 +188,6 @@ impl<'a> MysqlLock<'a> {
             plain: false,
             token: new_token(),
             owner: None,
-            taking: None,
         })
     }
 
@@ -292,16 +289,9 @@ impl<'a> MysqlLock<'a> {
                 Err(Failure::NoTable) if !created => {
                     self.create_table()?;
                     created = true;
-                    // The failed try may hold the GET_LOCK on this
-                    // connection. It is let go here, on the same connection:
-                    // a closed connection's lock is freed only when the
-                    // server gets round to it, and the retry on a new one
-                    // could still find it taken (and report the lock held).
-                    if let Some(lock) = self.taking.clone() {
-                        if self.batch(&format!("ROLLBACK; DO RELEASE_LOCK({lock})")).is_err() {
-                            self.conn = None;
-                        }
-                    }
+                    // A new connection starts clean (an acquire has let go
+                    // of its GET_LOCK already, see `try_acquire`).
+                    self.conn = None;
                     continue;
                 }
                 Err(Failure::NoTable) => {
@@ -415,14 +405,26 @@ impl<'a> MysqlLock<'a> {
     }
 
     fn try_acquire(&mut self, claim: &Claim, name: &str, lock: &str) -> Result<Acquire, Failure> {
-        self.taking = Some(lock.to_string());
-        let sets = self.batch(&format!(
+        let sets = match self.batch(&format!(
             "SET SESSION wait_timeout = {IDLE_SECONDS}; \
              SELECT GET_LOCK({lock}, 0), IS_USED_LOCK({lock}), CONNECTION_ID(); \
              START TRANSACTION; \
              SELECT expires_at, state, token, holder FROM {TABLE} WHERE name = {name} FOR UPDATE; \
              SELECT UNIX_TIMESTAMP()"
-        ))?;
+        )) {
+            Err(Failure::NoTable) => {
+                // The GET_LOCK above may be ours: let go of it here, on this
+                // connection. A closed connection's lock is freed only when
+                // the server gets round to it, and the retry (on a new
+                // connection, once the table exists) could still find it
+                // taken and report the lock held.
+                if self.batch(&format!("ROLLBACK; DO RELEASE_LOCK({lock})")).is_err() {
+                    self.conn = None;
+                }
+                return Err(Failure::NoTable);
+            }
+            other => other?,
+        };
         let [locks, rows, clock] = sets.as_slice() else {
             return Err(Failure::Fatal(anyhow!(
                 "{}: unexpected answer to the lock query",
