@@ -35,6 +35,16 @@ pub type Opener = for<'a> fn(&'a Config, &'a Report) -> Result<Box<dyn LockStore
 /// The sibling binary with every store.
 pub const ALL_STORES: &str = "cronlock-stores";
 
+/// A binary's whole work: [`run`], an error printed as one line (exit 201),
+/// and the exit status to return from C's `main`.
+pub fn main(args: &[OsString], open: Opener, all_stores: bool) -> i32 {
+    let outcome = run(args, open, all_stores).unwrap_or_else(|err| {
+        let _ = writeln!(std::io::stderr(), "cronlock: {err:#}");
+        Outcome::Error
+    });
+    i32::from(outcome.code())
+}
+
 /// Runs cronlock with `args` (the command), opening stores with `open`;
 /// `all_stores`: this binary carries every store, else a store it lacks
 /// is left to [`ALL_STORES`] beside it, before anything is printed or taken.

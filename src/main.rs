@@ -3,9 +3,6 @@
 // the unit-test build, whose harness brings its own main.)
 #![cfg_attr(not(test), no_main)]
 
-use std::io::Write;
-
-use cronlock::exit::Outcome;
 use cronlock::{app, startup, store};
 
 /// Every allocation of the binary; see `cronlock::arena` for why. A run
@@ -20,9 +17,5 @@ static ALLOCATOR: cronlock::arena::Arena<{ 256 << 10 }> = cronlock::arena::Arena
 pub unsafe extern "C" fn main(argc: nix::libc::c_int, argv: *const *const nix::libc::c_char) -> nix::libc::c_int {
     // SAFETY: as the C runtime passes them.
     let args = unsafe { startup::args(argc, argv) };
-    let outcome = app::run(&args, store::open_light, false).unwrap_or_else(|err| {
-        let _ = writeln!(std::io::stderr(), "cronlock: {err:#}");
-        Outcome::Error
-    });
-    nix::libc::c_int::from(outcome.code())
+    app::main(&args, store::open_light, false)
 }
