@@ -40,11 +40,7 @@ fn list_pages_through_a_thousand_locks_with_scan() {
     ]);
     let listed = ctl(&redis.env(), &["--json", "list"]);
     listed.expect(0);
-    let lines: Vec<serde_json::Value> = listed
-        .stdout()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines = listed.json_lines();
     assert_eq!(lines.len(), 1000);
     assert!(lines.iter().all(|l| l["state"] == "held" && l["owner"]["node"] == "n"));
     let all = ctl(&redis.env(), &["list", "--all-prefixes"]);

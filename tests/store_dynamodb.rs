@@ -255,11 +255,7 @@ fn cronlockctl_list_pages_through_the_scan() {
     ));
     let listed = ctl(&server.env(), &["--json", "list"]);
     listed.expect(0);
-    let lines: Vec<serde_json::Value> = listed
-        .stdout()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines = listed.json_lines();
     assert_eq!(lines.len(), 300);
     assert!(lines.iter().all(|l| l["state"] == "held"));
     let all = ctl(&server.env(), &["list", "--all-prefixes"]);

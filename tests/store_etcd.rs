@@ -159,17 +159,7 @@ fn a_restarted_member_keeps_the_lock() {
 fn wrong_credentials_exit_201_with_one_line() {
     let mut etcd = Etcd::start();
     etcd.enable_auth("rootpw");
-    etcd.ctl(&["user", "add", "cron:s3cret"]);
-    etcd.ctl(&["role", "add", "cronlock"]);
-    etcd.ctl(&[
-        "role",
-        "grant-permission",
-        "cronlock",
-        "--prefix=true",
-        "readwrite",
-        "cronlock.",
-    ]);
-    etcd.ctl(&["user", "grant-role", "cron", "cronlock"]);
+    etcd.add_cronlock_user("cron", "s3cret");
     let url = format!("etcd://cron:s3cret@127.0.0.1:{}", etcd.port);
     let env = [
         ("CRONLOCK_URL".to_string(), url),
@@ -247,17 +237,7 @@ fn etcds_takes_the_lock_from_a_member_that_speaks_only_tls() {
     let pki = Pki::new();
     let mut etcd = Etcd::start_tls(&pki, ClientCertificates::Optional);
     etcd.enable_auth("rootpw");
-    etcd.ctl(&["user", "add", "cron:s3cret-tls"]);
-    etcd.ctl(&["role", "add", "cronlock"]);
-    etcd.ctl(&[
-        "role",
-        "grant-permission",
-        "cronlock",
-        "--prefix=true",
-        "readwrite",
-        "cronlock.",
-    ]);
-    etcd.ctl(&["user", "grant-role", "cron", "cronlock"]);
+    etcd.add_cronlock_user("cron", "s3cret-tls");
     let ca = pki.file("ca.crt");
     let env = tls_env(
         &etcd,

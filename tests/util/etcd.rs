@@ -203,6 +203,22 @@ impl Etcd {
         self.ctl(&["auth", "enable"]);
         self.root_password = Some(root_password.to_string());
     }
+
+    /// Adds user `name` with `password`, allowed to read and write the keys
+    /// under `cronlock.` (through a role `cronlock`) and nothing else.
+    pub fn add_cronlock_user(&self, name: &str, password: &str) {
+        self.ctl(&["user", "add", &format!("{name}:{password}")]);
+        self.ctl(&["role", "add", "cronlock"]);
+        self.ctl(&[
+            "role",
+            "grant-permission",
+            "cronlock",
+            "--prefix=true",
+            "readwrite",
+            "cronlock.",
+        ]);
+        self.ctl(&["user", "grant-role", name, "cronlock"]);
+    }
 }
 
 impl Drop for Etcd {

@@ -338,6 +338,13 @@ impl Run {
     pub fn code(&self) -> i32 {
         self.output.status.code().unwrap_or(-1)
     }
+    /// stdout as one JSON value per line (cronlockctl's `--json list`).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).to_string()
     }
