@@ -186,3 +186,35 @@ fn tls_refuses_a_server_it_cannot_verify_with_one_line() {
         );
     }
 }
+
+#[test]
+fn first_runs_that_create_the_table_at_the_same_moment_all_take_their_locks() {
+    // Concurrent CREATE TABLE IF NOT EXISTS can fail on the table's row
+    // type ("type ... already exists"); a run that loses that race must go
+    // on with the table the other made, not exit 201.
+    let pg = <Pg as conformance::Fixture>::start();
+    let env = conformance::Fixture::env(&pg);
+    for round in 0..10 {
+        pg.0.sql("DROP TABLE IF EXISTS public.cronlock_locks");
+        let runs: Vec<_> = (0..6)
+            .map(|i| {
+                cronlock(&with(
+                    &env,
+                    &[("CRONLOCK_KEY", &format!("first{i}")), ("CRONLOCK_GRACE", "-1")],
+                ))
+                .arg("true")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for child in runs {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}

@@ -326,11 +326,17 @@ impl<'a> PostgresLock<'a> {
                         self.target.user
                     );
                 }
-                // Another run creating it at the same moment is no error.
-                if err
-                    .downcast_ref::<DbFailure>()
-                    .is_some_and(|db| db.code == SqlState::UNIQUE_VIOLATION || db.code == SqlState::DUPLICATE_TABLE)
-                {
+                // Another run creating it at the same moment is no error:
+                // CREATE TABLE IF NOT EXISTS can still fail on the table's
+                // row type, as a unique violation or "type ... already exists".
+                if err.downcast_ref::<DbFailure>().is_some_and(|db| {
+                    [
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                    ]
+                    .contains(&db.code)
+                }) {
                     return Ok(());
                 }
                 Err(err)
