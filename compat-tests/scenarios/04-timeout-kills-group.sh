@@ -11,6 +11,6 @@ expect() { cat <<OUT
 exit 202
 stdout emergency: had to kill 'sh -c sleep 60 & echo \$! >grandchild; wait' after 1s timeout
 grandchild gone
-key db0 cronlock.$(md5key sh -c 'sleep 60 & echo $! >grandchild; wait') value=now+30 ttl=30
+key db0 cronlock.$(md5key sh -c 'sleep 60 & echo $! >grandchild; wait') value=now+31 ttl=31
 OUT
 }
