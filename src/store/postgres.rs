@@ -14,11 +14,20 @@
 //! big-endian signed 64-bit integer (in SQL:
 //! `('x' || left(md5(name), 16))::bit(64)::bigint`). The server drops it when
 //! the connection dies, so a row marked `running` whose advisory lock is free
-//! belongs to a run that crashed and is taken over at once. `backend` and
-//! `server` guard that rule: a pooled connection that holds the lock itself
-//! (PgBouncer in transaction mode) or a server restarted since the row was
-//! written (which dropped every advisory lock while the holder may still
-//! run) leave the row to its expiry, as Redis would.
+//! belongs to a run that crashed, and is taken over without waiting for its
+//! expiry: the contender takes the advisory lock, keeps it for
+//! [`TAKEOVER_AFTER`], and takes the row over only if it is still the same
+//! run's and the server the same. That pause is what makes a dying server
+//! safe: when the postmaster dies, its backends do not die with it (each
+//! leads a process group of its own); an idle one, the holder's, notices at
+//! once, exits cleanly and lets its advisory lock go, while another may
+//! still be running a contender's statement on the same shared memory. A
+//! contender's backend that outlives its postmaster cannot outlive the pause:
+//! it exits as soon as it sits idle. `backend` and `server` guard the rule
+//! too: a pooled connection that holds the lock itself (PgBouncer in
+//! transaction mode) or a server restarted since the row was written (which
+//! dropped every advisory lock while the holder may still run) leave the
+//! row to its expiry, as Redis would.
 
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -52,22 +61,32 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (
     owner text
 )";
 
+/// The server's life: its start time and the time its shared statistics
+/// were last reset, which crash recovery also resets, so a restart of
+/// either kind (both drop every advisory lock) changes it.
+macro_rules! server_life {
+    () => {
+        "format('%s/%s', extract(epoch FROM pg_postmaster_start_time()), \
+         extract(epoch FROM pg_stat_get_bgwriter_stat_reset_time()))"
+    };
+}
+
 /// $1 key, $2 advisory hash, $3 RELEASE, $4 our token, $5 owner.
 /// Returns now, whether the advisory lock was free, whether we took the
-/// lock, and the expiry before (from the statement's snapshot).
-///
-/// `server` names the server's life: its start time and the time its
-/// shared statistics were last reset, which crash recovery also resets, so
-/// a restart of either kind (both drop every advisory lock) changes it.
+/// lock, the expiry before (from the statement's snapshot), and, when the
+/// row belongs to a run whose connection is gone (running, the advisory
+/// lock free, another backend, the same server life), that run's token.
 /// A retry after a lost answer finds its own token and takes the lock again.
-const ACQUIRE: &str = "WITH s AS (
+const ACQUIRE: &str = concat!(
+    "WITH s AS (
     SELECT extract(epoch FROM now())::bigint AS now,
            pg_try_advisory_lock($2) AS free,
            pg_backend_pid() AS backend,
-           format('%s/%s', extract(epoch FROM pg_postmaster_start_time()),
-                  extract(epoch FROM pg_stat_get_bgwriter_stat_reset_time())) AS server
+           ",
+    server_life!(),
+    " AS server
 ),
-prev AS (SELECT expires_at FROM cronlock_locks WHERE name = $1),
+prev AS (SELECT expires_at, token, running, backend, server FROM cronlock_locks WHERE name = $1),
 taken AS (
     INSERT INTO cronlock_locks AS l (name, expires_at, token, running, backend, server, owner)
     SELECT $1, now + $3 + 1, $4, free, backend, server, $5 FROM s
@@ -76,10 +95,32 @@ taken AS (
         backend = excluded.backend, server = excluded.server, owner = excluded.owner
     WHERE l.expires_at < excluded.expires_at - $3 - 1
        OR l.token = excluded.token
-       OR (l.running AND excluded.running AND l.backend <> excluded.backend AND l.server = excluded.server)
     RETURNING 1
 )
-SELECT s.now, s.free, EXISTS (SELECT 1 FROM taken), (SELECT expires_at FROM prev) FROM s";
+SELECT s.now, s.free, EXISTS (SELECT 1 FROM taken), (SELECT expires_at FROM prev),
+       (SELECT p.token FROM prev p
+        WHERE s.free AND p.running AND p.backend <> s.backend AND p.server = s.server),
+       s.backend
+FROM s"
+);
+
+/// $1 key, $2 the crashed run's token, $3 RELEASE, $4 our token, $5 owner,
+/// $6 the backend that ran [`ACQUIRE`]: takes the row over if it is still
+/// that run's and the server's life the same, on that backend only (the one
+/// that holds the advisory lock). Returns now when it did.
+const TAKEOVER: &str = concat!(
+    "UPDATE cronlock_locks AS l
+SET expires_at = s.now + $3 + 1, token = $4, running = true, backend = s.backend, server = s.server, owner = $5
+FROM (SELECT extract(epoch FROM now())::bigint AS now, pg_backend_pid() AS backend, ",
+    server_life!(),
+    " AS server) s
+WHERE l.name = $1 AND l.token = $2 AND l.running AND l.server = s.server AND s.backend = $6
+RETURNING s.now"
+);
+
+/// How long a contender holds the advisory lock of a run whose connection is
+/// gone before it takes that run's row over (see the module's comment).
+const TAKEOVER_AFTER: Duration = Duration::from_secs(2);
 
 /// The expiry of a lock we found held but could not see in our snapshot.
 const EXPIRY: &str =
@@ -345,6 +386,45 @@ impl<'a> PostgresLock<'a> {
         }
     }
 
+    /// The row is run `crashed`'s, whose connection is gone, and the
+    /// advisory lock ours: keeps it for [`TAKEOVER_AFTER`], then takes the
+    /// row over if nothing changed. The server's time when it did; None when
+    /// the row changed or the connection did not last (on another one the
+    /// advisory lock would not be ours).
+    fn take_over(&mut self, claim: &Claim, crashed: &str, backend: i32) -> Result<Option<i64>> {
+        self.report.info(format_args!(
+            "the run holding the lock has lost its connection; taking it over in {}s unless it changes",
+            TAKEOVER_AFTER.as_secs()
+        ));
+        std::thread::sleep(TAKEOVER_AFTER);
+        // try_query would open a new connection for a closed one: not here.
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            return Ok(None);
+        }
+        let token = self.token.clone();
+        let crashed = crashed.to_string();
+        let key = claim.key;
+        let params: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&key, Type::BYTEA),
+            (&crashed, Type::TEXT),
+            (&claim.release, Type::INT8),
+            (&token, Type::TEXT),
+            (&claim.owner, Type::TEXT),
+            (&backend, Type::INT4),
+        ];
+        match self.try_query(TAKEOVER, &params, self.target.timeout) {
+            Ok(rows) => match rows.first() {
+                Some(row) => Ok(Some(get(row, 0)?)),
+                None => Ok(None),
+            },
+            // A broken connection: held. (Had the takeover committed before
+            // the break, the row is ours by token with no advisory lock
+            // behind it: the next run sees a crashed run, which it is.)
+            Err(Failure::Retry(_)) => Ok(None),
+            Err(failure) => Err(self.fatal(failure)),
+        }
+    }
+
     fn held_expiry(&mut self, key: &[u8]) -> Result<i64> {
         let rows = self
             .query(EXPIRY, &[(&key, Type::BYTEA)])
@@ -381,10 +461,25 @@ impl LockStore for PostgresLock<'_> {
         }
         .map_err(|failure| self.fatal(failure))?;
         let row = first(&rows)?;
-        let now: i64 = get(row, 0)?;
+        let mut now: i64 = get(row, 0)?;
         let free: bool = get(row, 1)?;
-        let taken: bool = get(row, 2)?;
+        let mut taken: bool = get(row, 2)?;
         let before: Option<i64> = get(row, 3)?;
+        let crashed: Option<String> = get(row, 4)?;
+        let backend: i32 = get(row, 5)?;
+        if let (false, Some(crashed)) = (taken, crashed) {
+            match self.take_over(claim, &crashed, backend)? {
+                Some(at) => {
+                    now = at;
+                    taken = true;
+                }
+                None => {
+                    return Ok(Acquire::Held {
+                        expires_in: self.held_expiry(key)?,
+                    })
+                }
+            }
+        }
         if !taken {
             let expires_in = match before {
                 Some(at) if at >= now => at - now,

@@ -53,13 +53,17 @@ pub fn chaos(store: &mut dyn ChaosStore) {
     let check = work.join("check");
     let overlaps = work.join("overlaps");
     let ran = work.join("ran");
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
     // fd 9 is inherited by sleep, so the flock is held as long as any part
     // of the job lives, and the kernel drops it when the last part dies.
+    // Each job notes its shell, its wrapper (the shell's parent) and the
+    // time; one that finds the flock taken also notes the last holder's.
     let job = format!(
-        "exec 9>>{}; flock -n 9 || {{ echo \"$$\" >> {}; exit 99; }}; echo \"$$\" >> {}; sleep 0.0$(( $$ % 6 ))",
-        check.display(),
-        overlaps.display(),
-        ran.display()
+        "exec 9>>{check}; flock -n 9 || {{ echo \"$$ $PPID $(date +%s.%N) after $(tail -n 1 {ran})\" >> {overlaps}; exit 99; }}; echo \"$$ $PPID $(date +%s.%N)\" >> {ran}; sleep 0.0$(( $$ % 6 ))",
+        check = check.display(),
+        overlaps = overlaps.display(),
+        ran = ran.display()
     );
     let env = with(
         &store.env(),
@@ -72,10 +76,13 @@ pub fn chaos(store: &mut dyn ChaosStore) {
             ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
             ("CRONLOCK_RECONNECT_BACKOFF", "1"),
             ("CRONLOCK_KILL_AFTER", "1"),
+            // Kept per wrapper, shown only if two copies ever run at once.
+            ("CRONLOCK_VERBOSE", "yes"),
         ],
     );
 
     let started = Instant::now();
+    let mut actions = Vec::new();
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     let mut invoked = 0;
     while invoked < runs {
@@ -86,36 +93,52 @@ pub fn chaos(store: &mut dyn ChaosStore) {
             run(&env, &["true"]).code() == 0
         });
         let mut wrappers: Vec<Child> = (0..4)
-            .map(|_| {
-                cronlock(&env)
+            .map(|i| {
+                let log = logs.join(format!("{invoked}-{i}"));
+                let wrapper = cronlock(&env)
                     .args(["sh", "-c", &job])
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
                     .spawn()
-                    .unwrap()
+                    .unwrap();
+                let _ = std::fs::rename(&log, logs.join(wrapper.id().to_string()));
+                wrapper
             })
             .collect();
         invoked += wrappers.len();
         std::thread::sleep(Duration::from_millis(rng.below(40)));
         let victim = rng.below(wrappers.len() as u64) as usize;
         let wrapper_pid = Pid::from_raw(wrappers[victim].id() as i32);
-        match rng.below(6) {
+        let action = rng.below(6);
+        let victim_pid = wrappers[victim].id();
+        let at = unix_time();
+        match action {
             0 => {
+                actions.push(format!("{at:.6} SIGKILL wrapper {victim_pid}"));
                 let _ = kill(wrapper_pid, Signal::SIGKILL);
             }
             1 => {
+                actions.push(format!("{at:.6} SIGTERM wrapper {victim_pid}"));
                 let _ = kill(wrapper_pid, Signal::SIGTERM);
             }
             2 => {
-                // The newest job's process group (its shell's pid), if one runs.
-                if let Some(pid) = std::fs::read_to_string(&ran)
-                    .ok()
-                    .and_then(|s| s.lines().last().and_then(|l| l.trim().parse::<i32>().ok()))
-                {
-                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                // The newest job's process group (the watchdog's, which its
+                // shell joined), if one runs.
+                let group = std::fs::read_to_string(&ran).ok().and_then(|s| {
+                    let shell = s.lines().last()?.split(' ').next()?.parse::<i32>().ok()?;
+                    process_group(shell)
+                });
+                actions.push(format!("{at:.6} SIGKILL group {group:?}"));
+                if let Some(group) = group {
+                    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
                 }
             }
-            3 => store.restart(Duration::from_millis(rng.below(300))),
+            3 => {
+                let pause = Duration::from_millis(rng.below(300));
+                actions.push(format!("{at:.6} restart the server after {pause:?}"));
+                store.restart(pause);
+                actions.push(format!("{:.6} server back", unix_time()));
+            }
             _ => {}
         }
         for wrapper in &mut wrappers {
@@ -143,6 +166,9 @@ pub fn chaos(store: &mut dyn ChaosStore) {
         "chaos: {invoked} invocations in {:?}, {jobs} jobs ran, exit statuses {statuses:?}",
         started.elapsed()
     );
+    if !overlapped.is_empty() {
+        report_overlaps(&overlapped, &actions, &logs);
+    }
     assert!(
         overlapped.is_empty(),
         "two copies ran at once (seed {seed}): {overlapped}"
@@ -155,5 +181,30 @@ pub fn chaos(store: &mut dyn ChaosStore) {
             allowed.contains(&status.as_str()),
             "unexpected exit status {status} (seed {seed})"
         );
+    }
+}
+
+fn unix_time() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// The process group of `pid`, from /proc (field 5 of its stat line).
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(2)?.parse().ok()
+}
+
+/// Shows, for each overlap, both jobs' wrappers' verbose logs and the
+/// chaos actions around them.
+fn report_overlaps(overlapped: &str, actions: &[String], logs: &std::path::Path) {
+    eprintln!("chaos: overlaps (shell, wrapper, time, after: the holder's shell, wrapper, time):\n{overlapped}");
+    eprintln!("chaos: actions:\n{}", actions.join("\n"));
+    for line in overlapped.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        for wrapper in [fields.get(1), fields.get(5)].into_iter().flatten() {
+            let log = std::fs::read_to_string(logs.join(wrapper)).unwrap_or_default();
+            eprintln!("chaos: wrapper {wrapper}'s log:\n{log}");
+        }
     }
 }

@@ -179,7 +179,8 @@ impl Postgres {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            // Its own group, so kill() takes the backends down with it.
+            // Its own group, so kill() reaches the postmaster and whatever
+            // has not yet left the group (each backend leads a group of its own).
             .process_group(0);
         run_as(&mut command, self.account);
         let process = command
@@ -240,8 +241,10 @@ impl Postgres {
         }
     }
 
-    /// Kills the server and its backends at once with SIGKILL, a crash (for
-    /// fault tests); the data stays for [`Postgres::restart`].
+    /// Kills the postmaster with SIGKILL, a crash (for fault tests); its
+    /// backends, each in a process group of its own, notice and exit a
+    /// moment later, as after a real crash. The data stays for
+    /// [`Postgres::restart`].
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             // The group may be gone already: nothing to do then.
