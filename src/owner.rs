@@ -42,10 +42,15 @@ pub fn with_ended(record: &str, ended: i64) -> String {
 
 /// The host name, the default of `CRONLOCK_NODE`.
 pub fn host_name() -> String {
+    host_name_or("unknown")
+}
+
+/// The host name, or `fallback` when it cannot be read or is not UTF-8.
+pub fn host_name_or(fallback: &str) -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_string())
+        .unwrap_or_else(|| fallback.to_string())
 }
 
 /// A JSON string. Bytes that are not UTF-8 (a command line may hold any)

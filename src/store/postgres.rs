@@ -618,10 +618,7 @@ impl PostgresLock<'_> {
 /// Our proof of ownership: host, pid and the time, unique enough that no
 /// two runs share one.
 fn token() -> String {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_default();
+    let host = crate::owner::host_name_or("");
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{host}:{}:{nanos}", std::process::id())
 }

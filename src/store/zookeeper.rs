@@ -945,10 +945,7 @@ fn uuid_hex() -> Result<String> {
 
 /// The host name, as Python's `socket.gethostname()` gives it to lockex.
 fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    crate::owner::host_name_or("localhost")
 }
 
 #[cfg(test)]
