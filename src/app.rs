@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use crate::config::{self, Config, Search};
 use crate::exit::Outcome;
 use crate::key;
-use crate::lease::LeaseKeeper;
+use crate::lease::LockKeeper;
 use crate::lock::{Claim, Feature, Keep, LockStore, Release};
 use crate::report::Report;
 use crate::signals;
@@ -236,11 +236,8 @@ fn run_with(
                 timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
                 kill_after: Duration::from_secs(config.kill_after),
             };
-            match config.lease {
-                Some(seconds) => {
-                    let mut keeper = LeaseKeeper::new(store, &mut lease, seconds, asked_at, report);
-                    supervise::run(&job, Some(&mut keeper))
-                }
+            match LockKeeper::new(store, &mut lease, config.lease, asked_at, report) {
+                Some(mut keeper) => supervise::run(&job, Some(&mut keeper)),
                 None => supervise::run(&job, None),
             }
         }
@@ -274,8 +271,9 @@ fn run_with(
         },
     );
     if let Some(why) = lease_lost {
+        let what = if config.lease.is_some() { "lease" } else { "hold" };
         return Err(LeaseLost(format!(
-            "lease of {shown} lost: {why}; the command's process group was killed"
+            "{what} of {shown} lost: {why}; the command's process group was killed"
         ))
         .into());
     }

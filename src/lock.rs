@@ -204,6 +204,19 @@ pub trait LockStore {
         let _ = prefix;
         anyhow::bail!("the {} store cannot list its locks yet", self.kind())
     }
+    /// How often [`LockStore::check_hold`] should run while the command
+    /// runs; `None` (the default) for a lock that hangs on no connection.
+    fn hold_check_every(&self) -> Option<Duration> {
+        None
+    }
+    /// While the command runs, for a store whose lock also hangs on a
+    /// connection: `Err(why)` when that hold is gone and could not be taken
+    /// back, so that another run may take the job over (the command is
+    /// then killed). Cannot tell (the server unreachable): `Ok`.
+    fn check_hold(&mut self, lease: &Lease) -> Result<(), String> {
+        let _ = lease;
+        Ok(())
+    }
     /// Lease mode: one try, within `limit`, to extend the lock to now +
     /// `seconds` + 1 if it is still ours. `after_unknown`: the previous try
     /// may have renewed without our seeing the answer.

@@ -195,6 +195,111 @@ fn a_takeover_whose_connection_dies_in_its_pause_takes_nothing() {
     assert_eq!(runs(), 1);
 }
 
+/// The backend that holds an advisory lock, as psql prints it (empty: none).
+fn advisory_holder(server: &Postgres) -> String {
+    server.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")
+}
+
+/// The server ends a holder's connection while its command runs (an
+/// operator's pg_terminate_backend, an idle timeout, a proxy): the holder
+/// takes its advisory lock back on a new connection and runs on, still
+/// holding the lock.
+#[test]
+fn a_holder_whose_connection_the_server_ends_takes_its_advisory_lock_back() {
+    let server = server_with_locker();
+    let dir = TempDir::new("pg-retake");
+    let env = with(
+        &env_for(&server, "locker", "postgres"),
+        &[("CRONLOCK_KEY", "retake"), ("CRONLOCK_RELEASE", "600")],
+    );
+    let gated = Gated::new(&dir, "job");
+    let holder = cronlock(&env)
+        .args(["sh", "-c", &gated.script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    let first = advisory_holder(&server);
+    assert!(!first.is_empty(), "the holder holds no advisory lock");
+    server.sql(&format!("SELECT pg_terminate_backend({first})"));
+    wait_until(
+        Duration::from_secs(10),
+        "the holder to take its advisory lock back",
+        || {
+            let now = advisory_holder(&server);
+            !now.is_empty() && now != first
+        },
+    );
+    run(&env, &["true"]).expect(200);
+    gated.open();
+    let output = holder.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    run(&env, &["true"]).expect(200);
+}
+
+/// The same, but another session takes the advisory lock first (as a run
+/// taking a crashed holder's job over does): the holder cannot take it back
+/// and kills its command before that run could start it, exit 201.
+#[test]
+fn a_holder_whose_advisory_lock_another_session_takes_kills_its_command() {
+    let server = server_with_locker();
+    let dir = TempDir::new("pg-lost-hold");
+    let env = with(
+        &env_for(&server, "locker", "postgres"),
+        &[("CRONLOCK_KEY", "lost"), ("CRONLOCK_RELEASE", "600")],
+    );
+    let pidfile = dir.join("pid");
+    let log = dir.join("stderr");
+    let gated = Gated::new(&dir, "job");
+    let mut holder = cronlock(&env)
+        .args([
+            "sh",
+            "-c",
+            &format!("sleep 300 & echo $! > {}; {}", pidfile.display(), gated.script),
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    let first = advisory_holder(&server);
+    assert!(!first.is_empty(), "the holder holds no advisory lock");
+    let status = std::thread::scope(|scope| {
+        // One session ends the holder's backend and takes the advisory lock
+        // as soon as that backend lets go (a waiter gets it before anyone
+        // can try), then keeps it a while.
+        let taker = scope.spawn(|| {
+            server.try_sql(&format!(
+                "SELECT pg_terminate_backend({first}); \
+                 SELECT pg_advisory_lock(('x' || left(md5('cronlock.lost'), 16))::bit(64)::bigint); \
+                 SELECT pg_sleep(3)"
+            ))
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = holder.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = holder.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        taker.join().unwrap().unwrap();
+        status
+    });
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the holder ran on without its advisory lock: {stderr}"));
+    assert_eq!(status.code(), Some(201), "{stderr}");
+    assert!(stderr.contains("hold of cronlock.lost lost"), "{stderr}");
+    assert!(stderr.contains("another session has taken it"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    wait_until(Duration::from_secs(5), "the command's group to die", || {
+        !alive(grandchild)
+    });
+}
+
 #[test]
 fn a_server_restart_while_the_command_runs_does_not_free_its_lock() {
     let mut server = Postgres::start_durable();

@@ -77,6 +77,9 @@ macro_rules! server_life {
 /// row belongs to a run whose connection is gone (running, the advisory
 /// lock free, another backend, the same server life), that run's token.
 /// A retry after a lost answer finds its own token and takes the lock again.
+/// An advisory lock taken for nothing (the lock held) is let go at once: a
+/// holder taking its own back after losing its connection must not find
+/// it held by a run that merely looked.
 const ACQUIRE: &str = concat!(
     "WITH s AS (
     SELECT extract(epoch FROM now())::bigint AS now,
@@ -97,11 +100,14 @@ taken AS (
        OR l.token = excluded.token
     RETURNING 1
 )
-SELECT s.now, s.free, EXISTS (SELECT 1 FROM taken), (SELECT expires_at FROM prev),
-       (SELECT p.token FROM prev p
-        WHERE s.free AND p.running AND p.backend <> s.backend AND p.server = s.server),
-       s.backend
-FROM s"
+SELECT r.now, r.free, r.taken, r.before, r.crashed, r.backend,
+       CASE WHEN r.free AND NOT r.taken AND r.crashed IS NULL THEN pg_advisory_unlock($2) END
+FROM (SELECT s.now, s.free, EXISTS (SELECT 1 FROM taken) AS taken,
+             (SELECT expires_at FROM prev) AS before,
+             (SELECT p.token FROM prev p
+              WHERE s.free AND p.running AND p.backend <> s.backend AND p.server = s.server) AS crashed,
+             s.backend
+      FROM s OFFSET 0) r"
 );
 
 /// $1 key, $2 the crashed run's token, $3 RELEASE, $4 our token, $5 owner,
@@ -121,6 +127,34 @@ RETURNING s.now"
 /// How long a contender holds the advisory lock of a run whose connection is
 /// gone before it takes that run's row over (see the module's comment).
 const TAKEOVER_AFTER: Duration = Duration::from_secs(2);
+
+/// $1 advisory hash.
+const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
+
+/// How often a holder whose row claims the advisory lock checks that its
+/// connection is still there, well within [`TAKEOVER_AFTER`].
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// $1 key, $2 advisory hash, $3 our token, $4 and $5 the hash's high and
+/// low 32 bits (as `pg_locks` shows them): after the connection that held
+/// the advisory lock was closed by the server (or a proxy, or a restart),
+/// takes the advisory lock again on a new one and moves our row onto it.
+/// Returns whether the advisory lock was free, whether the row is ours,
+/// this backend, and the backend that holds the advisory lock if not us.
+const RETAKE: &str = concat!(
+    "WITH s AS (SELECT pg_try_advisory_lock($2) AS got, pg_backend_pid() AS backend, ",
+    server_life!(),
+    " AS server),
+moved AS (
+    UPDATE cronlock_locks AS l SET running = true, backend = s.backend, server = s.server
+    FROM s WHERE l.name = $1 AND l.token = $3 AND s.got
+    RETURNING 1
+)
+SELECT s.got, EXISTS (SELECT 1 FROM moved), s.backend,
+       (SELECT min(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+           AND classid::bigint = $4 AND objid::bigint = $5 AND pid <> s.backend)
+FROM s"
+);
 
 /// The expiry of a lock we found held but could not see in our snapshot.
 const EXPIRY: &str =
@@ -199,6 +233,16 @@ pub struct PostgresLock<'a> {
     first_connection: bool,
     /// The current connection holds the advisory lock.
     advisory: bool,
+    /// Our row says `running`, which claims the advisory lock for us: the
+    /// hold to check while the command runs.
+    claims_advisory: bool,
+    /// The backend that took the advisory lock for us.
+    backend: i32,
+    /// The last hold check found our connection gone and the advisory lock
+    /// held by another session.
+    other_seen: bool,
+    /// The last hold check could not reach the server (said once).
+    unreachable: bool,
     token: String,
 }
 
@@ -236,6 +280,10 @@ impl<'a> PostgresLock<'a> {
             client: None,
             first_connection: true,
             advisory: false,
+            claims_advisory: false,
+            backend: 0,
+            other_seen: false,
+            unreachable: false,
             token: token(),
         })
     }
@@ -415,7 +463,12 @@ impl<'a> PostgresLock<'a> {
         match self.try_query(TAKEOVER, &params, self.target.timeout) {
             Ok(rows) => match rows.first() {
                 Some(row) => Ok(Some(get(row, 0)?)),
-                None => Ok(None),
+                None => {
+                    // The row changed: the advisory lock is not ours to keep.
+                    let hash = advisory_hash(key);
+                    let _ = self.try_query(UNLOCK, &[(&hash, Type::INT8)], self.target.timeout);
+                    Ok(None)
+                }
             },
             // A broken connection: held. (Had the takeover committed before
             // the break, the row is ours by token with no advisory lock
@@ -489,6 +542,8 @@ impl LockStore for PostgresLock<'_> {
             return Ok(Acquire::Held { expires_in });
         }
         self.advisory = free;
+        self.claims_advisory = free;
+        self.backend = backend;
         if !free {
             self.report.info(format_args!(
                 "advisory lock {hash} is held by another session: this run's lock is freed by its expiry only"
@@ -550,6 +605,99 @@ impl LockStore for PostgresLock<'_> {
         }
     }
 
+    fn hold_check_every(&self) -> Option<Duration> {
+        self.claims_advisory.then_some(HOLD_CHECK_EVERY)
+    }
+
+    fn check_hold(&mut self, lease: &Lease) -> Result<(), String> {
+        // Checked until the advisory lock is ours again on an open connection.
+        if !self.claims_advisory || (self.advisory && !self.connection_closed()) {
+            return Ok(());
+        }
+        // The server ended our connection while the command runs, and our
+        // row still says `running`: a contender that finds the advisory
+        // lock free takes the row over after TAKEOVER_AFTER. Take the lock
+        // back first, or stop the command before that contender gets there.
+        let hash = advisory_hash(&lease.key);
+        let token = lease.token.clone().unwrap_or_default();
+        let key = lease.key.as_slice();
+        let (high, low) = ((hash as u64 >> 32) as i64, (hash as u64 & 0xffff_ffff) as i64);
+        let params: [(&(dyn ToSql + Sync), Type); 5] = [
+            (&key, Type::BYTEA),
+            (&hash, Type::INT8),
+            (&token, Type::TEXT),
+            (&high, Type::INT8),
+            (&low, Type::INT8),
+        ];
+        let limit = self
+            .target
+            .timeout
+            .map_or(TAKEOVER_AFTER / 2, |t| t.min(TAKEOVER_AFTER / 2));
+        let rows = match self.try_query(RETAKE, &params, Some(limit)) {
+            Ok(rows) => rows,
+            // Nobody can take it over through a server we cannot reach; a
+            // restarted one has a new life, which the takeover rule checks.
+            Err(Failure::Retry(message)) => {
+                if !self.unreachable {
+                    self.report.info(format_args!(
+                        "the connection holding the advisory lock is gone; cannot take it back yet: {message}"
+                    ));
+                    self.unreachable = true;
+                }
+                return Ok(());
+            }
+            Err(Failure::NoTable) => return Err("the lock table is gone".to_string()),
+            Err(Failure::Fatal(err)) => {
+                return Err(format!(
+                    "the connection holding the advisory lock is gone, and taking it back failed: {err:#}"
+                ))
+            }
+        };
+        let answer = rows.first().map(|row| {
+            Ok::<_, anyhow::Error>((
+                get::<bool>(row, 0)?,
+                get::<bool>(row, 1)?,
+                get::<i32>(row, 2)?,
+                get::<Option<i32>>(row, 3)?,
+            ))
+        });
+        let Some(Ok((got, ours, backend, holder))) = answer else {
+            return Err("unexpected answer while taking the advisory lock back".to_string());
+        };
+        self.advisory = got;
+        self.unreachable = false;
+        if !got && holder == Some(self.backend) {
+            // Our old backend has told us it is ending but not yet let go:
+            // nobody else can have the lock meanwhile. Next check.
+            return Ok(());
+        }
+        if !got && !self.other_seen {
+            // Maybe a run that is only looking (it lets go within its
+            // statement); one taking the job over keeps it TAKEOVER_AFTER,
+            // several checks. Next check.
+            self.other_seen = true;
+            return Ok(());
+        }
+        if !got {
+            self.claims_advisory = false;
+            return Err(
+                "the server closed the connection that held the advisory lock, and another session has taken it (a run taking the job over)"
+                    .to_string(),
+            );
+        }
+        if !ours {
+            self.claims_advisory = false;
+            return Err("the lock is no longer ours (taken over or deleted)".to_string());
+        }
+        // The row's `running` and the advisory lock are on this connection now.
+        self.other_seen = false;
+        self.first_connection = true;
+        self.backend = backend;
+        self.report
+            .info(format_args!("reconnected and took the advisory lock {hash} back"));
+        Ok(())
+    }
+
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
         let token = lease.token.clone().unwrap_or_default();
         let key = lease.key.as_slice();
@@ -590,6 +738,20 @@ impl LockStore for PostgresLock<'_> {
 }
 
 impl PostgresLock<'_> {
+    /// Lets the runtime read what the server sent, so that a connection the
+    /// server closed shows as closed.
+    fn connection_closed(&mut self) -> bool {
+        let Some(client) = self.client.as_ref() else {
+            return true;
+        };
+        if !client.is_closed() {
+            // Made inside the runtime: a timer needs its context.
+            self.runtime
+                .block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+        }
+        client.is_closed()
+    }
+
     /// The rows under `prefix` as cronlockctl sees them. A row that says
     /// it is not running has ended (its grace or hold keeps it); one that
     /// says it runs may belong to a run that died, which only its advisory
