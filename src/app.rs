@@ -175,7 +175,6 @@ fn run_with(
         return Ok(Outcome::ResetDone);
     }
 
-    let asked_at = Instant::now();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -236,6 +235,8 @@ fn run_with(
                 timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
                 kill_after: Duration::from_secs(config.kill_after),
             };
+            // Before the request that wrote the lock (take sets it).
+            let asked_at = lease.asked_at.unwrap_or_else(Instant::now);
             match LockKeeper::new(store, &mut lease, config.lease, asked_at, report) {
                 Some(mut keeper) => supervise::run(&job, Some(&mut keeper)),
                 None => supervise::run(&job, None),

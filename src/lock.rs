@@ -7,7 +7,7 @@
 //! now or later is held, one in the past may be taken over by exactly one
 //! contender, and a release never touches a lock that is no longer ours.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
@@ -37,6 +37,11 @@ pub struct Lease {
     /// A store's own proof of ownership (a row's token, a node's path, a
     /// lease id), for stores whose release checks more than the expiry.
     pub token: Option<String>,
+    /// A moment just before the request that wrote `expires_at`, from which
+    /// lease mode counts its first deadline: set by `take::take` around each
+    /// try, or by a store whose write comes well after its try began (a
+    /// takeover that pauses first).
+    pub asked_at: Option<Instant>,
 }
 
 impl Lease {
@@ -47,6 +52,7 @@ impl Lease {
             start,
             expires_at,
             token: None,
+            asked_at: None,
         }
     }
 }

@@ -77,18 +77,21 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
     let deadline = Instant::now() + plan.wait;
     let mut pause = FIRST_PAUSE;
     loop {
+        let tried_at = Instant::now();
         let soonest = match store.acquire_slot(claim, plan.slots)? {
-            Acquire::Taken(lease) => {
+            Acquire::Taken(mut lease) => {
+                lease.asked_at.get_or_insert(tried_at);
                 return Ok(Taken::Ours {
                     lease,
                     expired_ago: None,
-                })
+                });
             }
-            Acquire::TakenOver { lease, expired_ago } => {
+            Acquire::TakenOver { mut lease, expired_ago } => {
+                lease.asked_at.get_or_insert(tried_at);
                 return Ok(Taken::Ours {
                     lease,
                     expired_ago: Some(expired_ago),
-                })
+                });
             }
             Acquire::Held { expires_in } => expires_in,
         };

@@ -120,3 +120,45 @@ fn lease_settings_are_checked() {
     result.expect(201);
     run(&with(&redis.env(), &[("CRONLOCK_LEASE", "0")]), &["true"]).expect(0);
 }
+
+/// A waiter (CRONLOCK_WAIT) that takes the lock after longer than its lease
+/// counts the lease from its taking try, not from its first: its command
+/// runs to the end, renewed as usual.
+#[test]
+fn a_lease_taken_after_a_long_wait_is_counted_from_the_taking() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("late-lease");
+    let env = with(
+        &redis.env(),
+        &[
+            ("CRONLOCK_LEASE", "3"),
+            ("CRONLOCK_KEY", "late"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let first = Gated::new(&dir, "first");
+    let holder = cronlock(&env).args(["sh", "-c", &first.script]).spawn().unwrap();
+    first.wait_started();
+    let second = Gated::new(&dir, "second");
+    let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30")]))
+        .args(["sh", "-c", &second.script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Longer than the lease before the waiter can take the lock.
+    let waited = Instant::now();
+    wait_until(Duration::from_secs(10), "4 s to pass", || {
+        waited.elapsed() >= Duration::from_secs(4)
+    });
+    first.open();
+    assert!(holder.wait_with_output().unwrap().status.success());
+    second.wait_started();
+    // Past the first renewal, with the command still running.
+    let taken = Instant::now();
+    wait_until(Duration::from_secs(10), "2 s to pass", || {
+        taken.elapsed() >= Duration::from_secs(2)
+    });
+    second.open();
+    let output = waiter.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -248,22 +248,10 @@ fn a_holder_whose_advisory_lock_another_session_takes_kills_its_command() {
         &env_for(&server, "locker", "postgres"),
         &[("CRONLOCK_KEY", "lost"), ("CRONLOCK_RELEASE", "600")],
     );
-    let pidfile = dir.join("pid");
-    let log = dir.join("stderr");
-    let gated = Gated::new(&dir, "job");
-    let mut holder = cronlock(&env)
-        .args([
-            "sh",
-            "-c",
-            &format!("sleep 300 & echo $! > {}; {}", pidfile.display(), gated.script),
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    gated.wait_started();
+    let holder = DoomedHolder::start(&env, &dir);
     let first = advisory_holder(&server);
     assert!(!first.is_empty(), "the holder holds no advisory lock");
-    let status = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         // One session ends the holder's backend and takes the advisory lock
         // as soon as that backend lets go (a waiter gets it before anyone
         // can try), then keeps it a while.
@@ -274,29 +262,8 @@ fn a_holder_whose_advisory_lock_another_session_takes_kills_its_command() {
                  SELECT pg_sleep(3)"
             ))
         });
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = holder.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = holder.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        holder.expect_hold_lost("cronlock.lost", "another session has taken it");
         taker.join().unwrap().unwrap();
-        status
-    });
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    let status = status.unwrap_or_else(|| panic!("the holder ran on without its advisory lock: {stderr}"));
-    assert_eq!(status.code(), Some(201), "{stderr}");
-    assert!(stderr.contains("hold of cronlock.lost lost"), "{stderr}");
-    assert!(stderr.contains("another session has taken it"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-    wait_until(Duration::from_secs(5), "the command's group to die", || {
-        !alive(grandchild)
     });
 }
 

@@ -11,6 +11,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use util::mariadb::MariaDb;
 use util::pki::Pki;
 use util::*;
@@ -384,4 +386,105 @@ fn tls_refuses_a_server_it_cannot_verify_with_one_line() {
     refused("verify_identity", &ca, "has expired");
     refused("verify_ca", &ca, "has expired");
     taken("required", &ca);
+}
+
+/// The connection that holds `GET_LOCK(name)`, as the client prints it
+/// ("NULL": nobody).
+fn get_lock_holder(server: &MariaDb, name: &str) -> String {
+    server.sql(&format!("SELECT IS_USED_LOCK('{name}')"))
+}
+
+/// The server ends a holder's connection while its command runs (an
+/// operator's KILL, a restart, a proxy): the holder takes its `GET_LOCK`
+/// back on a new connection, moves its row there, and runs on.
+#[test]
+fn a_holder_whose_connection_the_server_ends_takes_its_get_lock_back() {
+    let mysql = Mysql::start();
+    let dir = TempDir::new("my-retake");
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "retake"), ("CRONLOCK_RELEASE", "600")]);
+    let gated = Gated::new(&dir, "job");
+    let holder = cronlock(&env)
+        .args(["sh", "-c", &gated.script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    let first = get_lock_holder(&mysql.0, "cronlock.retake");
+    assert_ne!(first, "NULL", "the holder holds no GET_LOCK");
+    mysql.0.sql(&format!("KILL {first}"));
+    wait_until(Duration::from_secs(10), "the holder to take its GET_LOCK back", || {
+        let now = get_lock_holder(&mysql.0, "cronlock.retake");
+        now != "NULL" && now != first
+    });
+    let row_holder = mysql
+        .0
+        .sql("SELECT holder FROM cronlock.cronlock_locks WHERE name = 'cronlock.retake'");
+    assert_eq!(row_holder, get_lock_holder(&mysql.0, "cronlock.retake"));
+    run(&env, &["true"]).expect(200);
+    gated.open();
+    let output = holder.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The same, but another session takes the name first (a run taking the
+/// job over, or sera): the holder cannot take it back and kills its
+/// command before a takeover could start it, exit 201.
+#[test]
+fn a_holder_whose_get_lock_another_session_takes_kills_its_command() {
+    let mysql = Mysql::start();
+    let dir = TempDir::new("my-lost-hold");
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "lost"), ("CRONLOCK_RELEASE", "600")]);
+    let holder = DoomedHolder::start(&env, &dir);
+    let first = get_lock_holder(&mysql.0, "cronlock.lost");
+    assert_ne!(first, "NULL", "the holder holds no GET_LOCK");
+    // One session ends the holder's connection and waits for the name,
+    // then keeps it a while.
+    let mut taker = Command::new("mariadb")
+        .args(["--no-defaults", "--batch", "--user=root"])
+        .arg(format!("--socket={}", mysql.0.socket().display()))
+        .arg("--execute")
+        .arg(format!(
+            "KILL {first}; SELECT GET_LOCK('cronlock.lost', 10); SELECT SLEEP(5)"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    holder.expect_hold_lost("cronlock.lost", "another session has taken the name");
+    let _ = taker.kill();
+    let _ = taker.wait();
+}
+
+/// A crashed holder's row is taken over only after the contender has held
+/// the name a while (time for a holder that still runs to stop), and then
+/// exactly once.
+#[test]
+fn a_takeover_holds_the_get_lock_before_it_touches_the_row() {
+    let mysql = Mysql::start();
+    let dir = TempDir::new("my-pause");
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "pause"), ("CRONLOCK_RELEASE", "600")]);
+    let ran = dir.join("ran");
+    let marker = ["sh".to_string(), "-c".to_string(), format!("echo >> {}", ran.display())];
+    let gated = Gated::new(&dir, "job");
+    let mut crashed = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    gated.wait_started();
+    let dead = get_lock_holder(&mysql.0, "cronlock.pause");
+    kill(Pid::from_raw(crashed.id() as i32), Signal::SIGKILL).unwrap();
+    crashed.wait().unwrap();
+    wait_until(Duration::from_secs(10), "the crashed run's GET_LOCK to go", || {
+        get_lock_holder(&mysql.0, "cronlock.pause") == "NULL"
+    });
+    let contender = cronlock(&env).args(&marker).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until(Duration::from_secs(10), "the contender to take the name", || {
+        get_lock_holder(&mysql.0, "cronlock.pause") != "NULL"
+    });
+    let holder = || {
+        mysql
+            .0
+            .sql("SELECT holder FROM cronlock.cronlock_locks WHERE name = 'cronlock.pause'")
+    };
+    assert_eq!(holder(), dead, "the row was taken over without a pause");
+    let output = contender.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
 }

@@ -264,6 +264,7 @@ impl LockStore for MemcachedLock<'_> {
                     start: now,
                     expires_at,
                     token: Some(store.token.clone()),
+                    asked_at: None,
                 };
                 let value = store.value(expires_at, None);
                 let expiry = exptime(expires_at + 1, now);

@@ -13,11 +13,14 @@
 //! The `GET_LOCK` tells a live holder from a dead one, as the directory
 //! store's `flock` does: the server frees it the moment the holder's
 //! connection closes. A `running` row with a holder whose `GET_LOCK` we could
-//! take ourselves belongs to a run that died, and is taken over at once. A
-//! `done` row is held until it expires, whatever the `GET_LOCK` says. A
-//! `GET_LOCK` held by anyone but the row's holder (a sera host, a contender
-//! in the middle of its own acquire) counts as held. Every decision happens
-//! under `SELECT ... FOR UPDATE` in one transaction, so exactly one contender
+//! take ourselves belongs to a run whose connection is gone: the contender
+//! keeps the name [`TAKEOVER_AFTER`] and then takes the row over if it is
+//! still that run's. A holder that still runs finds its connection gone
+//! within that time (`check_hold`), and takes the name back or stops its
+//! command. A `done` row is held until it expires, whatever the `GET_LOCK`
+//! says. A `GET_LOCK` held by anyone but the row's holder (a sera host, a
+//! contender in the middle of its own acquire) counts as held. Every
+//! decision happens under `SELECT ... FOR UPDATE`, so exactly one contender
 //! wins.
 //!
 //! The `GET_LOCK` name is the key itself when it is valid UTF-8 of at most 64
@@ -28,7 +31,7 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
@@ -59,6 +62,15 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (\
 const MAX_LOCK_NAME: usize = 64;
 /// The longest key stored as it is in `name`.
 const MAX_ROW_NAME: usize = 255;
+/// How long a contender holds the `GET_LOCK` of a run whose connection is
+/// gone before it takes that run's row over: long enough for a holder that
+/// still runs to find its connection gone ([`HOLD_CHECK_EVERY`]), see the
+/// name taken on two checks, and kill its command.
+const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
+
+/// How often a holder pings the connection that holds its `GET_LOCK`.
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(500);
+
 /// The largest `wait_timeout` MySQL accepts (a year): the connection that
 /// holds the `GET_LOCK` sits idle for as long as the command runs.
 const IDLE_SECONDS: u64 = 31_536_000;
@@ -77,6 +89,15 @@ pub struct MysqlLock<'a> {
     token: String,
     /// The owner record we wrote, to say at the release when the command ended.
     owner: Option<String>,
+    /// Our row names a connection of ours as its `holder`: the hold to
+    /// check while the command runs.
+    claims_get_lock: bool,
+    /// The current connection holds our `GET_LOCK`.
+    has_get_lock: bool,
+    /// The last hold check found the name held by another session.
+    other_seen: bool,
+    /// The last hold check could not reach the server (said once).
+    unreachable: bool,
 }
 
 /// Why one try failed.
@@ -116,8 +137,20 @@ struct Seen {
 enum Decision {
     /// Write our row; `expired_ago` when there was a row to replace.
     Take { expired_ago: Option<i64> },
+    /// The row is a run's whose connection is gone (its `GET_LOCK` is
+    /// ours now): take it over after [`TAKEOVER_AFTER`] if it stays so.
+    Crashed { expired_ago: i64 },
     /// Leave it: someone holds it.
     Held { expires_in: i64 },
+}
+
+/// What a crashed run's row was after the takeover's pause.
+enum Confirmed {
+    /// Unchanged: ours to take over, at the server's time `now`, read by
+    /// a request sent after `asked_at`.
+    Still { now: i64, asked_at: Instant },
+    /// Changed (released, taken, reset) or our `GET_LOCK` gone: held.
+    Changed { expires_in: i64 },
 }
 
 /// The acquire's rules (see the module's comment).
@@ -138,8 +171,11 @@ fn decide(seen: &Seen, token: &str) -> Decision {
         return Decision::Take { expired_ago: None };
     }
     if record.running && record.holder.is_some() && seen.got {
-        // Its holder's connection is gone, so is the run: free at once.
-        return Decision::Take { expired_ago };
+        // Its holder's connection is gone: the run is gone too, or about
+        // to find out and stop (see `check_hold`).
+        return Decision::Crashed {
+            expired_ago: now - record.expires_at,
+        };
     }
     if record.expires_at >= now {
         return Decision::Held {
@@ -188,6 +224,10 @@ impl<'a> MysqlLock<'a> {
             plain: false,
             token: new_token(),
             owner: None,
+            claims_get_lock: false,
+            has_get_lock: false,
+            other_seen: false,
+            unreachable: false,
         })
     }
 
@@ -447,41 +487,99 @@ impl<'a> MysqlLock<'a> {
             record,
             now,
         };
-        match decide(&seen, &self.token) {
+        let mut now = now;
+        let mut written_after = None;
+        let expired_ago = match decide(&seen, &self.token) {
             Decision::Held { expires_in } => {
                 // Closing the connection rolls back and frees a GET_LOCK we took.
                 self.conn = None;
-                Ok(Acquire::Held { expires_in })
+                return Ok(Acquire::Held { expires_in });
             }
-            Decision::Take { expired_ago } => {
-                let expires_at = now + claim.release + 1;
-                let holder = if got {
-                    connection.to_string()
-                } else {
-                    "NULL".to_string()
-                };
-                self.owner = claim.owner.map(String::from);
-                let owner = claim.owner.map_or_else(|| "NULL".to_string(), |o| text(o.as_bytes()));
-                let token = self.token.clone();
-                let write = if seen.record.is_some() {
-                    format!(
-                        "UPDATE {TABLE} SET expires_at = {expires_at}, state = 'running', token = '{token}', \
-                         holder = {holder}, owner = {owner} WHERE name = {name}; COMMIT"
-                    )
-                } else {
-                    format!(
-                        "INSERT INTO {TABLE} (name, expires_at, state, token, holder, owner) \
-                         VALUES ({name}, {expires_at}, 'running', '{token}', {holder}, {owner}); COMMIT"
-                    )
-                };
-                self.batch(&write)?;
-                let mut lease = Lease::new(claim.key, now, expires_at);
-                lease.token = Some(token);
-                Ok(match expired_ago {
-                    Some(expired_ago) => Acquire::TakenOver { lease, expired_ago },
-                    None => Acquire::Taken(lease),
-                })
+            Decision::Take { expired_ago } => expired_ago,
+            Decision::Crashed { expired_ago } => {
+                let crashed = seen.record.as_ref().map(|r| r.token.clone()).unwrap_or_default();
+                match self.confirm_crashed(name, lock, &crashed)? {
+                    Confirmed::Still { now: later, asked_at } => {
+                        now = later;
+                        written_after = Some(asked_at);
+                        Some(expired_ago.max(0))
+                    }
+                    Confirmed::Changed { expires_in } => {
+                        self.conn = None;
+                        return Ok(Acquire::Held { expires_in });
+                    }
+                }
             }
+        };
+        let expires_at = now + claim.release + 1;
+        let holder = if got {
+            connection.to_string()
+        } else {
+            "NULL".to_string()
+        };
+        self.owner = claim.owner.map(String::from);
+        let owner = claim.owner.map_or_else(|| "NULL".to_string(), |o| text(o.as_bytes()));
+        let token = self.token.clone();
+        let write = if seen.record.is_some() {
+            format!(
+                "UPDATE {TABLE} SET expires_at = {expires_at}, state = 'running', token = '{token}', \
+                 holder = {holder}, owner = {owner} WHERE name = {name}; COMMIT"
+            )
+        } else {
+            format!(
+                "INSERT INTO {TABLE} (name, expires_at, state, token, holder, owner) \
+                 VALUES ({name}, {expires_at}, 'running', '{token}', {holder}, {owner}); COMMIT"
+            )
+        };
+        self.batch(&write)?;
+        self.claims_get_lock = got;
+        self.has_get_lock = got;
+        let mut lease = Lease::new(claim.key, now, expires_at);
+        lease.token = Some(token);
+        lease.asked_at = written_after;
+        Ok(match expired_ago {
+            Some(expired_ago) => Acquire::TakenOver { lease, expired_ago },
+            None => Acquire::Taken(lease),
+        })
+    }
+
+    /// The row is run `crashed`'s, whose connection is gone, and its
+    /// `GET_LOCK` ours: lets go of the row lock but keeps the `GET_LOCK` for
+    /// [`TAKEOVER_AFTER`], then locks the row again. On `Still` the
+    /// transaction is open with the row locked, for the caller's write.
+    fn confirm_crashed(&mut self, name: &str, lock: &str, crashed: &str) -> Result<Confirmed, Failure> {
+        self.batch("ROLLBACK")?;
+        self.report.info(format_args!(
+            "the run holding the lock has lost its connection; taking it over in {}s unless it changes",
+            TAKEOVER_AFTER.as_secs()
+        ));
+        std::thread::sleep(TAKEOVER_AFTER);
+        let asked_at = Instant::now();
+        let sets = self.batch(&format!(
+            "START TRANSACTION; \
+             SELECT expires_at, state, token FROM {TABLE} WHERE name = {name} FOR UPDATE; \
+             SELECT UNIX_TIMESTAMP(), IS_USED_LOCK({lock}) = CONNECTION_ID()"
+        ))?;
+        let [rows, clock] = sets.as_slice() else {
+            return Err(Failure::Fatal(anyhow!(
+                "{}: unexpected answer to the takeover query",
+                self.describe()
+            )));
+        };
+        let now = int(clock, 0)?.ok_or_else(|| Failure::Fatal(anyhow!("no server time")))?;
+        let still_ours = int(clock, 1)? == Some(1);
+        let row = rows.first().map(|row| {
+            (
+                row.get_opt::<i64, _>(0).and_then(Result::ok).unwrap_or(0),
+                row.get_opt::<String, _>(1).and_then(Result::ok).as_deref() == Some("running"),
+                row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default(),
+            )
+        });
+        match row {
+            Some((_, true, token)) if still_ours && token == crashed => Ok(Confirmed::Still { now, asked_at }),
+            other => Ok(Confirmed::Changed {
+                expires_in: other.map_or(0, |(expires_at, _, _)| (expires_at - now).max(0)),
+            }),
         }
     }
 
@@ -620,6 +718,102 @@ impl LockStore for MysqlLock<'_> {
                 Err(err) => Err(store.classify(err, false)),
             }
         })
+    }
+
+    fn hold_check_every(&self) -> Option<Duration> {
+        self.claims_get_lock.then_some(HOLD_CHECK_EVERY)
+    }
+
+    fn check_hold(&mut self, lease: &Lease) -> Result<(), String> {
+        if !self.claims_get_lock {
+            return Ok(());
+        }
+        if self.has_get_lock {
+            match self.conn.as_mut().map(Conn::ping) {
+                Some(Ok(())) => return Ok(()),
+                // The server ended it (an operator's KILL, a restart, a
+                // proxy): our row still names it, and a contender that gets
+                // the name takes the row over after TAKEOVER_AFTER. Take the
+                // name back first, or stop the command before that.
+                _ => {
+                    self.conn = None;
+                    self.has_get_lock = false;
+                }
+            }
+        }
+        let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
+        let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
+        let limit = self
+            .target
+            .timeout
+            .map_or(TAKEOVER_AFTER / 3, |t| t.min(TAKEOVER_AFTER / 3));
+        let retaken = match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => self.open(Some(limit)),
+        }
+        .and_then(|mut conn| {
+            let got = batch(
+                &mut conn,
+                &format!("SET SESSION wait_timeout = {IDLE_SECONDS}; SELECT GET_LOCK({lock}, 0)"),
+            )
+            .map_err(|err| self.classify(err, false))
+            .and_then(|sets| int(sets.first().map_or(&[][..], Vec::as_slice), 0))?
+                == Some(1);
+            let moved = got
+                && batch(
+                    &mut conn,
+                    &format!(
+                        "UPDATE {TABLE} SET holder = CONNECTION_ID() \
+                         WHERE name = {name} AND token = '{ours}' AND state = 'running'"
+                    ),
+                )
+                .map_err(|err| self.classify(err, false))
+                .map(|_| conn.affected_rows() == 1)?;
+            self.conn = Some(conn);
+            Ok((got, moved))
+        });
+        let (got, moved) = match retaken {
+            Ok(answer) => answer,
+            // Nobody can take it over through a server we cannot reach.
+            Err(Failure::Retry(message)) => {
+                if !self.unreachable {
+                    self.report.info(format_args!(
+                        "the connection holding the GET_LOCK is gone; cannot take it back yet: {message}"
+                    ));
+                    self.unreachable = true;
+                }
+                return Ok(());
+            }
+            Err(Failure::NoTable) => return Err("the lock table is gone".to_string()),
+            Err(Failure::Fatal(err)) => {
+                return Err(format!(
+                    "the connection holding the GET_LOCK is gone, and taking it back failed: {err:#}"
+                ))
+            }
+        };
+        self.unreachable = false;
+        self.has_get_lock = got;
+        if !got && !self.other_seen {
+            // Maybe our old connection, not yet closed by the server, or a
+            // run only looking (it lets go as it disconnects); a takeover
+            // keeps the name TAKEOVER_AFTER, several checks. Next check.
+            self.other_seen = true;
+            return Ok(());
+        }
+        if !got {
+            self.claims_get_lock = false;
+            return Err(
+                "the server closed the connection that held the GET_LOCK, and another session has taken the name (a run taking the job over, or a sera host)"
+                    .to_string(),
+            );
+        }
+        if !moved {
+            self.claims_get_lock = false;
+            return Err("the lock is no longer ours (taken over or deleted)".to_string());
+        }
+        self.other_seen = false;
+        self.report.info(format_args!("reconnected and took the GET_LOCK back"));
+        Ok(())
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
@@ -798,13 +992,11 @@ mod tests {
     }
 
     #[test]
-    fn a_running_row_whose_holder_is_gone_is_taken_over_at_once() {
+    fn a_running_row_whose_holder_is_gone_is_a_crashed_run() {
         let dead = record(200, true, Some(5));
         assert_eq!(
             decide(&seen(true, Some(9), dead.clone()), "ours"),
-            Decision::Take {
-                expired_ago: Some(-100)
-            }
+            Decision::Crashed { expired_ago: -100 }
         );
         assert_eq!(
             decide(&seen(false, Some(5), dead), "ours"),

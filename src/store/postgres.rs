@@ -31,7 +31,7 @@
 
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -439,7 +439,7 @@ impl<'a> PostgresLock<'a> {
     /// row over if nothing changed. The server's time when it did; None when
     /// the row changed or the connection did not last (on another one the
     /// advisory lock would not be ours).
-    fn take_over(&mut self, claim: &Claim, crashed: &str, backend: i32) -> Result<Option<i64>> {
+    fn take_over(&mut self, claim: &Claim, crashed: &str, backend: i32) -> Result<Option<(i64, Instant)>> {
         self.report.info(format_args!(
             "the run holding the lock has lost its connection; taking it over in {}s unless it changes",
             TAKEOVER_AFTER.as_secs()
@@ -460,9 +460,10 @@ impl<'a> PostgresLock<'a> {
             (&claim.owner, Type::TEXT),
             (&backend, Type::INT4),
         ];
+        let asked_at = Instant::now();
         match self.try_query(TAKEOVER, &params, self.target.timeout) {
             Ok(rows) => match rows.first() {
-                Some(row) => Ok(Some(get(row, 0)?)),
+                Some(row) => Ok(Some((get(row, 0)?, asked_at))),
                 None => {
                     // The row changed: the advisory lock is not ours to keep.
                     let hash = advisory_hash(key);
@@ -520,11 +521,13 @@ impl LockStore for PostgresLock<'_> {
         let before: Option<i64> = get(row, 3)?;
         let crashed: Option<String> = get(row, 4)?;
         let backend: i32 = get(row, 5)?;
+        let mut written_after = None;
         if let (false, Some(crashed)) = (taken, crashed) {
             match self.take_over(claim, &crashed, backend)? {
-                Some(at) => {
+                Some((at, asked_at)) => {
                     now = at;
                     taken = true;
+                    written_after = Some(asked_at);
                 }
                 None => {
                     return Ok(Acquire::Held {
@@ -551,6 +554,7 @@ impl LockStore for PostgresLock<'_> {
         }
         let mut lease = Lease::new(key, now, now + claim.release + 1);
         lease.token = Some(token);
+        lease.asked_at = written_after;
         Ok(match before {
             None => Acquire::Taken(lease),
             Some(at) => Acquire::TakenOver {

@@ -494,6 +494,62 @@ impl Gated {
     }
 }
 
+/// A holder whose command (a gated job with a `sleep 300` grandchild) is
+/// running, its stderr kept in a file: for tests in which it must lose its
+/// hold and kill that command.
+pub struct DoomedHolder {
+    child: Child,
+    pidfile: PathBuf,
+    log: PathBuf,
+}
+
+impl DoomedHolder {
+    /// Starts cronlock under `env` and waits until its command runs.
+    pub fn start(env: &[(String, String)], dir: &TempDir) -> DoomedHolder {
+        let pidfile = dir.join("doomed.pid");
+        let log = dir.join("doomed.stderr");
+        let gated = Gated::new(dir, "doomed");
+        let child = cronlock(env)
+            .args([
+                "sh",
+                "-c",
+                &format!("sleep 300 & echo $! > {}; {}", pidfile.display(), gated.script),
+            ])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        gated.wait_started();
+        DoomedHolder { child, pidfile, log }
+    }
+
+    /// Within 15 s cronlock must exit 201 with one line on stderr that says
+    /// `key`'s hold is lost and contains `why`, its command's group dead.
+    pub fn expect_hold_lost(mut self, key: &str, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&self.log).unwrap();
+        let status = status.unwrap_or_else(|| panic!("the holder ran on without its hold: {stderr}"));
+        assert_eq!(status.code(), Some(201), "{stderr}");
+        assert!(stderr.contains(&format!("hold of {key} lost")), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        let grandchild: i32 = std::fs::read_to_string(&self.pidfile).unwrap().trim().parse().unwrap();
+        wait_until(Duration::from_secs(5), "the command's group to die", || {
+            !alive(grandchild)
+        });
+    }
+}
+
 /// A `redis-sentinel` of our own watching one master, killed when dropped.
 pub struct SentinelServer {
     pub port: u16,
