@@ -313,6 +313,17 @@ fn tls_modes_take_the_lock_as_a_user_that_may_log_in_over_tls_only() {
     for mode in ["verify_ca", "required", "preferred"] {
         run(&tls_env(&server, "tls", mode, &with_ca), &["true"]).expect(0);
     }
+    // The hold checks (every 250 ms, reading the idle TLS connection
+    // without a round trip) see nothing from a server that stays.
+    let verbose = tls_env(
+        &server,
+        "tls",
+        "verify_identity",
+        &[with_ca[0], ("CRONLOCK_VERBOSE", "yes")],
+    );
+    let held = run(&verbose, &["sleep", "1.2"]);
+    held.expect(0);
+    assert!(!held.stderr().contains("back"), "{}", held.stderr());
     // By name: localhost is in the certificate too.
     let by_name: Vec<(String, String)> = tls_env(&server, "tls", "verify_identity", &with_ca)
         .into_iter()

@@ -66,10 +66,10 @@ const MAX_ROW_NAME: usize = 255;
 /// gone before it takes that run's row over: long enough for a holder that
 /// still runs to find its connection gone ([`HOLD_CHECK_EVERY`]), see the
 /// name taken on two checks, and kill its command.
-const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
+const TAKEOVER_AFTER: Duration = Duration::from_secs(2);
 
-/// How often a holder pings the connection that holds its `GET_LOCK`.
-const HOLD_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often a holder looks at the connection that holds its `GET_LOCK`.
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The largest `wait_timeout` MySQL accepts (a year): the connection that
 /// holds the `GET_LOCK` sits idle for as long as the command runs.
@@ -729,17 +729,15 @@ impl LockStore for MysqlLock<'_> {
             return Ok(());
         }
         if self.has_get_lock {
-            match self.conn.as_mut().map(Conn::ping) {
-                Some(Ok(())) => return Ok(()),
-                // The server ended it (an operator's KILL, a restart, a
-                // proxy): our row still names it, and a contender that gets
-                // the name takes the row over after TAKEOVER_AFTER. Take the
-                // name back first, or stop the command before that.
-                _ => {
-                    self.conn = None;
-                    self.has_get_lock = false;
-                }
+            if self.conn.as_ref().is_some_and(|conn| !ended(conn)) {
+                return Ok(());
             }
+            // The server ended it (an operator's KILL, a restart, a proxy):
+            // our row still names it, and a contender that gets the name
+            // takes the row over after TAKEOVER_AFTER. Take the name back
+            // first, or stop the command before that.
+            self.conn = None;
+            self.has_get_lock = false;
         }
         let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
         let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
@@ -865,6 +863,23 @@ impl LockStore for MysqlLock<'_> {
             },
         }
     }
+}
+
+/// Whether the server has ended the idle connection `conn`, without a
+/// round trip: on an idle connection a server sends nothing but its goodbye
+/// (an error packet, a TLS alert, the end of the stream), so anything to
+/// read, or a hang-up, means it is gone.
+fn ended(conn: &Conn) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut watched = [nix::libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: nix::libc::POLLIN | nix::libc::POLLRDHUP,
+        revents: 0,
+    }];
+    // SAFETY: one pollfd of our own on a descriptor the connection owns;
+    // a zero timeout, so it only looks.
+    let ready = unsafe { nix::libc::poll(watched.as_mut_ptr(), 1, 0) };
+    ready > 0
 }
 
 /// The rustls error behind a failed TLS handshake, wherever the client put
