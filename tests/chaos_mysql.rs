@@ -24,6 +24,16 @@ impl chaos_loop::ChaosStore for Mysql {
         std::thread::sleep(pause);
         self.0.restart();
     }
+
+    fn cut_connections(&mut self) {
+        let ids = self
+            .0
+            .sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'cron'");
+        for id in ids.lines() {
+            // It may have ended meanwhile.
+            let _ = self.0.try_sql(&format!("KILL {id}"));
+        }
+    }
 }
 
 #[test]

@@ -24,6 +24,11 @@ impl chaos_loop::ChaosStore for DurablePostgres {
         std::thread::sleep(pause);
         self.0.restart();
     }
+
+    fn cut_connections(&mut self) {
+        self.0
+            .sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'locker'");
+    }
 }
 
 // This loop found the postmaster's death letting two copies run (the

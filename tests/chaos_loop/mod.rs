@@ -1,8 +1,9 @@
 //! A chaos loop, run against every store that has a server: many runs of
 //! one job on one key while wrappers, commands and the server are killed at
-//! random moments. The job takes an
-//! flock of its own as it starts; if it ever finds it taken, two copies ran
-//! at once, and the test fails. `CHAOS_RUNS` (default 500) sets the number
+//! random moments, and (where the lock hangs on a connection) the server
+//! ends cronlock's connections. The job takes an flock of its own as it
+//! starts; if it ever finds it taken, two copies ran at once, and the test
+//! fails. `CHAOS_RUNS` (default 500) sets the number
 //! of invocations, `CHAOS_SEED` replays a run.
 
 #![allow(dead_code)]
@@ -34,6 +35,10 @@ pub trait ChaosStore {
     /// port with the same data: every acknowledged write must survive, as a
     /// lock store's must.
     fn restart(&mut self, pause: Duration);
+    /// Ends every cronlock connection from the server's side while the
+    /// server stays up (an operator's kill, an idle timeout), for stores
+    /// whose lock hangs on a connection; the others do nothing.
+    fn cut_connections(&mut self) {}
 }
 
 /// Runs the loop against `store`; panics on any overlap.
@@ -114,11 +119,11 @@ pub fn chaos(store: &mut dyn ChaosStore) {
         let at = unix_time();
         match action {
             0 => {
-                actions.push(format!("{at:.6} SIGKILL wrapper {victim_pid}"));
+                actions.push(("SIGKILL a wrapper", format!("{at:.6} SIGKILL wrapper {victim_pid}")));
                 let _ = kill(wrapper_pid, Signal::SIGKILL);
             }
             1 => {
-                actions.push(format!("{at:.6} SIGTERM wrapper {victim_pid}"));
+                actions.push(("SIGTERM a wrapper", format!("{at:.6} SIGTERM wrapper {victim_pid}")));
                 let _ = kill(wrapper_pid, Signal::SIGTERM);
             }
             2 => {
@@ -128,16 +133,20 @@ pub fn chaos(store: &mut dyn ChaosStore) {
                     let shell = s.lines().last()?.split(' ').next()?.parse::<i32>().ok()?;
                     process_group(shell)
                 });
-                actions.push(format!("{at:.6} SIGKILL group {group:?}"));
+                actions.push(("SIGKILL a job", format!("{at:.6} SIGKILL group {group:?}")));
                 if let Some(group) = group {
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
                 }
             }
+            4 => {
+                actions.push(("cut connections", format!("{at:.6} cut the connections")));
+                store.cut_connections();
+            }
             3 => {
                 let pause = Duration::from_millis(rng.below(300));
-                actions.push(format!("{at:.6} restart the server after {pause:?}"));
+                actions.push(("restart", format!("{at:.6} restart the server after {pause:?}")));
                 store.restart(pause);
-                actions.push(format!("{:.6} server back", unix_time()));
+                actions.push(("", format!("{:.6} server back", unix_time())));
             }
             _ => {}
         }
@@ -162,8 +171,12 @@ pub fn chaos(store: &mut dyn ChaosStore) {
     }
     let overlapped = std::fs::read_to_string(&overlaps).unwrap_or_default();
     let jobs = std::fs::read_to_string(&ran).unwrap_or_default().lines().count();
+    let mut done = std::collections::BTreeMap::<&str, usize>::new();
+    for (kind, _) in actions.iter().filter(|(kind, _)| !kind.is_empty()) {
+        *done.entry(kind).or_default() += 1;
+    }
     eprintln!(
-        "chaos: {invoked} invocations in {:?}, {jobs} jobs ran, exit statuses {statuses:?}",
+        "chaos: {invoked} invocations in {:?}, {jobs} jobs ran, exit statuses {statuses:?}, actions {done:?}",
         started.elapsed()
     );
     if !overlapped.is_empty() {
@@ -197,9 +210,10 @@ fn process_group(pid: i32) -> Option<i32> {
 
 /// Shows, for each overlap, both jobs' wrappers' verbose logs and the
 /// chaos actions around them.
-fn report_overlaps(overlapped: &str, actions: &[String], logs: &std::path::Path) {
+fn report_overlaps(overlapped: &str, actions: &[(&str, String)], logs: &std::path::Path) {
     eprintln!("chaos: overlaps (shell, wrapper, time, after: the holder's shell, wrapper, time):\n{overlapped}");
-    eprintln!("chaos: actions:\n{}", actions.join("\n"));
+    let lines: Vec<&str> = actions.iter().map(|(_, line)| line.as_str()).collect();
+    eprintln!("chaos: actions:\n{}", lines.join("\n"));
     for line in overlapped.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         for wrapper in [fields.get(1), fields.get(5)].into_iter().flatten() {
