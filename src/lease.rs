@@ -131,11 +131,12 @@ impl Keeper for LockKeeper<'_> {
     fn due(&self) -> Instant {
         let renewal = self.renewals.as_ref().map(|r| r.next);
         let check = self.checks.as_ref().map(|c| c.next);
-        renewal.into_iter().chain(check).min().unwrap_or_else(far_off)
+        // `new` makes no keeper that has neither.
+        renewal.into_iter().chain(check).min().unwrap_or_else(Instant::now)
     }
 
-    fn deadline(&self) -> Instant {
-        self.renewals.as_ref().map_or_else(far_off, Renewals::deadline)
+    fn deadline(&self) -> Option<Instant> {
+        self.renewals.as_ref().map(Renewals::deadline)
     }
 
     fn keep(&mut self) -> Result<(), String> {
@@ -149,9 +150,4 @@ impl Keeper for LockKeeper<'_> {
         }
         Ok(())
     }
-}
-
-/// A moment that never comes while a command runs.
-fn far_off() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }

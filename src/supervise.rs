@@ -29,13 +29,15 @@ pub struct Job<'a> {
     pub kill_after: Duration,
 }
 
-/// Lease mode's side of the supervision: renewals on a schedule, and a
-/// deadline by which the command must be dead unless a renewal succeeds.
+/// Keeping the lock while the command runs: work on a schedule (lease
+/// renewals, hold checks), and in lease mode a deadline by which the command
+/// must be dead unless a renewal succeeds.
 pub trait Keeper {
     /// When to call [`Keeper::keep`] next.
     fn due(&self) -> Instant;
-    /// Past this moment the lock may be someone else's.
-    fn deadline(&self) -> Instant;
+    /// Past this moment the lock may be someone else's (lease mode); `None`
+    /// for a lock that does not run out while its command runs.
+    fn deadline(&self) -> Option<Instant>;
     /// One renewal; `Err(why)` when the command must be killed now.
     fn keep(&mut self) -> Result<(), String>;
 }
@@ -187,7 +189,7 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
         if lost.is_none() {
             if let Some(keeper) = keeper.as_deref_mut() {
                 let now = Instant::now();
-                let verdict = if now >= keeper.deadline() {
+                let verdict = if keeper.deadline().is_some_and(|deadline| now >= deadline) {
                     Err("the lease could not be renewed before it ran out".to_string())
                 } else if now >= keeper.due() {
                     keeper.keep()
@@ -206,7 +208,7 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
         let lease_times = keeper
             .as_deref()
             .filter(|_| lost.is_none())
-            .map(|k| k.due().min(k.deadline()));
+            .map(|k| k.deadline().map_or(k.due(), |deadline| k.due().min(deadline)));
         let next = [deadline.filter(|_| !timed_out), kill_at, lease_times]
             .into_iter()
             .flatten()

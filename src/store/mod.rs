@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod escape;
 pub mod etcd;
 pub mod file;
+pub mod hold;
 pub mod memcached;
 pub mod mysql;
 pub mod postgres;

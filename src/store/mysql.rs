@@ -14,7 +14,7 @@
 //! store's `flock` does: the server frees it the moment the holder's
 //! connection closes. A `running` row with a holder whose `GET_LOCK` we could
 //! take ourselves belongs to a run whose connection is gone: the contender
-//! keeps the name [`TAKEOVER_AFTER`] and then takes the row over if it is
+//! keeps the name [`hold::TAKEOVER_AFTER`] and then takes the row over if it is
 //! still that run's. A holder that still runs finds its connection gone
 //! within that time (`check_hold`), and takes the name back or stops its
 //! command. A `done` row is held until it expires, whatever the `GET_LOCK`
@@ -41,6 +41,7 @@ use rustls::CertificateError;
 use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
+use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 use crate::store::reconnect::Reconnects;
 use crate::tls;
 
@@ -62,15 +63,6 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (\
 const MAX_LOCK_NAME: usize = 64;
 /// The longest key stored as it is in `name`.
 const MAX_ROW_NAME: usize = 255;
-/// How long a contender holds the `GET_LOCK` of a run whose connection is
-/// gone before it takes that run's row over: long enough for a holder that
-/// still runs to find its connection gone ([`HOLD_CHECK_EVERY`]), see the
-/// name taken on two checks, and kill its command.
-const TAKEOVER_AFTER: Duration = Duration::from_secs(2);
-
-/// How often a holder looks at the connection that holds its `GET_LOCK`.
-const HOLD_CHECK_EVERY: Duration = Duration::from_millis(250);
-
 /// The largest `wait_timeout` MySQL accepts (a year): the connection that
 /// holds the `GET_LOCK` sits idle for as long as the command runs.
 const IDLE_SECONDS: u64 = 31_536_000;
@@ -94,10 +86,7 @@ pub struct MysqlLock<'a> {
     claims_get_lock: bool,
     /// The current connection holds our `GET_LOCK`.
     has_get_lock: bool,
-    /// The last hold check found the name held by another session.
-    other_seen: bool,
-    /// The last hold check could not reach the server (said once).
-    unreachable: bool,
+    hold: HoldCheck,
 }
 
 /// Why one try failed.
@@ -138,7 +127,7 @@ enum Decision {
     /// Write our row; `expired_ago` when there was a row to replace.
     Take { expired_ago: Option<i64> },
     /// The row is a run's whose connection is gone (its `GET_LOCK` is
-    /// ours now): take it over after [`TAKEOVER_AFTER`] if it stays so.
+    /// ours now): take it over after [`hold::TAKEOVER_AFTER`] if it stays so.
     Crashed { expired_ago: i64 },
     /// Leave it: someone holds it.
     Held { expires_in: i64 },
@@ -226,8 +215,10 @@ impl<'a> MysqlLock<'a> {
             owner: None,
             claims_get_lock: false,
             has_get_lock: false,
-            other_seen: false,
-            unreachable: false,
+            hold: HoldCheck::new(
+                "the GET_LOCK",
+                "the server closed the connection that held the GET_LOCK, and another session has taken the name (a run taking the job over, or a sera host)",
+            ),
         })
     }
 
@@ -545,15 +536,11 @@ impl<'a> MysqlLock<'a> {
 
     /// The row is run `crashed`'s, whose connection is gone, and its
     /// `GET_LOCK` ours: lets go of the row lock but keeps the `GET_LOCK` for
-    /// [`TAKEOVER_AFTER`], then locks the row again. On `Still` the
+    /// [`hold::TAKEOVER_AFTER`], then locks the row again. On `Still` the
     /// transaction is open with the row locked, for the caller's write.
     fn confirm_crashed(&mut self, name: &str, lock: &str, crashed: &str) -> Result<Confirmed, Failure> {
         self.batch("ROLLBACK")?;
-        self.report.info(format_args!(
-            "the run holding the lock has lost its connection; taking it over in {}s unless it changes",
-            TAKEOVER_AFTER.as_secs()
-        ));
-        std::thread::sleep(TAKEOVER_AFTER);
+        hold::pause_before_takeover(self.report);
         let asked_at = Instant::now();
         let sets = self.batch(&format!(
             "START TRANSACTION; \
@@ -741,10 +728,7 @@ impl LockStore for MysqlLock<'_> {
         }
         let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
         let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
-        let limit = self
-            .target
-            .timeout
-            .map_or(TAKEOVER_AFTER / 3, |t| t.min(TAKEOVER_AFTER / 3));
+        let limit = hold::retake_limit(self.target.timeout);
         let retaken = match self.conn.take() {
             Some(conn) => Ok(conn),
             None => self.open(Some(limit)),
@@ -770,48 +754,26 @@ impl LockStore for MysqlLock<'_> {
             self.conn = Some(conn);
             Ok((got, moved))
         });
-        let (got, moved) = match retaken {
-            Ok(answer) => answer,
+        let found = match retaken {
             // Nobody can take it over through a server we cannot reach.
-            Err(Failure::Retry(message)) => {
-                if !self.unreachable {
-                    self.report.info(format_args!(
-                        "the connection holding the GET_LOCK is gone; cannot take it back yet: {message}"
-                    ));
-                    self.unreachable = true;
+            Err(Failure::Retry(why)) => Retake::Unreachable(why),
+            Err(Failure::NoTable) => Retake::TableGone,
+            Err(Failure::Fatal(err)) => Retake::Failed(format!("{err:#}")),
+            Ok((got, moved)) => {
+                self.has_get_lock = got;
+                match (got, moved) {
+                    // Another session, or our old connection not yet closed
+                    // by the server: MySQL cannot tell them apart.
+                    (false, _) => Retake::Other,
+                    (true, false) => Retake::NotOurs,
+                    (true, true) => {
+                        self.report.info(format_args!("reconnected and took the GET_LOCK back"));
+                        Retake::Back
+                    }
                 }
-                return Ok(());
-            }
-            Err(Failure::NoTable) => return Err("the lock table is gone".to_string()),
-            Err(Failure::Fatal(err)) => {
-                return Err(format!(
-                    "the connection holding the GET_LOCK is gone, and taking it back failed: {err:#}"
-                ))
             }
         };
-        self.unreachable = false;
-        self.has_get_lock = got;
-        if !got && !self.other_seen {
-            // Maybe our old connection, not yet closed by the server, or a
-            // run only looking (it lets go as it disconnects); a takeover
-            // keeps the name TAKEOVER_AFTER, several checks. Next check.
-            self.other_seen = true;
-            return Ok(());
-        }
-        if !got {
-            self.claims_get_lock = false;
-            return Err(
-                "the server closed the connection that held the GET_LOCK, and another session has taken the name (a run taking the job over, or a sera host)"
-                    .to_string(),
-            );
-        }
-        if !moved {
-            self.claims_get_lock = false;
-            return Err("the lock is no longer ours (taken over or deleted)".to_string());
-        }
-        self.other_seen = false;
-        self.report.info(format_args!("reconnected and took the GET_LOCK back"));
-        Ok(())
+        self.hold.judge(found, self.report)
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {

@@ -16,7 +16,7 @@
 //! the connection dies, so a row marked `running` whose advisory lock is free
 //! belongs to a run that crashed, and is taken over without waiting for its
 //! expiry: the contender takes the advisory lock, keeps it for
-//! [`TAKEOVER_AFTER`], and takes the row over only if it is still the same
+//! [`hold::TAKEOVER_AFTER`], and takes the row over only if it is still the same
 //! run's and the server the same. That pause is what makes a dying server
 //! safe: when the postmaster dies, its backends do not die with it (each
 //! leads a process group of its own); an idle one, the holder's, notices at
@@ -45,6 +45,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::{PgSslMode, PostgresTarget};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
+use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 use crate::store::reconnect::Reconnects;
 use crate::tls::{self, TlsSetup};
 
@@ -124,16 +125,8 @@ WHERE l.name = $1 AND l.token = $2 AND l.running AND l.server = s.server AND s.b
 RETURNING s.now"
 );
 
-/// How long a contender holds the advisory lock of a run whose connection is
-/// gone before it takes that run's row over (see the module's comment).
-const TAKEOVER_AFTER: Duration = Duration::from_secs(2);
-
 /// $1 advisory hash.
 const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
-
-/// How often a holder whose row claims the advisory lock checks that its
-/// connection is still there, well within [`TAKEOVER_AFTER`].
-const HOLD_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// $1 key, $2 advisory hash, $3 our token, $4 and $5 the hash's high and
 /// low 32 bits (as `pg_locks` shows them): after the connection that held
@@ -238,11 +231,7 @@ pub struct PostgresLock<'a> {
     claims_advisory: bool,
     /// The backend that took the advisory lock for us.
     backend: i32,
-    /// The last hold check found our connection gone and the advisory lock
-    /// held by another session.
-    other_seen: bool,
-    /// The last hold check could not reach the server (said once).
-    unreachable: bool,
+    hold: HoldCheck,
     token: String,
 }
 
@@ -282,8 +271,10 @@ impl<'a> PostgresLock<'a> {
             advisory: false,
             claims_advisory: false,
             backend: 0,
-            other_seen: false,
-            unreachable: false,
+            hold: HoldCheck::new(
+                "the advisory lock",
+                "the server closed the connection that held the advisory lock, and another session has taken it (a run taking the job over)",
+            ),
             token: token(),
         })
     }
@@ -435,16 +426,12 @@ impl<'a> PostgresLock<'a> {
     }
 
     /// The row is run `crashed`'s, whose connection is gone, and the
-    /// advisory lock ours: keeps it for [`TAKEOVER_AFTER`], then takes the
+    /// advisory lock ours: keeps it for [`hold::TAKEOVER_AFTER`], then takes the
     /// row over if nothing changed. The server's time when it did; None when
     /// the row changed or the connection did not last (on another one the
     /// advisory lock would not be ours).
     fn take_over(&mut self, claim: &Claim, crashed: &str, backend: i32) -> Result<Option<(i64, Instant)>> {
-        self.report.info(format_args!(
-            "the run holding the lock has lost its connection; taking it over in {}s unless it changes",
-            TAKEOVER_AFTER.as_secs()
-        ));
-        std::thread::sleep(TAKEOVER_AFTER);
+        hold::pause_before_takeover(self.report);
         // try_query would open a new connection for a closed one: not here.
         if self.client.as_ref().is_none_or(Client::is_closed) {
             return Ok(None);
@@ -633,73 +620,43 @@ impl LockStore for PostgresLock<'_> {
             (&high, Type::INT8),
             (&low, Type::INT8),
         ];
-        let limit = self
-            .target
-            .timeout
-            .map_or(TAKEOVER_AFTER / 2, |t| t.min(TAKEOVER_AFTER / 2));
-        let rows = match self.try_query(RETAKE, &params, Some(limit)) {
-            Ok(rows) => rows,
+        let limit = hold::retake_limit(self.target.timeout);
+        let found = match self.try_query(RETAKE, &params, Some(limit)) {
             // Nobody can take it over through a server we cannot reach; a
             // restarted one has a new life, which the takeover rule checks.
-            Err(Failure::Retry(message)) => {
-                if !self.unreachable {
-                    self.report.info(format_args!(
-                        "the connection holding the advisory lock is gone; cannot take it back yet: {message}"
-                    ));
-                    self.unreachable = true;
+            Err(Failure::Retry(why)) => Retake::Unreachable(why),
+            Err(Failure::NoTable) => Retake::TableGone,
+            Err(Failure::Fatal(err)) => Retake::Failed(format!("{err:#}")),
+            Ok(rows) => {
+                let answer = rows.first().map(|row| {
+                    Ok::<_, anyhow::Error>((
+                        get::<bool>(row, 0)?,
+                        get::<bool>(row, 1)?,
+                        get::<i32>(row, 2)?,
+                        get::<Option<i32>>(row, 3)?,
+                    ))
+                });
+                let Some(Ok((got, ours, backend, holder))) = answer else {
+                    return Err("unexpected answer while taking the advisory lock back".to_string());
+                };
+                self.advisory = got;
+                match (got, ours) {
+                    // Our old backend has told us it is ending but not yet let go.
+                    (false, _) if holder == Some(self.backend) => Retake::Ending,
+                    (false, _) => Retake::Other,
+                    (true, false) => Retake::NotOurs,
+                    (true, true) => {
+                        // The row's `running` and the advisory lock are on this connection now.
+                        self.first_connection = true;
+                        self.backend = backend;
+                        self.report
+                            .info(format_args!("reconnected and took the advisory lock {hash} back"));
+                        Retake::Back
+                    }
                 }
-                return Ok(());
-            }
-            Err(Failure::NoTable) => return Err("the lock table is gone".to_string()),
-            Err(Failure::Fatal(err)) => {
-                return Err(format!(
-                    "the connection holding the advisory lock is gone, and taking it back failed: {err:#}"
-                ))
             }
         };
-        let answer = rows.first().map(|row| {
-            Ok::<_, anyhow::Error>((
-                get::<bool>(row, 0)?,
-                get::<bool>(row, 1)?,
-                get::<i32>(row, 2)?,
-                get::<Option<i32>>(row, 3)?,
-            ))
-        });
-        let Some(Ok((got, ours, backend, holder))) = answer else {
-            return Err("unexpected answer while taking the advisory lock back".to_string());
-        };
-        self.advisory = got;
-        self.unreachable = false;
-        if !got && holder == Some(self.backend) {
-            // Our old backend has told us it is ending but not yet let go:
-            // nobody else can have the lock meanwhile. Next check.
-            return Ok(());
-        }
-        if !got && !self.other_seen {
-            // Maybe a run that is only looking (it lets go within its
-            // statement); one taking the job over keeps it TAKEOVER_AFTER,
-            // several checks. Next check.
-            self.other_seen = true;
-            return Ok(());
-        }
-        if !got {
-            self.claims_advisory = false;
-            return Err(
-                "the server closed the connection that held the advisory lock, and another session has taken it (a run taking the job over)"
-                    .to_string(),
-            );
-        }
-        if !ours {
-            self.claims_advisory = false;
-            return Err("the lock is no longer ours (taken over or deleted)".to_string());
-        }
-        // The row's `running` and the advisory lock are on this connection now.
-        self.other_seen = false;
-        self.first_connection = true;
-        self.backend = backend;
-        self.report
-            .info(format_args!("reconnected and took the advisory lock {hash} back"));
-        Ok(())
+        self.hold.judge(found, self.report)
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
