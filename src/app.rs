@@ -138,7 +138,8 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
     result
 }
 
-/// The lock was lost while the command ran (lease mode); its group was killed.
+/// The lock was lost while the command ran (its lease, or the store's hold
+/// on it); its group was killed.
 #[derive(Debug)]
 struct LeaseLost(String);
 
@@ -246,7 +247,7 @@ fn run_with(
 
     let mut lease_lost = None;
     let outcome = match ended {
-        Ended::LeaseLost(why) => {
+        Ended::LockLost(why) => {
             lease_lost = Some(why);
             Outcome::Error
         }

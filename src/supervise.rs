@@ -38,7 +38,8 @@ pub trait Keeper {
     /// Past this moment the lock may be someone else's (lease mode); `None`
     /// for a lock that does not run out while its command runs.
     fn deadline(&self) -> Option<Instant>;
-    /// One renewal; `Err(why)` when the command must be killed now.
+    /// What is due (a renewal, a hold check); `Err(why)` when the command
+    /// must be killed now.
     fn keep(&mut self) -> Result<(), String>;
 }
 
@@ -55,8 +56,9 @@ pub enum Ended {
     NotFound,
     /// Could not be started: found but not executable.
     NotExecutable,
-    /// Killed by us because the lease was lost or could not be renewed.
-    LeaseLost(String),
+    /// Killed by us because the lock was lost: the lease was lost or could
+    /// not be renewed, or the store's hold on it could not be kept.
+    LockLost(String),
 }
 
 /// Starts the command and waits for it. Signals in [`signals::handled`] must
@@ -176,7 +178,7 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
     loop {
         if let Some(ended) = reap(pid, timed_out) {
             let ended = match lost {
-                Some(why) => Ended::LeaseLost(why),
+                Some(why) => Ended::LockLost(why),
                 None => ended,
             };
             let sent = match kill_at {
@@ -205,11 +207,11 @@ fn supervise(pid: Pid, group: Pid, job: &Job, mut keeper: Option<&mut dyn Keeper
                 }
             }
         }
-        let lease_times = keeper
+        let keeper_times = keeper
             .as_deref()
             .filter(|_| lost.is_none())
             .map(|k| k.deadline().map_or(k.due(), |deadline| k.due().min(deadline)));
-        let next = [deadline.filter(|_| !timed_out), kill_at, lease_times]
+        let next = [deadline.filter(|_| !timed_out), kill_at, keeper_times]
             .into_iter()
             .flatten()
             .min();
