@@ -6,17 +6,6 @@ use std::process::Stdio;
 
 use util::*;
 
-fn marker_cmd(dir: &TempDir) -> Vec<String> {
-    let marker = dir.join("ran");
-    vec!["sh".into(), "-c".into(), format!("echo x >> {}", marker.display())]
-}
-
-fn runs(dir: &TempDir) -> usize {
-    std::fs::read_to_string(dir.join("ran"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn first_run_takes_the_lock_and_keeps_it_for_the_grace() {
     let redis = RedisServer::start();
@@ -53,7 +42,7 @@ fn key_and_prefix_name_the_lock() {
 fn reset_deletes_the_key_and_exits_200() {
     let redis = RedisServer::start();
     let dir = TempDir::new("reset");
-    let cmd = marker_cmd(&dir);
+    let cmd = marker(&dir);
     run(&redis.env(), &cmd).expect(0);
     run(&with(&redis.env(), &[("CRONLOCK_RESET", "yes")]), &cmd).expect(200);
     assert_eq!(redis.query(&["DBSIZE"]), "0");
@@ -228,7 +217,7 @@ fn negative_grace_drops_the_lock_after_the_run() {
 fn twenty_simultaneous_runs_execute_exactly_once() {
     let redis = RedisServer::start();
     let dir = TempDir::new("contention");
-    let cmd = marker_cmd(&dir);
+    let cmd = marker(&dir);
     let children: Vec<_> = (0..20)
         .map(|_| {
             cronlock(&redis.env())

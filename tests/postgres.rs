@@ -158,9 +158,6 @@ fn a_takeover_whose_connection_dies_in_its_pause_takes_nothing() {
         &env_for(&server, "locker", "postgres"),
         &[("CRONLOCK_KEY", "pause"), ("CRONLOCK_RELEASE", "600")],
     );
-    let ran = dir.join("ran");
-    let marker = ["sh".to_string(), "-c".to_string(), format!("echo >> {}", ran.display())];
-    let runs = || std::fs::read_to_string(&ran).map_or(0, |s| s.lines().count());
     let gated = Gated::new(&dir, "job");
     let mut holder = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
     gated.wait_started();
@@ -171,7 +168,7 @@ fn a_takeover_whose_connection_dies_in_its_pause_takes_nothing() {
         server.sql(advisory) == "0"
     });
     let contender = cronlock(&env)
-        .args(&marker)
+        .args(marker(&dir))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -189,10 +186,14 @@ fn a_takeover_whose_connection_dies_in_its_pause_takes_nothing() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(runs(), 0, "the contender took the lock on a connection that was gone");
+    assert_eq!(
+        runs(&dir),
+        0,
+        "the contender took the lock on a connection that was gone"
+    );
     // The crashed run's lock is still taken over, by a run that keeps its connection.
-    run(&env, &marker).expect(0);
-    assert_eq!(runs(), 1);
+    run(&env, &marker(&dir)).expect(0);
+    assert_eq!(runs(&dir), 1);
 }
 
 /// The backend that holds an advisory lock, as psql prints it (empty: none).

@@ -474,8 +474,6 @@ fn a_takeover_holds_the_get_lock_before_it_touches_the_row() {
     let mysql = Mysql::start();
     let dir = TempDir::new("my-pause");
     let env = with(&mysql.env(), &[("CRONLOCK_KEY", "pause"), ("CRONLOCK_RELEASE", "600")]);
-    let ran = dir.join("ran");
-    let marker = ["sh".to_string(), "-c".to_string(), format!("echo >> {}", ran.display())];
     let gated = Gated::new(&dir, "job");
     let mut crashed = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
     gated.wait_started();
@@ -485,7 +483,11 @@ fn a_takeover_holds_the_get_lock_before_it_touches_the_row() {
     wait_until(Duration::from_secs(10), "the crashed run's GET_LOCK to go", || {
         get_lock_holder(&mysql.0, "cronlock.pause") == "NULL"
     });
-    let contender = cronlock(&env).args(&marker).stderr(Stdio::piped()).spawn().unwrap();
+    let contender = cronlock(&env)
+        .args(marker(&dir))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_until(Duration::from_secs(10), "the contender to take the name", || {
         get_lock_holder(&mysql.0, "cronlock.pause") != "NULL"
     });
@@ -497,5 +499,5 @@ fn a_takeover_holds_the_get_lock_before_it_touches_the_row() {
     assert_eq!(holder(), dead, "the row was taken over without a pause");
     let output = contender.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
+    assert_eq!(runs(&dir), 1);
 }

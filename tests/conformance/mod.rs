@@ -72,17 +72,6 @@ macro_rules! suite {
 #[allow(unused_imports)]
 pub(crate) use suite;
 
-fn marker(dir: &TempDir) -> Vec<String> {
-    let path = dir.join("ran");
-    vec!["sh".into(), "-c".into(), format!("echo x >> {}", path.display())]
-}
-
-fn runs(dir: &TempDir) -> usize {
-    std::fs::read_to_string(dir.join("ran"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }

@@ -455,6 +455,19 @@ pub fn sql_tls_env(url: String, param: &str, mode: &str, more: &[(&str, &str)]) 
     with(&env, more)
 }
 
+/// A command that notes each of its runs in `dir` (counted by [`runs`]).
+pub fn marker(dir: &TempDir) -> Vec<String> {
+    let path = dir.join("ran");
+    vec!["sh".into(), "-c".into(), format!("echo x >> {}", path.display())]
+}
+
+/// How many times [`marker`]'s command has run in `dir`.
+pub fn runs(dir: &TempDir) -> usize {
+    std::fs::read_to_string(dir.join("ran"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
 pub struct Gated {
     /// The `sh -c` script to run.
     pub script: String,
