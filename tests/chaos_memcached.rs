@@ -25,8 +25,5 @@ impl chaos_loop::ChaosStore for MemcachedServer {
 
 #[test]
 fn killing_wrappers_and_commands_never_lets_two_copies_run() {
-    if std::env::var_os("CHAOS_RUNS").is_none() {
-        std::env::set_var("CHAOS_RUNS", "200");
-    }
-    chaos_loop::chaos(&mut MemcachedServer::start());
+    chaos_loop::chaos(&mut MemcachedServer::start(), 200);
 }

@@ -25,9 +25,10 @@ impl chaos_loop::ChaosStore for DurablePostgres {
         self.0.restart();
     }
 
-    fn cut_connections(&mut self) {
+    fn cut_connections(&mut self) -> bool {
         self.0
             .sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'locker'");
+        true
     }
 }
 
@@ -36,10 +37,7 @@ impl chaos_loop::ChaosStore for DurablePostgres {
 // under heavy disk and CPU load.
 #[test]
 fn killing_wrappers_commands_and_postgres_never_lets_two_copies_run() {
-    if std::env::var_os("CHAOS_RUNS").is_none() {
-        std::env::set_var("CHAOS_RUNS", "200");
-    }
     let server = Postgres::start_durable();
     server.create_user("locker", "pw", &["CREATE ON SCHEMA public"]);
-    chaos_loop::chaos(&mut DurablePostgres(server));
+    chaos_loop::chaos(&mut DurablePostgres(server), 200);
 }

@@ -43,5 +43,5 @@ impl chaos_loop::ChaosStore for DurableRedis {
 fn killing_wrappers_commands_and_redis_never_lets_two_copies_run() {
     let data = TempDir::new("chaos-data");
     let server = DurableRedis::start(None, &data);
-    chaos_loop::chaos(&mut DurableRedis { server, data });
+    chaos_loop::chaos(&mut DurableRedis { server, data }, 500);
 }

@@ -23,8 +23,5 @@ impl chaos_loop::ChaosStore for ZooKeeper {
 
 #[test]
 fn killing_wrappers_commands_and_zookeeper_never_lets_two_copies_run() {
-    if std::env::var_os("CHAOS_RUNS").is_none() {
-        std::env::set_var("CHAOS_RUNS", "150");
-    }
-    chaos_loop::chaos(&mut ZooKeeper::start());
+    chaos_loop::chaos(&mut ZooKeeper::start(), 150);
 }

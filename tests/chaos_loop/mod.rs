@@ -3,7 +3,7 @@
 //! random moments, and (where the lock hangs on a connection) the server
 //! ends cronlock's connections. The job takes an flock of its own as it
 //! starts; if it ever finds it taken, two copies ran at once, and the test
-//! fails. `CHAOS_RUNS` (default 500) sets the number
+//! fails. `CHAOS_RUNS` (each store's file gives a default) sets the number
 //! of invocations, `CHAOS_SEED` replays a run.
 
 #![allow(dead_code)]
@@ -37,16 +37,20 @@ pub trait ChaosStore {
     fn restart(&mut self, pause: Duration);
     /// Ends every cronlock connection from the server's side while the
     /// server stays up (an operator's kill, an idle timeout), for stores
-    /// whose lock hangs on a connection; the others do nothing.
-    fn cut_connections(&mut self) {}
+    /// whose lock hangs on a connection; the others do nothing and say so
+    /// (false).
+    fn cut_connections(&mut self) -> bool {
+        false
+    }
 }
 
-/// Runs the loop against `store`; panics on any overlap.
-pub fn chaos(store: &mut dyn ChaosStore) {
+/// Runs the loop against `store`, `default_runs` invocations unless
+/// `CHAOS_RUNS` says otherwise; panics on any overlap.
+pub fn chaos(store: &mut dyn ChaosStore, default_runs: usize) {
     let runs: usize = std::env::var("CHAOS_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(default_runs);
     let seed = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -115,15 +119,14 @@ pub fn chaos(store: &mut dyn ChaosStore) {
         let victim = rng.below(wrappers.len() as u64) as usize;
         let wrapper_pid = Pid::from_raw(wrappers[victim].id() as i32);
         let action = rng.below(6);
-        let victim_pid = wrappers[victim].id();
         let at = unix_time();
         match action {
             0 => {
-                actions.push(("SIGKILL a wrapper", format!("{at:.6} SIGKILL wrapper {victim_pid}")));
+                actions.push(("SIGKILL a wrapper", format!("{at:.6} SIGKILL wrapper {wrapper_pid}")));
                 let _ = kill(wrapper_pid, Signal::SIGKILL);
             }
             1 => {
-                actions.push(("SIGTERM a wrapper", format!("{at:.6} SIGTERM wrapper {victim_pid}")));
+                actions.push(("SIGTERM a wrapper", format!("{at:.6} SIGTERM wrapper {wrapper_pid}")));
                 let _ = kill(wrapper_pid, Signal::SIGTERM);
             }
             2 => {
@@ -133,20 +136,19 @@ pub fn chaos(store: &mut dyn ChaosStore) {
                     let shell = s.lines().last()?.split(' ').next()?.parse::<i32>().ok()?;
                     process_group(shell)
                 });
-                actions.push(("SIGKILL a job", format!("{at:.6} SIGKILL group {group:?}")));
                 if let Some(group) = group {
+                    actions.push(("SIGKILL a job", format!("{at:.6} SIGKILL group {group}")));
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
                 }
-            }
-            4 => {
-                actions.push(("cut connections", format!("{at:.6} cut the connections")));
-                store.cut_connections();
             }
             3 => {
                 let pause = Duration::from_millis(rng.below(300));
                 actions.push(("restart", format!("{at:.6} restart the server after {pause:?}")));
                 store.restart(pause);
                 actions.push(("", format!("{:.6} server back", unix_time())));
+            }
+            4 if store.cut_connections() => {
+                actions.push(("cut connections", format!("{at:.6} cut the connections")));
             }
             _ => {}
         }
