@@ -137,27 +137,17 @@ fn a_lease_taken_after_a_long_wait_is_counted_from_the_taking() {
         ],
     );
     let first = Gated::new(&dir, "first");
-    let holder = cronlock(&env).args(["sh", "-c", &first.script]).spawn().unwrap();
+    let holder = spawn_gated(&env, &first, "");
     first.wait_started();
     let second = Gated::new(&dir, "second");
-    let waiter = cronlock(&with(&env, &[("CRONLOCK_WAIT", "30")]))
-        .args(["sh", "-c", &second.script])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiter = spawn_gated(&with(&env, &[("CRONLOCK_WAIT", "30")]), &second, "");
     // Longer than the lease before the waiter can take the lock.
-    let waited = Instant::now();
-    wait_until(Duration::from_secs(10), "4 s to pass", || {
-        waited.elapsed() >= Duration::from_secs(4)
-    });
+    wait_past(unix_now() + 4);
     first.open();
     assert!(holder.wait_with_output().unwrap().status.success());
     second.wait_started();
     // Past the first renewal, with the command still running.
-    let taken = Instant::now();
-    wait_until(Duration::from_secs(10), "2 s to pass", || {
-        taken.elapsed() >= Duration::from_secs(2)
-    });
+    wait_past(unix_now() + 2);
     second.open();
     let output = waiter.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

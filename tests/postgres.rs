@@ -134,7 +134,7 @@ fn a_crashed_holder_is_taken_over_long_before_its_release() {
         &[("CRONLOCK_KEY", "crash"), ("CRONLOCK_RELEASE", "600")],
     );
     let gated = Gated::new(&dir, "job");
-    let mut child = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    let mut child = spawn_gated(&env, &gated, "");
     gated.wait_started();
     run(&env, &["true"]).expect(200);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -159,7 +159,7 @@ fn a_takeover_whose_connection_dies_in_its_pause_takes_nothing() {
         &[("CRONLOCK_KEY", "pause"), ("CRONLOCK_RELEASE", "600")],
     );
     let gated = Gated::new(&dir, "job");
-    let mut holder = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    let mut holder = spawn_gated(&env, &gated, "");
     gated.wait_started();
     kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
     holder.wait().unwrap();
@@ -214,11 +214,7 @@ fn a_holder_whose_connection_the_server_ends_takes_its_advisory_lock_back() {
         &[("CRONLOCK_KEY", "retake"), ("CRONLOCK_RELEASE", "600")],
     );
     let gated = Gated::new(&dir, "job");
-    let holder = cronlock(&env)
-        .args(["sh", "-c", &gated.script])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let holder = spawn_gated(&env, &gated, "");
     gated.wait_started();
     let first = advisory_holder(&server);
     assert!(!first.is_empty(), "the holder holds no advisory lock");

@@ -76,10 +76,6 @@ fn the_lock_holds_its_expiry_and_a_token_and_expires_with_it() {
     );
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
 /// A proxy in front of memcached that holds back the answer to the first
 /// request (the read) of each of the first `n` connections until all `n`
 /// have been read: every contender then sees the same state before any of

@@ -414,11 +414,7 @@ fn a_holder_whose_connection_the_server_ends_takes_its_get_lock_back() {
     let dir = TempDir::new("my-retake");
     let env = with(&mysql.env(), &[("CRONLOCK_KEY", "retake"), ("CRONLOCK_RELEASE", "600")]);
     let gated = Gated::new(&dir, "job");
-    let holder = cronlock(&env)
-        .args(["sh", "-c", &gated.script])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let holder = spawn_gated(&env, &gated, "");
     gated.wait_started();
     let first = get_lock_holder(&mysql.0, "cronlock.retake");
     assert_ne!(first, "NULL", "the holder holds no GET_LOCK");
@@ -475,7 +471,7 @@ fn a_takeover_holds_the_get_lock_before_it_touches_the_row() {
     let dir = TempDir::new("my-pause");
     let env = with(&mysql.env(), &[("CRONLOCK_KEY", "pause"), ("CRONLOCK_RELEASE", "600")]);
     let gated = Gated::new(&dir, "job");
-    let mut crashed = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+    let mut crashed = spawn_gated(&env, &gated, "");
     gated.wait_started();
     let dead = get_lock_holder(&mysql.0, "cronlock.pause");
     kill(Pid::from_raw(crashed.id() as i32), Signal::SIGKILL).unwrap();

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -72,29 +72,8 @@ macro_rules! suite {
 #[allow(unused_imports)]
 pub(crate) use suite;
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Waits until the local clock has passed `at` (the stores here all run on
-/// this machine, so their clocks are this one).
-fn wait_past(at: i64) {
-    wait_until(Duration::from_secs(10), "the clock to pass a lock's expiry", || {
-        unix_now() > at
-    });
-}
-
 fn lacks(fixture: &dyn Fixture, variable: &str) -> bool {
     fixture.lacks().iter().any(|(name, _)| *name == variable)
-}
-
-fn spawn_gated(env: &[(String, String)], gated: &Gated, tail: &str) -> Child {
-    cronlock(env)
-        .args(["sh", "-c", &format!("{}{tail}", gated.script)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 pub fn takes_the_lock_and_passes_the_exit_code_through(fixture: &mut dyn Fixture) {

@@ -455,6 +455,33 @@ pub fn sql_tls_env(url: String, param: &str, mode: &str, more: &[(&str, &str)]) 
     with(&env, more)
 }
 
+/// This machine's clock, in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Waits until the local clock has passed `at` (the stores here all run on
+/// this machine, so their clocks are this one).
+pub fn wait_past(at: i64) {
+    wait_until(Duration::from_secs(10), "the clock to pass a lock's expiry", || {
+        unix_now() > at
+    });
+}
+
+/// cronlock under `env` running `gated`'s job (with `tail` after it), its
+/// output piped.
+pub fn spawn_gated(env: &[(String, String)], gated: &Gated, tail: &str) -> Child {
+    cronlock(env)
+        .args(["sh", "-c", &format!("{}{tail}", gated.script)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A command that notes each of its runs in `dir` (counted by [`runs`]).
 pub fn marker(dir: &TempDir) -> Vec<String> {
     let path = dir.join("ran");
