@@ -293,56 +293,35 @@ fn tls_modes_take_the_lock_as_a_user_that_may_log_in_over_tls_only() {
     let pki = Pki::new();
     let server = tls_server(&pki);
     let ca = pki.file("ca.crt");
-    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
-    let dir = TempDir::new("mysql-tls");
-    let marker = dir.join("ran");
-    let touch = ["sh", "-c", &format!("touch {}", marker.display())];
-    let verified = tls_env(&server, "tls", "verify_identity", &with_ca);
-    run(&verified, &touch).expect(0);
-    assert!(marker.exists(), "the command must run");
-    run(&verified, &["true"]).expect(200);
-    // The release went over TLS too: the row is in its grace.
-    let key = verified.iter().find(|(name, _)| name == "CRONLOCK_KEY").unwrap();
-    assert_eq!(
-        server.sql(&format!(
-            "SELECT state FROM cronlock.cronlock_locks WHERE name = 'cronlock.{}'",
-            key.1
-        )),
-        "done"
+    sql_tls_modes_take_the_lock(
+        |mode, more| tls_env(&server, "tls", mode, more),
+        SqlTlsModes {
+            verified: "verify_identity",
+            others: &["verify_ca", "required", "preferred"],
+            disabled: "disabled",
+        },
+        &ca,
+        "refused the login",
+        TLS_PASSWORD,
+        |key| {
+            server.sql(&format!(
+                "SELECT state FROM cronlock.cronlock_locks WHERE name = 'cronlock.{key}'"
+            )) == "done"
+        },
     );
-    for mode in ["verify_ca", "required", "preferred"] {
-        run(&tls_env(&server, "tls", mode, &with_ca), &["true"]).expect(0);
-    }
+    // Without an ssl-mode the client does not use TLS either.
+    expect_refusal(&tls_env(&server, "tls", "", &[]), "refused the login", &[TLS_PASSWORD]);
     // The hold checks (every 250 ms, reading the idle TLS connection
     // without a round trip) see nothing from a server that stays.
     let verbose = tls_env(
         &server,
         "tls",
         "verify_identity",
-        &[with_ca[0], ("CRONLOCK_VERBOSE", "yes")],
+        &[("CRONLOCK_TLS_CA_FILE", ca.as_str()), ("CRONLOCK_VERBOSE", "yes")],
     );
     let held = run(&verbose, &["sleep", "1.2"]);
     held.expect(0);
     assert!(!held.stderr().contains("back"), "{}", held.stderr());
-    // By name: localhost is in the certificate too.
-    let by_name: Vec<(String, String)> = tls_env(&server, "tls", "verify_identity", &with_ca)
-        .into_iter()
-        .map(|(name, value)| (name, value.replace("@127.0.0.1:", "@localhost:")))
-        .collect();
-    run(&by_name, &["true"]).expect(0);
-    // CRONLOCK_TLS=yes without an ssl-mode verifies the name as well.
-    run(
-        &tls_env(&server, "tls", "", &[with_ca[0], ("CRONLOCK_TLS", "yes")]),
-        &["true"],
-    )
-    .expect(0);
-    // The same user without TLS is turned away: the runs above used TLS.
-    expect_refusal(
-        &tls_env(&server, "tls", "disabled", &[]),
-        "refused the login",
-        &[TLS_PASSWORD],
-    );
-    expect_refusal(&tls_env(&server, "tls", "", &[]), "refused the login", &[TLS_PASSWORD]);
 }
 
 #[test]

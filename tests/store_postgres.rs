@@ -68,44 +68,22 @@ fn tls_env(server: &Postgres, user: &str, mode: &str, more: &[(&str, &str)]) -> 
 fn tls_modes_take_the_lock_as_a_role_allowed_only_over_tls() {
     let pki = Pki::new();
     let server = tls_server(&pki);
-    let ca = pki.file("ca.crt");
-    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
-    let dir = TempDir::new("pg-tls");
-    let marker = dir.join("ran");
-    let touch = ["sh", "-c", &format!("touch {}", marker.display())];
-    let verified = tls_env(&server, "locker", "verify-full", &with_ca);
-    run(&verified, &touch).expect(0);
-    assert!(marker.exists(), "the command must run");
-    run(&verified, &["true"]).expect(200);
-    // The release went over TLS too: the row is in its grace.
-    let key = verified.iter().find(|(name, _)| name == "CRONLOCK_KEY").unwrap();
-    assert_eq!(
-        server.sql(&format!(
-            "SELECT running FROM locker.cronlock_locks WHERE name = 'cronlock.{}'::bytea",
-            key.1
-        )),
-        "f"
-    );
-    for mode in ["verify-ca", "require", "prefer"] {
-        run(&tls_env(&server, "locker", mode, &with_ca), &["true"]).expect(0);
-    }
-    // By name: localhost is in the certificate too.
-    let by_name: Vec<(String, String)> = tls_env(&server, "locker", "verify-full", &with_ca)
-        .into_iter()
-        .map(|(name, value)| (name, value.replace("@127.0.0.1:", "@localhost:")))
-        .collect();
-    run(&by_name, &["true"]).expect(0);
-    // CRONLOCK_TLS=yes without an sslmode is verify-full.
-    run(
-        &tls_env(&server, "locker", "", &[with_ca[0], ("CRONLOCK_TLS", "yes")]),
-        &["true"],
-    )
-    .expect(0);
-    // pg_hba.conf turns the role away without TLS: the runs above used it.
-    expect_refusal(
-        &tls_env(&server, "locker", "disable", &[]),
+    // pg_hba.conf turns the role away without TLS.
+    sql_tls_modes_take_the_lock(
+        |mode, more| tls_env(&server, "locker", mode, more),
+        SqlTlsModes {
+            verified: "verify-full",
+            others: &["verify-ca", "require", "prefer"],
+            disabled: "disable",
+        },
+        &pki.file("ca.crt"),
         "no encryption",
-        &[TLS_PASSWORD],
+        TLS_PASSWORD,
+        |key| {
+            server.sql(&format!(
+                "SELECT running FROM locker.cronlock_locks WHERE name = 'cronlock.{key}'::bytea"
+            )) == "f"
+        },
     );
 }
 

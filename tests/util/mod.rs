@@ -455,6 +455,55 @@ pub fn sql_tls_env(url: String, param: &str, mode: &str, more: &[(&str, &str)]) 
     with(&env, more)
 }
 
+/// A SQL store's TLS modes, as its URL names them.
+pub struct SqlTlsModes<'a> {
+    /// The mode that verifies the certificate and the host name.
+    pub verified: &'a str,
+    /// The other modes that use TLS.
+    pub others: &'a [&'a str],
+    /// The mode without TLS.
+    pub disabled: &'a str,
+}
+
+/// The steps the SQL stores' TLS tests share, as a user the server lets in
+/// over TLS only: `env(mode, more)` gives a run's settings with that mode
+/// in the URL (none for an empty one) and a fresh key. A verified run takes
+/// the lock and runs its command, the next finds it held, and
+/// `in_grace(key)` must find that key's lock in its grace (the release went
+/// over TLS too); every other mode takes the lock, so does the verified mode
+/// by the name `localhost` and `CRONLOCK_TLS=yes` without a mode; and the
+/// mode without TLS is turned away with a line containing `refused`.
+pub fn sql_tls_modes_take_the_lock(
+    env: impl Fn(&str, &[(&str, &str)]) -> Vec<(String, String)>,
+    modes: SqlTlsModes,
+    ca: &str,
+    refused: &str,
+    password: &str,
+    in_grace: impl Fn(&str) -> bool,
+) {
+    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca)];
+    let dir = TempDir::new("sql-tls");
+    let verified = env(modes.verified, &with_ca);
+    run(&verified, &marker(&dir)).expect(0);
+    assert_eq!(runs(&dir), 1, "the command must run");
+    run(&verified, &["true"]).expect(200);
+    let key = verified.iter().find(|(name, _)| name == "CRONLOCK_KEY").unwrap();
+    assert!(in_grace(&key.1), "the release did not leave the lock in its grace");
+    for mode in modes.others {
+        run(&env(mode, &with_ca), &["true"]).expect(0);
+    }
+    // By name: localhost is in the certificate too.
+    let by_name: Vec<(String, String)> = env(modes.verified, &with_ca)
+        .into_iter()
+        .map(|(name, value)| (name, value.replace("@127.0.0.1:", "@localhost:")))
+        .collect();
+    run(&by_name, &["true"]).expect(0);
+    // CRONLOCK_TLS=yes without a mode verifies the name as well.
+    run(&env("", &[with_ca[0], ("CRONLOCK_TLS", "yes")]), &["true"]).expect(0);
+    // The server turns the user away without TLS: the runs above used it.
+    expect_refusal(&env(modes.disabled, &[]), refused, &[password]);
+}
+
 /// This machine's clock, in unix seconds.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
