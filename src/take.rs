@@ -118,10 +118,10 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
 
 /// xorshift64*, seeded from the clock and the pid: enough to spread hosts
 /// and waiters apart, and nothing here needs more.
-struct Random(u64);
+pub(crate) struct Random(u64);
 
 impl Random {
-    fn seeded() -> Random {
+    pub(crate) fn seeded() -> Random {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -144,6 +144,11 @@ impl Random {
     /// `base` give or take a quarter.
     fn around(&mut self, base: Duration) -> Duration {
         base * 3 / 4 + self.up_to(base / 2)
+    }
+
+    /// `base` give or take a half.
+    pub(crate) fn around_half(&mut self, base: Duration) -> Duration {
+        base / 2 + self.up_to(base)
     }
 }
 
