@@ -72,6 +72,9 @@ enum Failure {
     InFlight(String),
     /// Another try will not help (the server is not memcached, or refused a request).
     Fatal(String),
+    /// The server is at its connection limit (`-c`): it answered "ERROR Too
+    /// many open connections" and closed; see `Reconnects::busy`.
+    Busy(String),
 }
 
 impl From<io::Error> for Failure {
@@ -170,6 +173,10 @@ impl<'a> MemcachedLock<'a> {
             };
             let message = match err {
                 Failure::Fatal(message) => bail!("{}: {message}", self.describe()),
+                Failure::Busy(message) => {
+                    reconnects.busy(&self.describe(), &message, self.target.timeout)?;
+                    continue;
+                }
                 Failure::Connect(message) | Failure::InFlight(message) => message,
             };
             reconnects.after(&self.describe(), &message)?;
@@ -378,7 +385,12 @@ impl LockStore for MemcachedLock<'_> {
             Some(connection) => connection,
             None => match Connection::open(&self.target.host, self.target.port, timeout) {
                 Ok(connection) => connection,
-                Err(Failure::Connect(message) | Failure::InFlight(message) | Failure::Fatal(message)) => {
+                Err(
+                    Failure::Connect(message)
+                    | Failure::InFlight(message)
+                    | Failure::Fatal(message)
+                    | Failure::Busy(message),
+                ) => {
                     return Renewal::Unconfirmed {
                         message: format!("{}: {message}", self.describe()),
                         maybe_sent: false,
@@ -407,12 +419,15 @@ impl LockStore for MemcachedLock<'_> {
                     None => Renewal::Lost,
                 }
             }
-            Err(Failure::Connect(message) | Failure::InFlight(message) | Failure::Fatal(message)) => {
-                Renewal::Unconfirmed {
-                    message: format!("{}: {message}", self.describe()),
-                    maybe_sent: sent,
-                }
-            }
+            Err(
+                Failure::Connect(message)
+                | Failure::InFlight(message)
+                | Failure::Fatal(message)
+                | Failure::Busy(message),
+            ) => Renewal::Unconfirmed {
+                message: format!("{}: {message}", self.describe()),
+                maybe_sent: sent,
+            },
         }
     }
 }
@@ -648,6 +663,11 @@ fn reply_error(line: &[u8]) -> Failure {
 }
 
 fn not_memcached(bytes: &[u8]) -> Failure {
+    // What memcached writes to a connection over its limit (`-c`) before
+    // closing it, whatever the first request was.
+    if bytes.starts_with(b"ERROR Too many open connections") {
+        return Failure::Busy(shown(bytes));
+    }
     Failure::Fatal(format!("not a memcached server (it answered: {})", shown(bytes)))
 }
 
@@ -681,6 +701,15 @@ mod tests {
             exptime(1_000_000 + RELATIVE_LIMIT + 1, 1_000_000),
             1_000_000 + RELATIVE_LIMIT + 1
         );
+    }
+
+    #[test]
+    fn a_server_over_its_connection_limit_is_busy_not_foreign() {
+        assert!(matches!(
+            not_memcached(b"ERROR Too many open connections\r\n"),
+            Failure::Busy(_)
+        ));
+        assert!(matches!(not_memcached(b"+PONG"), Failure::Fatal(_)));
     }
 
     #[test]

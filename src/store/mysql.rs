@@ -93,6 +93,17 @@ pub struct MysqlLock<'a> {
 enum Failure {
     /// The server could not be reached or the connection broke: try again.
     Retry(String),
+    /// The server has too many connections (1040): alive, and free again in
+    /// a moment; see `Reconnects::busy`.
+    Busy(String),
+    /// The transaction lost a deadlock or a row-lock wait, or its insert met
+    /// a row that a concurrent run had just written (1213, 1205, 1062): the
+    /// connection is fine. Rolled back (and an acquire's `GET_LOCK` let go
+    /// of, on the same connection, see `try_acquire`), it is tried again
+    /// after a short pause. Before, these dropped the connection: the
+    /// retry's `GET_LOCK` then found the old connection's name not yet freed
+    /// by the server and reported the lock held, though nobody held it.
+    Conflict(String),
     /// The lock table does not exist yet.
     NoTable,
     /// Anything else: stop with this message.
@@ -328,6 +339,20 @@ impl<'a> MysqlLock<'a> {
                 Err(Failure::NoTable) => {
                     return Err(anyhow!("{}: table {TABLE} vanished while in use", self.describe()));
                 }
+                Err(Failure::Busy(err)) => {
+                    self.conn = None;
+                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    continue;
+                }
+                Err(Failure::Conflict(err)) => {
+                    // A deadlock rolled the whole transaction back, a lock
+                    // wait only the statement: end it, on the same connection.
+                    if self.batch("ROLLBACK").is_err() {
+                        self.conn = None;
+                    }
+                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    continue;
+                }
                 Err(Failure::Retry(err)) => err,
             };
             self.conn = None;
@@ -341,7 +366,9 @@ impl<'a> MysqlLock<'a> {
         let created = match self.conn() {
             Ok(conn) => conn.query_drop(CREATE_TABLE),
             Err(Failure::Fatal(err)) => return Err(err),
-            Err(Failure::Retry(err)) => return Err(anyhow!("cannot reach {} ({err})", self.describe())),
+            Err(Failure::Retry(err) | Failure::Busy(err) | Failure::Conflict(err)) => {
+                return Err(anyhow!("cannot reach {} ({err})", self.describe()))
+            }
             Err(Failure::NoTable) => return Err(anyhow!("{}: no table {TABLE}", self.describe())),
         };
         match created {
@@ -354,7 +381,7 @@ impl<'a> MysqlLock<'a> {
             )),
             Err(err) => match self.classify(err, false) {
                 Failure::Fatal(err) => Err(err),
-                Failure::Retry(err) => {
+                Failure::Retry(err) | Failure::Busy(err) | Failure::Conflict(err) => {
                     Err(anyhow!("{}: creating table {TABLE}: {err}", self.describe()))
                 }
                 Failure::NoTable => Err(anyhow!("{}: creating table {TABLE} failed", self.describe())),
@@ -382,9 +409,11 @@ impl<'a> MysqlLock<'a> {
         match err {
             mysql::Error::MySqlError(err) => match err.code {
                 1146 => Failure::NoTable,
-                // Too many connections, lock wait timeout, deadlock, shutdown
-                // in progress, connection killed, idle disconnect.
-                1040 | 1205 | 1213 | 1053 | 1927 | 4031 => Failure::Retry(err.message),
+                1040 => Failure::Busy(err.message),
+                // Deadlock, lock wait timeout, duplicate key.
+                1213 | 1205 | 1062 => Failure::Conflict(err.message),
+                // Shutdown in progress, connection killed, idle disconnect.
+                1053 | 1927 | 4031 => Failure::Retry(err.message),
                 1045 => Failure::Fatal(anyhow!(
                     "{at} refused the login: {} (check the user and password in CRONLOCK_URL)",
                     err.message
@@ -436,26 +465,28 @@ impl<'a> MysqlLock<'a> {
     }
 
     fn try_acquire(&mut self, claim: &Claim, name: &str, lock: &str) -> Result<Acquire, Failure> {
-        let sets = match self.batch(&format!(
+        let result = self.acquire_once(claim, name, lock);
+        if matches!(result, Err(Failure::NoTable | Failure::Conflict(_))) {
+            // The GET_LOCK taken on the way may be ours: let go of it here,
+            // on this connection. A closed connection's lock is freed only
+            // when the server gets round to it, and the retry (once the
+            // table exists, or after the conflict) could still find it
+            // taken and report the lock held.
+            if self.batch(&format!("ROLLBACK; DO RELEASE_LOCK({lock})")).is_err() {
+                self.conn = None;
+            }
+        }
+        result
+    }
+
+    fn acquire_once(&mut self, claim: &Claim, name: &str, lock: &str) -> Result<Acquire, Failure> {
+        let sets = self.batch(&format!(
             "SET SESSION wait_timeout = {IDLE_SECONDS}; \
              SELECT GET_LOCK({lock}, 0), IS_USED_LOCK({lock}), CONNECTION_ID(); \
              START TRANSACTION; \
              SELECT expires_at, state, token, holder FROM {TABLE} WHERE name = {name} FOR UPDATE; \
              SELECT UNIX_TIMESTAMP()"
-        )) {
-            Err(Failure::NoTable) => {
-                // The GET_LOCK above may be ours: let go of it here, on this
-                // connection. A closed connection's lock is freed only when
-                // the server gets round to it, and the retry (on a new
-                // connection, once the table exists) could still find it
-                // taken and report the lock held.
-                if self.batch(&format!("ROLLBACK; DO RELEASE_LOCK({lock})")).is_err() {
-                    self.conn = None;
-                }
-                return Err(Failure::NoTable);
-            }
-            other => other?,
-        };
+        ))?;
         let [locks, rows, clock] = sets.as_slice() else {
             return Err(Failure::Fatal(anyhow!(
                 "{}: unexpected answer to the lock query",
@@ -756,7 +787,7 @@ impl LockStore for MysqlLock<'_> {
         });
         let found = match retaken {
             // Nobody can take it over through a server we cannot reach.
-            Err(Failure::Retry(why)) => Retake::Unreachable(why),
+            Err(Failure::Retry(why) | Failure::Busy(why) | Failure::Conflict(why)) => Retake::Unreachable(why),
             Err(Failure::NoTable) => Retake::TableGone,
             Err(Failure::Fatal(err)) => Retake::Failed(format!("{err:#}")),
             Ok((got, moved)) => {
@@ -814,10 +845,12 @@ impl LockStore for MysqlLock<'_> {
                 },
                 None => Renewal::Lost,
             },
-            Err(Failure::Retry(message)) => Renewal::Unconfirmed {
-                message: format!("{}: {message}", self.describe()),
-                maybe_sent,
-            },
+            Err(Failure::Retry(message) | Failure::Busy(message) | Failure::Conflict(message)) => {
+                Renewal::Unconfirmed {
+                    message: format!("{}: {message}", self.describe()),
+                    maybe_sent,
+                }
+            }
             Err(Failure::NoTable) => Renewal::Lost,
             Err(Failure::Fatal(err)) => Renewal::Unconfirmed {
                 message: format!("{err:#}"),

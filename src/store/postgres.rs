@@ -209,6 +209,9 @@ pub fn advisory_hash(key: &[u8]) -> i64 {
 enum Failure {
     /// The connection could not be made or broke; trying again may help.
     Retry(String),
+    /// The server has too many clients (53300): alive, and free again in a
+    /// moment; see `Reconnects::busy`.
+    Busy(String),
     /// Trying again will not help (refused login, bad database, TLS, SQL error).
     Fatal(anyhow::Error),
     /// The table is missing.
@@ -352,7 +355,7 @@ impl<'a> PostgresLock<'a> {
                     Timed::Out => Failure::Retry(format!("no answer within {}s", limit.unwrap_or_default().as_secs())),
                     Timed::Err(err) => classify(&err),
                 };
-                if matches!(failure, Failure::Retry(_)) {
+                if matches!(failure, Failure::Retry(_) | Failure::Busy(_)) {
                     // Its state is unknown: never reused.
                     self.client = None;
                     self.first_connection = false;
@@ -374,6 +377,12 @@ impl<'a> PostgresLock<'a> {
         loop {
             let err = match self.try_query(sql, params, self.target.timeout) {
                 Err(Failure::Retry(err)) => err,
+                Err(Failure::Busy(err)) => {
+                    reconnects
+                        .busy(&self.describe(), &err, self.target.timeout)
+                        .map_err(Failure::Fatal)?;
+                    continue;
+                }
                 other => return other,
             };
             reconnects.after(&self.describe(), &err).map_err(Failure::Fatal)?;
@@ -384,7 +393,7 @@ impl<'a> PostgresLock<'a> {
         match failure {
             Failure::Fatal(err) if err.downcast_ref::<DbFailure>().is_some() => err.context(self.describe()),
             Failure::Fatal(err) => err,
-            Failure::Retry(err) => anyhow!("{}: {err}", self.describe()),
+            Failure::Retry(err) | Failure::Busy(err) => anyhow!("{}: {err}", self.describe()),
             Failure::NoTable => anyhow!("{}: table {TABLE} does not exist", self.describe()),
         }
     }
@@ -461,7 +470,7 @@ impl<'a> PostgresLock<'a> {
             // A broken connection: held. (Had the takeover committed before
             // the break, the row is ours by token with no advisory lock
             // behind it: the next run sees a crashed run, which it is.)
-            Err(Failure::Retry(_)) => Ok(None),
+            Err(Failure::Retry(_) | Failure::Busy(_)) => Ok(None),
             Err(failure) => Err(self.fatal(failure)),
         }
     }
@@ -624,7 +633,7 @@ impl LockStore for PostgresLock<'_> {
         let found = match self.try_query(RETAKE, &params, Some(limit)) {
             // Nobody can take it over through a server we cannot reach; a
             // restarted one has a new life, which the takeover rule checks.
-            Err(Failure::Retry(why)) => Retake::Unreachable(why),
+            Err(Failure::Retry(why) | Failure::Busy(why)) => Retake::Unreachable(why),
             Err(Failure::NoTable) => Retake::TableGone,
             Err(Failure::Fatal(err)) => Retake::Failed(format!("{err:#}")),
             Ok(rows) => {
@@ -686,7 +695,7 @@ impl LockStore for PostgresLock<'_> {
                 None => Renewal::Lost,
             },
             Err(Failure::NoTable) => Renewal::Lost,
-            Err(Failure::Retry(message)) => Renewal::Unconfirmed {
+            Err(Failure::Retry(message) | Failure::Busy(message)) => Renewal::Unconfirmed {
                 message: format!("{}: {message}", self.describe()),
                 maybe_sent: true,
             },
@@ -782,6 +791,8 @@ fn classify(err: &tokio_postgres::Error) -> Failure {
             code if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN => {
                 return Failure::Retry(db.message().to_string())
             }
+            // "sorry, too many clients already", or only reserved slots left.
+            code if *code == SqlState::TOO_MANY_CONNECTIONS => return Failure::Busy(db.message().to_string()),
             code if *code == SqlState::INVALID_CATALOG_NAME => {
                 format!("{} (check the database name in CRONLOCK_URL)", db.message())
             }

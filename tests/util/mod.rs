@@ -307,7 +307,9 @@ pub fn cronlock(env: &[(String, String)]) -> Command {
     command
 }
 
-fn clean_env(command: &mut Command, env: &[(String, String)]) {
+/// Gives `command` (cronlock, or a program that runs it) the clean
+/// environment of [`cronlock`] plus `env`.
+pub fn clean_env(command: &mut Command, env: &[(String, String)]) {
     for (name, _) in std::env::vars_os() {
         let name_text = name.to_string_lossy();
         if name_text.starts_with("CRONLOCK_") || name_text.starts_with("AWS_") {
