@@ -72,6 +72,17 @@ fn size(default: usize) -> usize {
 /// same `CRONLOCK_KEY` for all) or `n` different ones. Each run's command
 /// touches a file of its own, whose mtime is its start.
 fn release(env: &[(String, String)], n: usize, same_job: bool) -> Herd {
+    release_then(env, n, same_job, || {})
+}
+
+/// [`release`], calling `at_release` on a thread of its own the moment the
+/// runs are let go (a failover, say).
+fn release_then(
+    env: &[(String, String)],
+    n: usize,
+    same_job: bool,
+    at_release: impl FnOnce() + Send + 'static,
+) -> Herd {
     let dir = TempDir::new("herd");
     let started = dir.join("started");
     let errors = dir.join("errors");
@@ -108,6 +119,7 @@ fn release(env: &[(String, String)], n: usize, same_job: bool) -> Herd {
     });
     let released = SystemTime::now();
     drop(barrier);
+    let action = std::thread::spawn(at_release);
     let mut exited = vec![released; n];
     let mut codes = vec![-1; n];
     let mut left = n;
@@ -135,6 +147,7 @@ fn release(env: &[(String, String)], n: usize, same_job: bool) -> Herd {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    action.join().expect("the action at the release");
     let decided = (0..n)
         .map(|i| {
             let moment = start_of(&started.join(i.to_string())).unwrap_or(exited[i]);
@@ -313,4 +326,123 @@ fn etcd_herd_runs_one_job_once_and_every_job_once() {
 fn dynamodb_herd_runs_one_job_once_and_every_job_once() {
     let server = DynamoServer::start();
     herds("dynamodb", &server.env(), size(100));
+}
+
+/// A master, its replica in sync, and a Sentinel that has seen both;
+/// the variables that send cronlock through that Sentinel.
+fn sentinel_pair() -> (RedisServer, RedisServer, SentinelServer, Vec<(String, String)>) {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()], None);
+    wait_until(Duration::from_secs(10), "the replica to sync", || {
+        replica
+            .cli(&["INFO", "replication"])
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    });
+    let sentinel = SentinelServer::start("jobs", &master, &[], None);
+    wait_until(Duration::from_secs(20), "sentinel to have asked the replica", || {
+        sentinel
+            .cli(&["SENTINEL", "replicas", "jobs"])
+            .is_some_and(|out| out.contains(&replica.port.to_string()) && out.contains("master-link-status\nok"))
+    });
+    let env = vec![
+        ("CRONLOCK_USE_SENTINEL".to_string(), "yes".to_string()),
+        (
+            "CRONLOCK_SENTINEL_HOST".to_string(),
+            format!("127.0.0.1:{}", sentinel.port),
+        ),
+        ("CRONLOCK_SENTINEL_MASTER".to_string(), "jobs".to_string()),
+    ];
+    (master, replica, sentinel, env)
+}
+
+/// Asks the Sentinel on `port` to fail `jobs` over now.
+fn failover(port: u16) {
+    let answer = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "SENTINEL", "FAILOVER", "jobs"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        String::from_utf8_lossy(&answer.stdout).contains("OK"),
+        "failover refused: {answer:?}"
+    );
+}
+
+/// A herd of one job through Sentinel, released as Sentinel starts to fail
+/// the master over: the job runs once, every other run exits 200, none 201.
+#[test]
+fn sentinel_herd_released_at_a_failover_runs_the_job_once() {
+    let (_master, replica, sentinel, env) = sentinel_pair();
+    let port = sentinel.port;
+    let n = size(200);
+    let herd = release_then(&env, n, true, move || failover(port));
+    report("sentinel-failover", "same-job", &herd);
+    assert_eq!(herd.count(201), 0, "runs exited 201:\n{}", herd.failures());
+    assert_eq!(herd.started, 1, "the job must run exactly once:\n{}", herd.failures());
+    assert_eq!(
+        herd.count(200),
+        n - 1,
+        "every other run exits 200:\n{}",
+        herd.failures()
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "sentinel to name the replica as master",
+        || sentinel.master_port("jobs") == Some(replica.port),
+    );
+}
+
+/// A holder runs its job while Sentinel fails the master over; herds of the
+/// same job keep coming all through the failover. Every one of them exits
+/// 200 (the lock was on the replica before it was promoted), the holder's
+/// release after the failover reaches the new master (exit 0, not 201 for
+/// a write sent to the demoted one), and then the job runs again, once.
+#[test]
+fn sentinel_holder_keeps_its_job_across_a_failover_while_herds_exit_200() {
+    let (_master, replica, sentinel, env) = sentinel_pair();
+    let env = with(&env, &[("CRONLOCK_GRACE", "0")]);
+    let dir = TempDir::new("sentinel-holder");
+    let gated = Gated::new(&dir, "holder");
+    let holder = spawn_gated(&with(&env, &[("CRONLOCK_KEY", "herd")]), &gated, "");
+    gated.wait_started();
+    failover(sentinel.port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut after_switch = 0;
+    while after_switch < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sentinel did not fail over within 30 s"
+        );
+        if sentinel.master_port("jobs") == Some(replica.port) {
+            after_switch += 1;
+        }
+        let wave = release(&env, size(50), true);
+        assert_eq!(
+            wave.started,
+            0,
+            "a run started the job beside its holder:\n{}",
+            wave.failures()
+        );
+        assert_eq!(
+            wave.count(200),
+            wave.codes.len(),
+            "every run exits 200:\n{}",
+            wave.failures()
+        );
+    }
+    gated.open();
+    let output = holder.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the holder's release after the failover: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let next = release(&env, size(50), true);
+    assert_eq!(
+        next.started,
+        1,
+        "the job runs once after the release:\n{}",
+        next.failures()
+    );
+    assert_eq!(next.count(201), 0, "{}", next.failures());
 }

@@ -454,6 +454,18 @@ impl<'a> MysqlLock<'a> {
                 "{at} offers no TLS, but CRONLOCK_URL's ssl-mode asks for it (use ssl-mode=preferred or disabled)"
             )),
             mysql::Error::TlsError(err) => Failure::Fatal(anyhow!("{at}: TLS: {err}")),
+            // The greeting did not come within the timeout: a server that a
+            // herd keeps busy, as often as one that is no MySQL server.
+            mysql::Error::CodecError(err)
+                if connecting
+                    && std::error::Error::source(&err)
+                        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+                        .is_some_and(|io| {
+                            matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                        }) =>
+            {
+                Failure::Retry(format!("no greeting in time ({err}); is it a MySQL server?"))
+            }
             mysql::Error::CodecError(err) if connecting => Failure::Fatal(anyhow!(
                 "{at} did not answer as a MySQL server does ({err}); check the host and port"
             )),

@@ -7,7 +7,7 @@ mod sentinel;
 mod wire;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::Cmd;
 use anyhow::{bail, Result};
@@ -21,6 +21,13 @@ use wire::{Connection, WireError};
 
 /// How many redirects one command may follow before we call it a loop.
 const MAX_REDIRECTS: u32 = 16;
+/// Through Sentinel, a connection quiet for this long is not trusted to
+/// reach the master: the next request asks Sentinel again. A command runs
+/// for seconds or days between the acquire and the release; had Sentinel
+/// failed the master over meanwhile, the release (or a renewal) would be
+/// written to the old master, whose data the new one never gets, and the
+/// new master would keep the lock until its RELEASE ran out.
+const SENTINEL_QUIET: Duration = Duration::from_secs(1);
 
 /// Whether a command may be sent again when its outcome is unknown (the
 /// connection broke after it was sent).
@@ -69,6 +76,8 @@ pub struct Session<'a> {
     /// or wherever the cluster redirected us.
     node: Option<(String, u16)>,
     connection: Option<Connection>,
+    /// When the connection last answered.
+    answered: Option<Instant>,
 }
 
 enum Failure {
@@ -78,6 +87,9 @@ enum Failure {
     InFlight(String),
     /// The server answered with an error.
     Server(ServerError),
+    /// Through Sentinel, a write reached a replica (`READONLY`): the master
+    /// we were given is being failed over, and the write did not run.
+    Demoted(String),
     /// The cluster sent us elsewhere.
     Redirect { host: String, port: u16, ask: bool },
     /// Not a connection problem: stop at once.
@@ -116,6 +128,7 @@ impl<'a> Session<'a> {
             tls,
             node: None,
             connection: None,
+            answered: None,
         })
     }
 
@@ -147,6 +160,14 @@ impl<'a> Session<'a> {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(err)) => return Err(err.context(self.describe())),
                 Err(Failure::Server(err)) => return Err(self.server_error(&err)),
+                Err(Failure::Demoted(err)) => {
+                    // Sentinel names the new master within moments: ask
+                    // again soon, not after the backoff meant for a dead server.
+                    self.connection = None;
+                    self.node = None;
+                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    continue;
+                }
                 Err(Failure::InFlight(err)) if retry == Retry::OnlyIfUnsent => {
                     bail!(
                         "{}: connection lost before the answer came ({err}); the lock may stay taken until it expires",
@@ -181,6 +202,7 @@ impl<'a> Session<'a> {
             Err(Failure::InFlight(err)) => (err, true),
             Err(Failure::Fatal(err)) => (format!("{err:#}"), true),
             Err(Failure::Server(err)) => (format!("{:#}", self.server_error(&err)), true),
+            Err(Failure::Demoted(err)) => (err, false),
             Err(Failure::Redirect { .. }) => ("redirect not followed".to_string(), true),
         };
         self.connection = None;
@@ -226,6 +248,14 @@ impl<'a> Session<'a> {
     }
 
     fn try_query(&mut self, packed: &[u8], asking: bool, timeout: Option<Duration>) -> Result<Reply, Failure> {
+        if self.target.sentinel.is_some() && self.answered.is_some_and(|at| at.elapsed() >= SENTINEL_QUIET) {
+            self.report.info(format_args!(
+                "{} has been quiet: asking Sentinel again",
+                self.describe()
+            ));
+            self.connection = None;
+            self.node = None;
+        }
         match self.connection.as_mut() {
             Some(connection) => connection
                 .set_timeout(timeout)
@@ -262,7 +292,11 @@ impl<'a> Session<'a> {
                 return Err(Failure::Fatal(anyhow::Error::new(AuthRejected { message, reply })));
             }
         }
+        self.answered = Some(Instant::now());
         match reply {
+            Reply::Error(err) if err.code() == "READONLY" && self.target.sentinel.is_some() => {
+                Err(Failure::Demoted(err.to_string()))
+            }
             Reply::Error(err) => Err(classify(err)),
             value => Ok(value),
         }
