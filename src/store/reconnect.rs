@@ -60,7 +60,7 @@ impl<'a> Reconnects<'a> {
         let since = *self.busy_since.get_or_insert_with(Instant::now);
         if limit.is_some_and(|limit| since.elapsed() >= limit) {
             bail!(
-                "{server} refused every connection for {}s: {err} (raise its connection limit, put a pooler in front, or spread the fleet's start with CRONLOCK_JITTER)",
+                "{server}: {err}; still so after {}s of retries (a server at its connection limit: raise the limit, put a pooler in front, or spread the fleet's start with CRONLOCK_JITTER)",
                 since.elapsed().as_secs()
             );
         }
