@@ -230,14 +230,7 @@ impl Drop for Etcd {
 /// `etcdctl` against the member on `port`; for a TLS one, `tls` holds the
 /// CA and the client certificate to use.
 fn etcdctl_command(port: u16, tls: Option<&Path>, root_password: Option<&str>) -> Command {
-    let program = find_program("etcdctl", &[]).unwrap_or_else(|| PathBuf::from("etcdctl"));
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ETCDCTL_") {
-            command.env_remove(&name);
-        }
-    }
-    command.env("ETCDCTL_API", "3").arg("--dial-timeout=2s");
+    let mut command = plain_etcdctl();
     match tls {
         Some(tls) => {
             command
@@ -253,6 +246,20 @@ fn etcdctl_command(port: u16, tls: Option<&Path>, root_password: Option<&str>) -
     if let Some(password) = root_password {
         command.arg(format!("--user=root:{password}"));
     }
+    command
+}
+
+/// `etcdctl` (API v3) with none of the caller's `ETCDCTL_*` settings, a
+/// short dial timeout, and no endpoints yet.
+pub(super) fn plain_etcdctl() -> Command {
+    let program = find_program("etcdctl", &[]).unwrap_or_else(|| PathBuf::from("etcdctl"));
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env("ETCDCTL_API", "3").arg("--dial-timeout=2s");
     command
 }
 

@@ -5,6 +5,7 @@
 
 pub mod dynamodb;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod mariadb;
 pub mod memcached;
 pub mod pki;

@@ -1,6 +1,26 @@
 //! etcd's JSON gateway (`POST /v3/...` on the client port) over one kept-alive
 //! HTTP/1.1 connection, plain or TLS: requests in, JSON values out, etcd's
-//! own error text as the error.
+//! own error text as the error; with several members, a request that one
+//! member cannot serve goes to the next.
+//!
+//! Failover, when the URL lists several members. A member can fail a
+//! request in three ways: its port refuses the connection (it is dead:
+//! costs nothing); it takes the request and does not answer (stopped,
+//! partitioned, or a follower that passed a write on to a leader that has
+//! just died, which etcd answers only after its own request timeout, 7 s
+//! with the default election timeout); or it answers that it cannot serve
+//! now (gRPC code 14, Unavailable: "no leader", "leader changed", "request
+//! timed out"). In each case the request goes to the next member in turn,
+//! each try bounded by [`MEMBER_LIMIT`] (doubled after every round of the
+//! members), with a short pause after a round in which none answered, until
+//! `CRONLOCK_REDIS_TIMEOUT` has passed since the request began. The member
+//! that answered is asked first next time, so a run pays for a stopped
+//! member once, not per request. With one member nothing changes: one try,
+//! bounded by `CRONLOCK_REDIS_TIMEOUT` alone.
+//!
+//! A request sent again may have been applied already (its answer lost, or
+//! etcd timed out waiting for a proposal that still commits). Every request
+//! of the lock recipe (`super`) is safe to apply twice; each one says why.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,6 +33,7 @@ use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
+use crate::signals;
 use crate::tls::{self, TlsSetup};
 
 /// A connection idle longer than this is not trusted to still be open (the
@@ -22,6 +43,35 @@ const IDLE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The largest answer read; the lock's answers are a few hundred bytes.
 const MAX_BODY: usize = 1 << 20;
+
+/// With several members, how long the first round of tries gives each
+/// member to connect and to answer. A healthy member answers the lock's
+/// requests in milliseconds; a follower that passed a write on to a leader
+/// that has just died keeps it for etcd's request timeout (5 s plus two
+/// election timeouts) before it says so, while the election itself takes
+/// one or two election timeouts (1 s by default): cutting the wait short
+/// and asking the next member gets the answer from the new leader sooner.
+/// Each further round doubles it, so that a cluster that is merely slow is
+/// still waited for.
+const MEMBER_LIMIT: Duration = Duration::from_secs(2);
+
+/// The pause after a round of the members in which none answered (an
+/// election under way), doubled after each such round up to
+/// [`ROUND_PAUSE_MAX`].
+const ROUND_PAUSE_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two rounds.
+const ROUND_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// At most this many rounds of the members for one request, however much
+/// time is left: the rounds are for an election, which is over in a few
+/// seconds (their pauses alone add up to 6.5 s), and members that close
+/// every connection without an answer (they want TLS, say) should fail
+/// the run in seconds, not after the whole `CRONLOCK_REDIS_TIMEOUT`.
+const MAX_ROUNDS: u32 = 10;
+
+/// How long the members are tried in turn when `CRONLOCK_REDIS_TIMEOUT` is 0
+/// (no limit): failover needs an end, and this is that setting's default.
+const FAILOVER_WITHOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Transport {
     Plain(TcpStream),
@@ -52,10 +102,22 @@ impl Write for Transport {
     }
 }
 
+impl Transport {
+    /// The socket beneath, for its timeouts.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => &s.sock,
+        }
+    }
+}
+
 struct Connection {
     reader: BufReader<Transport>,
     /// `host:port`, for the Host header and messages.
     authority: String,
+    /// The member's place in the URL's list.
+    member: usize,
     last_used: Instant,
 }
 
@@ -64,8 +126,32 @@ pub struct Gateway<'a> {
     target: &'a EtcdTarget,
     tls: Option<TlsSetup>,
     connection: Option<Connection>,
+    /// The member asked first: the one that answered last.
+    preferred: usize,
     /// The auth token (`/v3/auth/authenticate`), when the URL names a user.
     token: Option<String>,
+}
+
+/// How one try at one member failed.
+enum Failure {
+    /// No connection: the port refused it, or the TLS handshake failed.
+    /// Nothing was sent.
+    Connect(anyhow::Error),
+    /// Sent (maybe), and no usable answer: none in time, the connection
+    /// closed, or etcd said that this member cannot serve now. Another
+    /// member may do better.
+    Member(anyhow::Error),
+    /// An answer any member would give: etcd's own refusal (auth, a lease
+    /// not found) or something that is not etcd.
+    Final(anyhow::Error),
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Connect(err) | Failure::Member(err) | Failure::Final(err) => err,
+        }
+    }
 }
 
 /// An error etcd itself answered with (as opposed to a network failure).
@@ -88,6 +174,7 @@ impl<'a> Gateway<'a> {
             target,
             tls,
             connection: None,
+            preferred: 0,
             token: None,
         })
     }
@@ -135,26 +222,101 @@ impl<'a> Gateway<'a> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let members = self.target.endpoints.len();
+        if members == 1 {
+            return self.try_member(0, path, body, timeout).map_err(Failure::into_error);
+        }
+        let window = timeout.unwrap_or(FAILOVER_WITHOUT_TIMEOUT);
+        let deadline = Instant::now() + window;
+        // A short CRONLOCK_REDIS_TIMEOUT is shared out, so that one member
+        // that does not answer leaves time to ask the others.
+        let mut member_limit = MEMBER_LIMIT.min(window / members as u32);
+        let mut pause = ROUND_PAUSE_FIRST;
+        let mut failures: Vec<Option<String>> = vec![None; members];
+        let started = Instant::now();
+        let mut round = 0;
+        loop {
+            round += 1;
+            let first = self.preferred;
+            let mut refused = 0;
+            for step in 0..members {
+                let member = (first + step) % members;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.try_member(member, path, body, Some(member_limit.min(left))) {
+                    Ok(answer) => {
+                        self.preferred = member;
+                        return Ok(answer);
+                    }
+                    Err(Failure::Final(err)) => return Err(err),
+                    Err(Failure::Connect(err)) => {
+                        refused += 1;
+                        failures[member] = Some(format!("{err:#}"));
+                    }
+                    Err(Failure::Member(err)) => failures[member] = Some(format!("{err:#}")),
+                }
+            }
+            let summary = || failures.iter().flatten().cloned().collect::<Vec<_>>().join("; ");
+            if refused == members {
+                // Nobody there at all, as with a single member that is
+                // down: no election will bring one back.
+                bail!("cannot reach etcd: {}", summary());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || round == MAX_ROUNDS {
+                bail!(
+                    "no etcd member answered {path} ({round} round{} in {}): {}",
+                    if round == 1 { "" } else { "s" },
+                    seconds(started.elapsed()),
+                    summary()
+                );
+            }
+            if let Some(signal) = signals::sleep_unless_told_to_stop(pause.min(left)) {
+                bail!(
+                    "stopped by {signal} while waiting for an etcd member to answer: {}",
+                    summary()
+                );
+            }
+            pause = (pause * 2).min(ROUND_PAUSE_MAX);
+            member_limit = member_limit.saturating_mul(2);
+        }
+    }
+
+    /// One try of `path` at `member`, on the kept connection if it is to
+    /// that member and fresh, else on a new one; `timeout` bounds the
+    /// connection and each wait for the answer.
+    fn try_member(
+        &mut self,
+        member: usize,
+        path: &str,
+        body: &Value,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Value, Failure> {
         if self
             .connection
             .as_ref()
-            .is_some_and(|c| c.last_used.elapsed() > IDLE_LIMIT)
+            .is_some_and(|c| c.member != member || c.last_used.elapsed() > IDLE_LIMIT)
         {
             self.connection = None;
         }
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.connect(timeout)?,
+            None => self.connect(member, timeout).map_err(Failure::Connect)?,
         };
         let authority = connection.authority.clone();
-        let (mut connection, status, text) = exchange(connection, path, body, self.token.as_deref(), timeout)
-            .with_context(|| format!("etcd {authority}"))?;
+        let require_leader = self.target.endpoints.len() > 1;
+        let (mut connection, status, text) =
+            exchange(connection, path, body, self.token.as_deref(), require_leader, timeout)
+                .with_context(|| format!("etcd {authority}"))
+                .map_err(Failure::Member)?;
         connection.last_used = Instant::now();
         self.connection = Some(connection);
         let value: Value = serde_json::from_slice(&text).map_err(|_| {
-            anyhow!(
+            Failure::Final(anyhow!(
                 "etcd {authority}: {path} answered HTTP {status} without JSON; is this etcd's client port (v3.4 or newer)?"
-            )
+            ))
         })?;
         if status != 200 {
             let message = value
@@ -163,32 +325,35 @@ impl<'a> Gateway<'a> {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{path} answered HTTP {status}"));
-            return Err(anyhow::Error::new(EtcdError(message))).with_context(|| format!("etcd {authority}"));
+            let unavailable = unavailable(&value, &message);
+            let err = anyhow::Error::new(EtcdError(message)).context(format!("etcd {authority}"));
+            return Err(if unavailable {
+                Failure::Member(err)
+            } else {
+                Failure::Final(err)
+            });
         }
         Ok(value)
     }
 
-    /// Connects to the first member that answers, in the URL's order.
-    fn connect(&self, timeout: Option<Duration>) -> Result<Connection> {
-        let mut failures = Vec::new();
-        for (host, port) in &self.target.endpoints {
-            let authority = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            match self.connect_one(host, *port, timeout) {
-                Ok(transport) => {
-                    return Ok(Connection {
-                        reader: BufReader::new(transport),
-                        authority,
-                        last_used: Instant::now(),
-                    })
-                }
-                Err(err) => failures.push(format!("{authority}: {err:#}")),
-            }
+    /// Connects to `member`.
+    fn connect(&self, member: usize, timeout: Option<Duration>) -> Result<Connection> {
+        let (host, port) = &self.target.endpoints[member];
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        match self.connect_one(host, *port, timeout) {
+            Ok(transport) => Ok(Connection {
+                reader: BufReader::new(transport),
+                authority,
+                member,
+                last_used: Instant::now(),
+            }),
+            Err(err) if self.target.endpoints.len() == 1 => bail!("cannot reach etcd: {authority}: {err:#}"),
+            Err(err) => bail!("{authority}: {err:#}"),
         }
-        bail!("cannot reach etcd: {}", failures.join("; "))
     }
 
     fn connect_one(&self, host: &str, port: u16, timeout: Option<Duration>) -> Result<Transport> {
@@ -237,12 +402,31 @@ impl<'a> Gateway<'a> {
     }
 }
 
-/// Sends one request and reads its answer: (the connection back, status, body).
+/// Whether etcd's error answer means "not now, maybe elsewhere": gRPC code
+/// 14 (Unavailable: no leader, leader changed, request timed out, member
+/// stopping) or 8 with "too many requests" (a member whose applies lag).
+fn unavailable(answer: &Value, message: &str) -> bool {
+    match answer.get("code").and_then(Value::as_i64) {
+        Some(14) => true,
+        Some(8) => message.contains("too many requests"),
+        _ => false,
+    }
+}
+
+/// Sends one request and reads its answer: (the connection back, status,
+/// body). With `require_leader`, a member that knows of no leader answers
+/// "no leader" at once (the gateway passes `Grpc-Metadata-*` headers on as
+/// gRPC metadata, and `hasleader: true` is what `clientv3.WithRequireLeader`
+/// sends) instead of holding the request until its own request timeout:
+/// another member, or the same one after the election, can then be asked.
+/// Not with a single member, which has nobody else to ask, and which stays
+/// as it was.
 fn exchange(
     mut connection: Connection,
     path: &str,
     body: &Value,
     token: Option<&str>,
+    require_leader: bool,
     timeout: Option<Duration>,
 ) -> Result<(Connection, u16, Vec<u8>)> {
     let payload = body.to_string();
@@ -254,11 +438,14 @@ fn exchange(
     if let Some(token) = token {
         request.push_str(&format!("Authorization: {token}\r\n"));
     }
+    if require_leader {
+        request.push_str("Grpc-Metadata-Hasleader: true\r\n");
+    }
     request.push_str("\r\n");
     request.push_str(&payload);
     let explain = |err: io::Error| match err.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            anyhow!("no answer within {}s", timeout.map_or(0, |t| t.as_secs()))
+            anyhow!("no answer within {}", seconds(timeout.unwrap_or_default()))
         }
         _ => match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             Some(tls_error) => anyhow!(tls::explain(tls_error)),
@@ -266,6 +453,15 @@ fn exchange(
         },
     };
     let transport = connection.reader.get_mut();
+    // This request's limit, which may be shorter than the one the
+    // connection was opened with (a renewal's, a member's try).
+    // (A zero timeout would be refused: what is left of a renewal's time
+    // may round down to nothing.)
+    let socket_timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+    transport
+        .tcp()
+        .set_read_timeout(socket_timeout)
+        .and_then(|()| transport.tcp().set_write_timeout(socket_timeout))?;
     transport
         .write_all(request.as_bytes())
         .and_then(|()| transport.flush())
@@ -341,6 +537,15 @@ fn exchange(
         connection.last_used = Instant::now() - IDLE_LIMIT * 2;
     }
     Ok((connection, status, text))
+}
+
+/// A duration for messages: whole seconds as "2s", else "0.5s".
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// One line, failing on a closed connection instead of returning nothing.

@@ -52,6 +52,9 @@ impl<'a> EtcdLock<'a> {
         })
     }
 
+    /// Grants a lease of `ttl` seconds. Sent twice (a retry at another
+    /// member after a lost answer), it grants two: the one we never hear of
+    /// carries no key and expires on its own.
     fn grant(&mut self, ttl: i64) -> Result<i64> {
         let answer = self
             .gateway
@@ -68,7 +71,9 @@ impl<'a> EtcdLock<'a> {
         }
     }
 
-    /// Revokes `id` (deleting the keys attached to it); false if it was gone already.
+    /// Revokes `id` (deleting the keys attached to it); false if it was gone
+    /// already, which is also what a retry of a revoke that was applied
+    /// finds: the callers then look at the lock itself.
     fn revoke(&mut self, id: i64) -> Result<bool> {
         match self
             .gateway
@@ -85,6 +90,16 @@ impl<'a> EtcdLock<'a> {
     /// the owner, the first key under the prefix by create revision, is
     /// read. Returns (whether it existed as ours, the transaction's
     /// revision, the owner's key, create revision and lease).
+    ///
+    /// Applied twice (a retry at another member after a lost answer, or a
+    /// proposal that committed after its member said it timed out), the
+    /// second copy finds our key in place: a put on an existing key keeps
+    /// its create revision, so our place in line does not move, and the
+    /// value and lease are the same. A copy applied after our lease was
+    /// revoked fails as a whole (etcd refuses a put on a lease that is
+    /// gone), so no late copy brings a key back. Keys are named after
+    /// their lease, which etcd never grants twice: no copy touches anyone
+    /// else's key.
     fn put_and_find_owner(&mut self, name: &[u8], my_key: &[u8], rev: i64, lease: i64, value: &str) -> Result<Txn> {
         let prefix = prefix_of(name);
         let put = json!({ "request_put": { "key": b64(my_key), "value": b64(value.as_bytes()), "lease": lease.to_string() } });
@@ -198,6 +213,22 @@ struct Txn {
     owner: Option<Owner>,
 }
 
+impl Txn {
+    /// Whether `my_key` is first in line: its create revision if so, else
+    /// the owner. Told by the owner's key, not by comparing the owner's
+    /// create revision with this answer's revision: when the transaction
+    /// was applied twice, the answer is the second copy's, whose revision
+    /// is not our key's. (No key at all cannot follow our put in the same
+    /// transaction; it is read as ours, as etcd's `TryLock` would.)
+    fn first_in_line(self, my_key: &[u8]) -> std::result::Result<i64, Owner> {
+        match self.owner {
+            Some(owner) if owner.key == my_key => Ok(owner.create_revision),
+            Some(owner) => Err(owner),
+            None => Ok(self.revision),
+        }
+    }
+}
+
 /// The lock's owner: the first key under `NAME/`.
 struct Owner {
     key: Vec<u8>,
@@ -281,9 +312,8 @@ impl LockStore for EtcdLock<'_> {
                 return Err(err);
             }
         };
-        let mine = taken.revision;
-        match taken.owner {
-            Some(owner) if owner.create_revision != mine => {
+        match taken.first_in_line(&my_key) {
+            Err(owner) => {
                 // Not first in line: leave the line, as `TryLock` does.
                 self.revoke(id)?;
                 let expires_in = match owner.lease {
@@ -292,7 +322,7 @@ impl LockStore for EtcdLock<'_> {
                 };
                 Ok(Acquire::Held { expires_in })
             }
-            _ => {
+            Ok(mine) => {
                 let mut lease = Lease::new(name, start, expires_at);
                 lease.token = Some(format!("{id} {mine}"));
                 Ok(Acquire::Taken(lease))
@@ -353,6 +383,8 @@ impl LockStore for EtcdLock<'_> {
         Ok(found)
     }
 
+    /// A retry of a delete that was applied deletes whatever is there by
+    /// then, which is what a reset asks for anyway.
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
         let prefix = prefix_of(key);
         let body = json!({ "key": b64(&prefix), "range_end": b64(&prefix_end(&prefix)) });
@@ -386,7 +418,8 @@ impl LockStore for EtcdLock<'_> {
             Ok(_) => {}
             Err(err) => return unconfirmed(err),
         }
-        // A keep-alive sets the TTL back to the granted RELEASE + 1 (the lease).
+        // A keep-alive sets the TTL back to the granted RELEASE + 1 (the
+        // lease); sent twice, it does so twice.
         let answer = match self
             .gateway
             .call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }), Some(limit))
@@ -417,6 +450,43 @@ mod tests {
         assert_eq!(prefix_end(b"cronlock.job/"), b"cronlock.job0");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn a_transaction_applied_twice_still_finds_our_key_first() {
+        let my_key = key_of(b"k", 7);
+        // The second copy's answer: our key existed (the compare failed),
+        // and the revision is the second copy's, not our key's.
+        let second = Txn {
+            succeeded: false,
+            revision: 12,
+            owner: Some(Owner {
+                key: my_key.clone(),
+                create_revision: 11,
+                lease: 7,
+            }),
+        };
+        assert_eq!(second.first_in_line(&my_key).ok(), Some(11));
+        let first = Txn {
+            succeeded: true,
+            revision: 11,
+            owner: Some(Owner {
+                key: my_key.clone(),
+                create_revision: 11,
+                lease: 7,
+            }),
+        };
+        assert_eq!(first.first_in_line(&my_key).ok(), Some(11));
+        let behind = Txn {
+            succeeded: true,
+            revision: 12,
+            owner: Some(Owner {
+                key: key_of(b"k", 5),
+                create_revision: 3,
+                lease: 5,
+            }),
+        };
+        assert_eq!(behind.first_in_line(&my_key).err().map(|o| o.lease), Some(5));
     }
 
     #[test]
