@@ -15,8 +15,9 @@
 //! members), with a short pause after a round in which none answered, until
 //! `CRONLOCK_REDIS_TIMEOUT` has passed since the request began. The member
 //! that answered is asked first next time, so a run pays for a stopped
-//! member once, not per request. With one member nothing changes: one try,
-//! bounded by `CRONLOCK_REDIS_TIMEOUT` alone.
+//! member once, not per request. With one member, one try bounded by
+//! `CRONLOCK_REDIS_TIMEOUT` alone, asked again only when the member answers
+//! that it cannot serve now.
 //!
 //! A request sent again may have been applied already (its answer lost, or
 //! etcd timed out waiting for a proposal that still commits). Every request
@@ -34,6 +35,7 @@ use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
 use crate::signals;
+use crate::take::Random;
 use crate::tls::{self, TlsSetup};
 
 /// A connection idle longer than this is not trusted to still be open (the
@@ -224,7 +226,7 @@ impl<'a> Gateway<'a> {
         };
         let members = self.target.endpoints.len();
         if members == 1 {
-            return self.try_member(0, path, body, timeout).map_err(Failure::into_error);
+            return self.ask_the_only_member(path, body, timeout);
         }
         let window = timeout.unwrap_or(FAILOVER_WITHOUT_TIMEOUT);
         let deadline = Instant::now() + window;
@@ -281,6 +283,32 @@ impl<'a> Gateway<'a> {
             }
             pause = (pause * 2).min(ROUND_PAUSE_MAX);
             member_limit = member_limit.saturating_mul(2);
+        }
+    }
+
+    /// `path` at the one member there is: nobody else to ask. An answer
+    /// that it cannot serve now (Unavailable: "request timed out" when a
+    /// fleet's herd keeps it busy, "no leader" as it restarts) is asked again
+    /// after a short jittered pause, until `timeout` has passed since the
+    /// first try; anything else is final, as a request that got no answer
+    /// within `timeout` is.
+    fn ask_the_only_member(&mut self, path: &str, body: &Value, timeout: Option<Duration>) -> Result<Value> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut random = Random::seeded();
+        let mut pause = ROUND_PAUSE_FIRST;
+        loop {
+            match self.try_member(0, path, body, timeout) {
+                Err(Failure::Member(err))
+                    if err.downcast_ref::<EtcdError>().is_some()
+                        && deadline.is_none_or(|d| Instant::now() + pause < d) =>
+                {
+                    if let Some(signal) = signals::sleep_unless_told_to_stop(random.around_half(pause)) {
+                        bail!("stopped by {signal} while waiting for etcd to serve again: {err:#}");
+                    }
+                    pause = (pause * 2).min(ROUND_PAUSE_MAX);
+                }
+                other => return other.map_err(Failure::into_error),
+            }
         }
     }
 
