@@ -46,6 +46,25 @@ fn a_server_of_another_kind_exits_201_with_one_line() {
 }
 
 #[test]
+fn a_server_nobody_listens_on_is_tried_again_on_the_reconnect_schedule() {
+    let url = format!("zookeeper://127.0.0.1:{}", util::free_port());
+    let env = util::with(
+        &[("CRONLOCK_URL".to_string(), url)],
+        &[("CRONLOCK_RECONNECT_ATTEMPTS", "2")],
+    );
+    let result = util::run(&env, &["true"]);
+    result.expect(201);
+    let stderr = result.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("connection refused") && stderr.contains("after 3 attempts"),
+        "{stderr}"
+    );
+    let verbose = util::run(&util::with(&env, &[("CRONLOCK_VERBOSE", "yes")]), &["true"]);
+    assert!(verbose.stderr().contains("reconnecting in 0s (2 of 2)"), "{}", verbose.stderr());
+}
+
+#[test]
 fn a_bad_url_exits_201_with_one_line() {
     for url in ["zookeeper://", "zookeeper://h:99999", "zookeeper://h/a//b"] {
         let result = util::run(&[("CRONLOCK_URL".to_string(), url.to_string())], &["true"]);

@@ -12,6 +12,16 @@
 //! supervisor only; the watchdog's fork copies just the forking thread and
 //! runs only system calls, so the extra threads do not hurt it.
 //!
+//! Opening the session: the client reports only that no server gave one,
+//! the same whether nobody listens or a server closed the connection. A
+//! plain TCP connection then tells them apart. A server that closes it at
+//! once is over its `maxClientCnxns` (60 per address by default: a fleet's
+//! herd at second 0 meets it), one that answers `srvr` is alive: both are
+//! tried again after a short jittered pause, for up to
+//! `CRONLOCK_REDIS_TIMEOUT`. Nobody listening follows the reconnect
+//! schedule of every store (`CRONLOCK_RECONNECT_*`); a connection taken
+//! and never answered is not ZooKeeper, and ends the run.
+//!
 //! Default key styles: `/cronlock/<key>` (the key %-escaped into one node
 //! name) is a persistent node whose data is `<N> run` or `<N> keep`; the
 //! lock expires at floor(ctime / 1000) + N, the node's creation time on the
@@ -60,6 +70,7 @@ use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
+use crate::store::reconnect::Reconnects;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
 /// long after its death; the server clamps it to 2-20 ticks (4 s at least
@@ -67,6 +78,10 @@ use crate::report::Report;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one request (or the connection) may take before it is an error.
 const REQUEST_LIMIT: Duration = Duration::from_secs(5);
+/// How long the plain TCP connection that tells a busy server from a dead
+/// one may take, and then its answer: past the first SYN retransmission
+/// (1 s), for a server whose accept queue a herd has filled.
+const PROBE_LIMIT: Duration = Duration::from_millis(1500);
 /// Where default-style locks live.
 const ROOT: &str = "/cronlock";
 /// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
@@ -126,7 +141,7 @@ impl<'a> ZooKeeperLock<'a> {
     /// The session, connected on first use.
     fn session(&mut self) -> Result<&Session> {
         if self.session.is_none() {
-            let session = connect(self.target).with_context(|| self.shown())?;
+            let session = connect(self.target, &self.shown(), self.report)?;
             self.report.info(format_args!(
                 "zookeeper session {:x} ({} ms)",
                 session.client.session_id().0,
@@ -798,7 +813,12 @@ impl Session {
     }
 }
 
-fn connect(target: &ZooKeeperTarget) -> Result<Session> {
+/// Opens a session with one of `target`'s servers (named `shown` in
+/// messages). A server that takes the TCP connection and closes it (over
+/// its `maxClientCnxns` in a herd, or not serving yet) is tried again after
+/// a short jittered pause, for up to `CRONLOCK_REDIS_TIMEOUT`; none
+/// reachable at all follows the reconnect schedule of every store.
+fn connect(target: &ZooKeeperTarget, shown: &str, report: &Report) -> Result<Session> {
     let runtime = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -824,20 +844,153 @@ fn connect(target: &ZooKeeperTarget) -> Result<Session> {
         })
         .collect();
     let cluster = format!("{}{}", hosts.join(","), target.chroot.as_deref().unwrap_or(""));
-    let connecting = Client::connector()
-        .with_session_timeout(SESSION_TIMEOUT)
-        .with_fail_eagerly()
-        .connect(&cluster);
-    let client = match within(&runtime, REQUEST_LIMIT, connecting) {
-        Some(Ok(client)) => client,
-        Some(Err(ZkError::NoHosts)) => bail!("cannot connect to any server"),
-        Some(Err(err)) => bail!("cannot open a session: {err}"),
-        None => bail!(
-            "no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
-            REQUEST_LIMIT.as_secs()
-        ),
+    let mut reconnects = Reconnects::new(report, target.reconnect_attempts, target.reconnect_backoff);
+    loop {
+        let connecting = Client::connector()
+            .with_session_timeout(SESSION_TIMEOUT)
+            .with_fail_eagerly()
+            .connect(&cluster);
+        match within(&runtime, REQUEST_LIMIT, connecting) {
+            Some(Ok(client)) => return Ok(Session { runtime, client }),
+            // The client says the same whether nobody listens or a server
+            // closed the connection; a plain TCP connection tells them apart.
+            Some(Err(ZkError::NoHosts)) => match probe(&target.hosts) {
+                Unserved::Busy(why) => reconnects.busy(shown, &why, target.timeout)?,
+                Unserved::Down(why) => reconnects.after(shown, &why)?,
+                Unserved::Silent(server) => {
+                    bail!("{shown}: {server} took the connection but gave no answer (is it a ZooKeeper server?)")
+                }
+            },
+            Some(Err(err)) => bail!("{shown}: cannot open a session: {err}"),
+            None => bail!(
+                "{shown}: no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
+                REQUEST_LIMIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// Why no server gave us a session.
+enum Unserved {
+    /// A server is alive but turned us away (why): over its connection
+    /// limit, or not serving yet.
+    Busy(String),
+    /// No server could be reached at all (why).
+    Down(String),
+    /// A server took the connection and never answered (which).
+    Silent(String),
+}
+
+/// What a plain TCP connection to one server showed.
+enum Probe {
+    /// Not even connected (why).
+    Unreachable(String),
+    /// Closed at once, before reading a word: ZooKeeper's answer to a
+    /// connection over `maxClientCnxns`.
+    Closed,
+    /// A ZooKeeper answered `srvr`; false when it said it is not serving.
+    Answered(bool),
+    /// Connected, and no answer.
+    Silent,
+}
+
+/// Asks every server in turn, on a plain TCP connection, what the
+/// client's failed session could not say: whether it is reachable at all,
+/// and whether it closes new connections or answers.
+fn probe(hosts: &[(String, u16)]) -> Unserved {
+    let mut unreachable = Vec::new();
+    let mut silent = None;
+    for (host, port) in hosts {
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        match probe_one(host, *port) {
+            Probe::Closed => {
+                return Unserved::Busy(format!(
+                    "{server} closed the connection at once (over its maxClientCnxns from this host)"
+                ))
+            }
+            Probe::Answered(false) => {
+                return Unserved::Busy(format!(
+                    "{server} is not serving requests yet (starting, or without a quorum)"
+                ))
+            }
+            Probe::Answered(true) => return Unserved::Busy(format!("{server} answers but gave no session")),
+            Probe::Silent => silent = Some(server),
+            Probe::Unreachable(why) if hosts.len() == 1 => unreachable.push(why),
+            Probe::Unreachable(why) => unreachable.push(format!("{server}: {why}")),
+        }
+    }
+    match silent {
+        Some(server) => Unserved::Silent(server),
+        None => Unserved::Down(unreachable.join("; ")),
+    }
+}
+
+fn probe_one(host: &str, port: u16) -> Probe {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addresses = match (host, port).to_socket_addrs() {
+        Ok(addresses) => addresses,
+        Err(err) => return Probe::Unreachable(err.to_string()),
     };
-    Ok(Session { runtime, client })
+    let mut why = format!("{host} has no address");
+    for address in addresses {
+        let mut stream = match TcpStream::connect_timeout(&address, PROBE_LIMIT) {
+            Ok(stream) => stream,
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                why = "connection refused (nothing listens there)".to_string();
+                continue;
+            }
+            Err(err) if err.kind() == ErrorKind::TimedOut => {
+                why = format!("no TCP connection within {PROBE_LIMIT:?}");
+                continue;
+            }
+            // Taken and closed again before the connect was seen through.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Probe::Closed
+            }
+            Err(err) => {
+                why = err.to_string();
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(PROBE_LIMIT));
+        // A server over its limit closes before reading this; one that is
+        // not serving closes after answering it.
+        if stream.write_all(b"srvr").is_err() {
+            return Probe::Closed;
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) if answer.len() < 16 * 1024 => answer.extend_from_slice(&buf[..n]),
+                Ok(_) => break,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if answer.is_empty() {
+                        return Probe::Silent;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if answer.is_empty() {
+            return Probe::Closed;
+        }
+        return Probe::Answered(!String::from_utf8_lossy(&answer).contains("not currently serving"));
+    }
+    Probe::Unreachable(why)
 }
 
 /// Runs `future` on `runtime` for at most `limit` (the timer must be made

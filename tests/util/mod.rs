@@ -307,6 +307,20 @@ pub fn cronlock(env: &[(String, String)]) -> Command {
     command
 }
 
+/// [`cronlock`], started by a shell that first waits for a shared flock
+/// on `barrier`: a test that holds it exclusively releases every such run
+/// at one instant when it lets go, as cron does a fleet's at second 0.
+pub fn cronlock_behind(env: &[(String, String)], barrier: &Path) -> Command {
+    let mut command = Command::new("sh");
+    clean_env(&mut command, env);
+    command
+        .arg("-c")
+        .arg("flock -s \"$0\" true && exec \"$@\"")
+        .arg(barrier)
+        .arg(bin());
+    command
+}
+
 fn clean_env(command: &mut Command, env: &[(String, String)]) {
     for (name, _) in std::env::vars_os() {
         let name_text = name.to_string_lossy();

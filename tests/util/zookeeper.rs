@@ -20,14 +20,24 @@ const JARS: &str = "/usr/share/java";
 /// and keeps a session's set-up from waiting on the disk.
 pub struct ZooKeeper {
     pub port: u16,
+    /// The server's `maxClientCnxns`: 0 (no limit) unless
+    /// [`ZooKeeper::start_with_client_limit`] says otherwise.
+    max_client_cnxns: u32,
     /// Holds `zoo.cfg`, `data/` and `server.log`; kept across [`ZooKeeper::restart`].
     pub dir: TempDir,
     process: Option<Child>,
 }
 
 impl ZooKeeper {
-    /// A fresh server on a free port.
+    /// A fresh server on a free port, with no limit on connections per host.
     pub fn start() -> ZooKeeper {
+        ZooKeeper::start_with_client_limit(0)
+    }
+
+    /// A fresh server that accepts at most `limit` connections from one
+    /// address (`maxClientCnxns`; stock ZooKeeper's is 60) and closes the
+    /// ones over it, as a herd of hosts meets it.
+    pub fn start_with_client_limit(limit: u32) -> ZooKeeper {
         assert!(
             Path::new(JARS).join("zookeeper.jar").is_file(),
             "{JARS}/zookeeper.jar not found (scripts/test.sh installs zookeeper)"
@@ -35,6 +45,7 @@ impl ZooKeeper {
         let dir = TempDir::new("zookeeper");
         let mut server = ZooKeeper {
             port: free_port(),
+            max_client_cnxns: limit,
             dir,
             process: None,
         };
@@ -48,9 +59,10 @@ impl ZooKeeper {
         let config = format!(
             "tickTime=500\nminSessionTimeout=1000\ndataDir={}\nclientPort={}\n\
              clientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\nforceSync=no\n",
+             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns={}\nforceSync=no\n",
             data.display(),
-            self.port
+            self.port,
+            self.max_client_cnxns
         );
         let cfg = self.dir.join("zoo.cfg");
         std::fs::write(&cfg, config).unwrap();
