@@ -22,6 +22,16 @@
 //! schedule of every store (`CRONLOCK_RECONNECT_*`); a connection taken
 //! and never answered is not ZooKeeper, and ends the run.
 //!
+//! While the command runs the lock (in every key style) lives only as long
+//! as the session: once the servers have heard nothing from it for the
+//! session timeout they expire it, drop its ephemeral nodes, and another
+//! host may take the job. So the session thread sends a `sync` (which
+//! reaches the leader) six times per session timeout and keeps when the
+//! last answered one was sent, and the hold check kills the command once
+//! that is two thirds of the timeout ago, or the session is known expired:
+//! before the servers can free the lock. A fail-over to another server of
+//! the ensemble within that time changes nothing.
+//!
 //! Default key styles: `/cronlock/<key>` (the key %-escaped into one node
 //! name) is a persistent node whose data is `<N> run` or `<N> keep`; the
 //! lock expires at floor(ctime / 1000) + N, the node's creation time on the
@@ -57,13 +67,15 @@
 //! so a lease is only created while fewer than N exist, whichever tool
 //! counts.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 use zookeeper_client::{
-    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, Stat,
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, SessionState, Stat,
 };
 
 use crate::config::{Config, ZooKeeperTarget};
@@ -82,6 +94,12 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 /// one may take, and then its answer: past the first SYN retransmission
 /// (1 s), for a server whose accept queue a herd has filled.
 const PROBE_LIMIT: Duration = Duration::from_millis(1500);
+/// Heartbeats sent per session timeout, to confirm the session while a
+/// command runs.
+const HEARTBEATS_PER_TIMEOUT: u32 = 6;
+/// How often the supervisor asks whether the session is still confirmed
+/// (a look at the heartbeat's last answer, no request).
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Where default-style locks live.
 const ROOT: &str = "/cronlock";
 /// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
@@ -109,6 +127,13 @@ pub struct ZooKeeperLock<'a> {
     lockex: bool,
     report: &'a Report,
     session: Option<Session>,
+    /// The hold check found the session lost or unconfirmed for too long,
+    /// and the command was killed for it: the release does not wait for a
+    /// server (closing the session drops our ephemeral node if one can).
+    hold_lost: bool,
+    /// The hold check has said (in verbose mode) that the session goes
+    /// unconfirmed.
+    unconfirmed_said: bool,
     /// Our owner record (see `crate::owner`), kept from the take for the
     /// release, which adds when the command ended.
     owner: Vec<u8>,
@@ -118,6 +143,14 @@ pub struct ZooKeeperLock<'a> {
 struct Session {
     runtime: Arc<Runtime>,
     client: Client,
+    /// A moment no later than the session's creation request.
+    born: Instant,
+    /// Milliseconds after `born` at which the last answered heartbeat was
+    /// sent: a server has heard from the session since then at least.
+    confirmed: Arc<AtomicU64>,
+    /// The task that sends the heartbeats; it holds a handle of the client,
+    /// so it must end before the session can be closed.
+    heartbeat: JoinHandle<()>,
 }
 
 impl<'a> ZooKeeperLock<'a> {
@@ -129,6 +162,8 @@ impl<'a> ZooKeeperLock<'a> {
             lockex,
             report,
             session: None,
+            hold_lost: false,
+            unconfirmed_said: false,
             owner: Vec::new(),
         })
     }
@@ -487,6 +522,9 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        if self.hold_lost {
+            return Ok(Release::NotOurs);
+        }
         if !self.lockex {
             return self.release_default(lease, keep);
         }
@@ -581,6 +619,54 @@ impl LockStore for ZooKeeperLock<'_> {
         }
     }
 
+    fn hold_check_every(&self) -> Option<Duration> {
+        self.session.as_ref().map(|_| HOLD_CHECK_EVERY)
+    }
+
+    /// The lock (in every key style) lives only as long as our session:
+    /// once the servers expire it, its ephemeral node is gone and another
+    /// host may take the job. The command is stopped before that can
+    /// happen: as soon as the session is known lost, or has gone
+    /// unconfirmed for longer than the servers are sure to keep it. A
+    /// fail-over to another server within that time changes nothing.
+    fn check_hold(&mut self, _lease: &Lease) -> Result<(), String> {
+        let Some(session) = self.session.as_ref() else {
+            return Ok(());
+        };
+        let state = session.client.state();
+        let silent = session.unconfirmed_for();
+        let trusted = session.trusted_for();
+        let timeout = session.client.session_timeout();
+        let lost = match state {
+            SessionState::Expired => Some("the ZooKeeper session expired, and the servers dropped its lock".to_string()),
+            SessionState::Closed | SessionState::AuthFailed => Some(format!("the ZooKeeper session ended ({state})")),
+            _ if silent > trusted => Some(format!(
+                "no ZooKeeper server has confirmed the session for {:.1}s; the servers expire it, and free the lock, after {:.1}s without a word from it",
+                silent.as_secs_f64(),
+                timeout.as_secs_f64()
+            )),
+            _ => None,
+        };
+        if let Some(why) = lost {
+            self.hold_lost = true;
+            return Err(why);
+        }
+        let every = timeout / HEARTBEATS_PER_TIMEOUT;
+        if silent > every * 2 && !self.unconfirmed_said {
+            self.unconfirmed_said = true;
+            self.report.info(format_args!(
+                "no ZooKeeper server has confirmed the session for {} ms ({state}); the command is killed at {} ms unless one does",
+                silent.as_millis(),
+                trusted.as_millis()
+            ));
+        } else if silent <= every * 2 && self.unconfirmed_said {
+            self.unconfirmed_said = false;
+            self.report
+                .info(format_args!("the ZooKeeper session is confirmed again ({state})"));
+        }
+        Ok(())
+    }
+
     /// A renewal also proves the session alive: a lost session has lost its
     /// ephemeral node, which is lease loss.
     fn renew(&mut self, lease: &Lease, seconds_: i64, _after_unknown: bool, _limit: Duration) -> Renewal {
@@ -618,15 +704,60 @@ impl Drop for ZooKeeperLock<'_> {
     /// Closes the session, so that the server drops our ephemeral nodes now
     /// rather than a session timeout later.
     fn drop(&mut self) {
-        if let Some(Session { runtime, client }) = self.session.take() {
+        if let Some(Session {
+            runtime,
+            client,
+            heartbeat,
+            ..
+        }) = self.session.take()
+        {
+            // The session closes once the last handle of its client is gone,
+            // the heartbeat's too.
+            heartbeat.abort();
+            let _ = within(&runtime, Duration::from_millis(100), heartbeat);
             let mut watcher = client.state_watcher();
             drop(client);
-            let _ = within(&runtime, Duration::from_millis(500), watcher.changed());
+            // After a lost hold the servers have not been answering: a
+            // command already killed for it should not wait on them long.
+            let patience = Duration::from_millis(if self.hold_lost { 100 } else { 500 });
+            let _ = within(&runtime, patience, watcher.changed());
         }
     }
 }
 
 impl Session {
+    /// The session `client` opened (its creation asked for no earlier than
+    /// `born`), its heartbeats started.
+    fn start(runtime: Arc<Runtime>, client: Client, born: Instant) -> Session {
+        let confirmed = Arc::new(AtomicU64::new(0));
+        let every = client.session_timeout() / HEARTBEATS_PER_TIMEOUT;
+        let heartbeat = runtime.spawn(heartbeat(client.clone(), born, Arc::clone(&confirmed), every));
+        Session {
+            runtime,
+            client,
+            born,
+            confirmed,
+            heartbeat,
+        }
+    }
+
+    /// How long ago the last answered heartbeat was sent.
+    fn unconfirmed_for(&self) -> Duration {
+        let confirmed = Duration::from_millis(self.confirmed.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(confirmed)
+    }
+
+    /// How long the session may go unconfirmed before its holder must stop
+    /// its command: the servers expire it (and drop its ephemeral nodes,
+    /// which frees the lock) once they have heard nothing from it for the
+    /// session timeout, counted from no earlier than the last confirmed
+    /// heartbeat's sending. A third of the timeout is left for the hold
+    /// check's period, the kill, and the servers' clocks running a little
+    /// faster than ours.
+    fn trusted_for(&self) -> Duration {
+        self.client.session_timeout() * 2 / 3
+    }
+
     /// Runs one request to its end, within [`REQUEST_LIMIT`].
     fn call<T>(&self, request: impl std::future::Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
         within(&self.runtime, REQUEST_LIMIT, request).unwrap_or(Err(ZkError::Timeout))
@@ -846,12 +977,15 @@ fn connect(target: &ZooKeeperTarget, shown: &str, report: &Report) -> Result<Ses
     let cluster = format!("{}{}", hosts.join(","), target.chroot.as_deref().unwrap_or(""));
     let mut reconnects = Reconnects::new(report, target.reconnect_attempts, target.reconnect_backoff);
     loop {
+        // Before the request that creates the session: no server can have
+        // heard from it earlier.
+        let born = Instant::now();
         let connecting = Client::connector()
             .with_session_timeout(SESSION_TIMEOUT)
             .with_fail_eagerly()
             .connect(&cluster);
         match within(&runtime, REQUEST_LIMIT, connecting) {
-            Some(Ok(client)) => return Ok(Session { runtime, client }),
+            Some(Ok(client)) => return Ok(Session::start(runtime, client, born)),
             // The client says the same whether nobody listens or a server
             // closed the connection; a plain TCP connection tells them apart.
             Some(Err(ZkError::NoHosts)) => match probe(&target.hosts) {
@@ -997,6 +1131,30 @@ fn probe_one(host: &str, port: u16) -> Probe {
 /// inside the runtime).
 fn within<F: std::future::Future>(runtime: &Runtime, limit: Duration, future: F) -> Option<F::Output> {
     runtime.block_on(async move { tokio::time::timeout(limit, future).await.ok() })
+}
+
+/// Confirms the session every `every`, one request at a time: a `sync`,
+/// which the server the session is connected to passes to the leader, so
+/// an answer shows the ensemble serving (a follower cut off from its leader
+/// keeps answering reads for a while, and its sessions may expire at the
+/// leader meanwhile). An answered request's sending time goes into
+/// `confirmed`.
+async fn heartbeat(client: Client, born: Instant, confirmed: Arc<AtomicU64>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let sent = born.elapsed();
+        // Waited for as long as it takes (up to the session's end): a late
+        // answer still confirms the moment it was sent.
+        let answer = tokio::time::timeout(client.session_timeout(), client.sync("/")).await;
+        // An error about the path is an answer too (no sync looks at it in
+        // ZooKeeper 3.4 to 3.9, but a missing chroot must not stop a job).
+        if let Ok(Ok(()) | Err(ZkError::NoNode | ZkError::NoAuth)) = answer {
+            let sent = u64::try_from(sent.as_millis()).unwrap_or(u64::MAX);
+            confirmed.fetch_max(sent, Ordering::Relaxed);
+        }
+    }
 }
 
 fn persistent() -> CreateOptions<'static> {
