@@ -174,6 +174,37 @@ fn killing_the_follower_a_holder_is_connected_to_changes_nothing() {
     assert_eq!(std::fs::read_to_string(dir.join("ran")).unwrap().lines().count(), 2);
 }
 
+#[test]
+fn freezing_the_whole_ensemble_kills_the_holders_command_before_its_session_can_expire() {
+    let ensemble = Ensemble::start();
+    let dir = TempDir::new("frozen");
+    let env = with(&ensemble.env(), &[("CRONLOCK_KEY", "frozen")]);
+    let holder = DoomedHolder::start(&env, &dir);
+    // Frozen, no member answers and every connection stays open, as when
+    // the network between the holder and the ensemble fails.
+    let frozen = Instant::now();
+    for member in 0..3 {
+        ensemble.pause(member);
+    }
+    holder.expect_hold_lost("cronlock.frozen", "no ZooKeeper server has confirmed the session");
+    let killed_after = frozen.elapsed();
+    eprintln!("the holder's command was killed {killed_after:?} after the ensemble froze");
+    assert!(
+        killed_after < SESSION_TIMEOUT,
+        "the holder ran on for {killed_after:?}, past its session's timeout"
+    );
+    wait_until(Duration::from_secs(10), "the session timeout to pass", || {
+        frozen.elapsed() > SESSION_TIMEOUT + Duration::from_secs(1)
+    });
+    for member in 0..3 {
+        ensemble.resume(member);
+    }
+    wait_until(Duration::from_secs(20), "another run to take the job", || {
+        run(&env, &marker(&dir)).code() == 0
+    });
+    assert_eq!(runs(&dir), 1);
+}
+
 /// The ensemble for the chaos loop: a restart kills one member (the leader
 /// or one picked by the loop's random pause), waits, and starts it again.
 struct Members {
