@@ -22,6 +22,7 @@ use util::etcd::Etcd;
 use util::mariadb::MariaDb;
 use util::memcached::MemcachedServer;
 use util::postgres::Postgres;
+use util::zookeeper::ZooKeeper;
 use util::*;
 
 /// How long a herd may take to decide before the test fails: far more than
@@ -319,6 +320,15 @@ fn memcached_herd_beyond_its_connection_limit_runs_one_job_once_and_every_job_on
 fn etcd_herd_runs_one_job_once_and_every_job_once() {
     let server = Etcd::start();
     herds("etcd", &server.env(), size(300));
+}
+
+/// ZooKeeper's stock `maxClientCnxns` is 60 connections from one address,
+/// and every run here comes from 127.0.0.1: twice that. The server closes
+/// the connections over it at once, and each such run tries again.
+#[test]
+fn zookeeper_herd_beyond_max_client_cnxns_runs_one_job_once_and_every_job_once() {
+    let server = ZooKeeper::start_with_client_limit(60);
+    herds("zookeeper", &server.env(), size(120));
 }
 
 /// moto serves one request at a time (tests/util/dynamodb.rs): a smaller herd.

@@ -4,7 +4,12 @@ mod conformance;
 mod ctl_suite;
 mod util;
 
+use std::time::{Duration, Instant};
+
 use util::zookeeper::ZooKeeper;
+
+/// The session timeout cronlock asks for, which the test servers grant.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Zk(ZooKeeper);
 
@@ -43,6 +48,29 @@ fn a_server_of_another_kind_exits_201_with_one_line() {
     result.expect(201);
     assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
     drop(accepting);
+}
+
+#[test]
+fn a_server_nobody_listens_on_is_tried_again_on_the_reconnect_schedule() {
+    let url = format!("zookeeper://127.0.0.1:{}", util::free_port());
+    let env = util::with(
+        &[("CRONLOCK_URL".to_string(), url)],
+        &[("CRONLOCK_RECONNECT_ATTEMPTS", "2")],
+    );
+    let result = util::run(&env, &["true"]);
+    result.expect(201);
+    let stderr = result.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("connection refused") && stderr.contains("after 3 attempts"),
+        "{stderr}"
+    );
+    let verbose = util::run(&util::with(&env, &[("CRONLOCK_VERBOSE", "yes")]), &["true"]);
+    assert!(
+        verbose.stderr().contains("reconnecting in 0s (2 of 2)"),
+        "{}",
+        verbose.stderr()
+    );
 }
 
 #[test]
@@ -121,4 +149,37 @@ fn cronlockctl_shows_a_killed_holders_lock_as_free() {
     assert_eq!(answer["running"], false, "{answer}");
     util::run(&env, &["true"]).expect(0);
     gated.open();
+}
+
+#[test]
+fn a_holder_whose_server_stops_answering_kills_its_command_before_its_session_can_expire() {
+    let zk = ZooKeeper::start();
+    let dir = util::TempDir::new("frozen");
+    let env = util::with(&zk.env(), &[("CRONLOCK_KEY", "frozen")]);
+    let holder = util::DoomedHolder::start(&env, &dir);
+    // Frozen, the server answers nothing and keeps the connection open,
+    // as when the network to it fails.
+    let frozen = Instant::now();
+    zk.pause();
+    holder.expect_hold_lost("cronlock.frozen", "no ZooKeeper server has confirmed the session");
+    let killed_after = frozen.elapsed();
+    eprintln!("the holder's command was killed {killed_after:?} after the server froze");
+    // The server expires the session once it has heard nothing from it for
+    // its timeout (3 s: tickTime=500 grants what cronlock asks for), counted
+    // from the last word it heard, before the freeze; another host may then
+    // take the job.
+    assert!(
+        killed_after < SESSION_TIMEOUT,
+        "the holder ran on for {killed_after:?}, past its session's timeout"
+    );
+    // Frozen past the timeout, the server expires the session as it wakes;
+    // the job is then free for another run.
+    util::wait_until(Duration::from_secs(10), "the session timeout to pass", || {
+        frozen.elapsed() > SESSION_TIMEOUT + Duration::from_secs(1)
+    });
+    zk.resume();
+    util::wait_until(Duration::from_secs(15), "another run to take the job", || {
+        util::run(&env, &util::marker(&dir)).code() == 0
+    });
+    assert_eq!(util::runs(&dir), 1);
 }

@@ -271,6 +271,14 @@ pub struct ZooKeeperTarget {
     pub hosts: Vec<(String, u16)>,
     /// The path every lock lives under, if the URL names one.
     pub chroot: Option<String>,
+    /// How long a server that closes every new connection (over its
+    /// `maxClientCnxns`) is tried again (`CRONLOCK_REDIS_TIMEOUT`); `None`
+    /// for no limit.
+    pub timeout: Option<Duration>,
+    /// Reconnects after no server could be reached (`CRONLOCK_RECONNECT_ATTEMPTS`).
+    pub reconnect_attempts: u32,
+    /// Seconds added to the wait before each further reconnect (`CRONLOCK_RECONNECT_BACKOFF`).
+    pub reconnect_backoff: u64,
 }
 
 /// How to reach DynamoDB. Credentials, region and endpoint are not here:
@@ -647,7 +655,13 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
                 })));
             }
             url::Parsed::ZooKeeper { hosts, chroot } => {
-                store = Some(Store::ZooKeeper(ZooKeeperTarget { hosts, chroot }))
+                store = Some(Store::ZooKeeper(ZooKeeperTarget {
+                    hosts,
+                    chroot,
+                    timeout: target.timeout,
+                    reconnect_attempts: target.reconnect_attempts,
+                    reconnect_backoff: target.reconnect_backoff,
+                }))
             }
             url::Parsed::DynamoDb(table) => {
                 store = Some(Store::DynamoDb(DynamoTarget {
@@ -1088,6 +1102,29 @@ mod tests {
                 backoff: 5,
             })
         );
+    }
+
+    #[test]
+    fn a_zookeeper_url_takes_the_general_timeout_and_reconnects() {
+        let config = load_env(&[
+            ("CRONLOCK_URL", "zookeeper://zk1,zk2:2182/apps"),
+            ("CRONLOCK_REDIS_TIMEOUT", "3"),
+            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
+            ("CRONLOCK_RECONNECT_BACKOFF", "1"),
+        ])
+        .unwrap();
+        let Store::ZooKeeper(target) = &config.store else {
+            panic!("{:?}", config.store)
+        };
+        assert_eq!(target.hosts, [("zk1".to_string(), 2181), ("zk2".to_string(), 2182)]);
+        assert_eq!(target.chroot.as_deref(), Some("/apps"));
+        assert_eq!(target.timeout, Some(Duration::from_secs(3)));
+        assert_eq!((target.reconnect_attempts, target.reconnect_backoff), (2, 1));
+        let unlimited = load_env(&[("CRONLOCK_URL", "zookeeper://zk1"), ("CRONLOCK_REDIS_TIMEOUT", "0")]).unwrap();
+        let Store::ZooKeeper(target) = &unlimited.store else {
+            panic!("{:?}", unlimited.store)
+        };
+        assert_eq!(target.timeout, None);
     }
 
     #[test]

@@ -12,6 +12,26 @@
 //! supervisor only; the watchdog's fork copies just the forking thread and
 //! runs only system calls, so the extra threads do not hurt it.
 //!
+//! Opening the session: the client reports only that no server gave one,
+//! the same whether nobody listens or a server closed the connection. A
+//! plain TCP connection then tells them apart. A server that closes it at
+//! once is over its `maxClientCnxns` (60 per address by default: a fleet's
+//! herd at second 0 meets it), one that answers `srvr` is alive: both are
+//! tried again after a short jittered pause, for up to
+//! `CRONLOCK_REDIS_TIMEOUT`. Nobody listening follows the reconnect
+//! schedule of every store (`CRONLOCK_RECONNECT_*`); a connection taken
+//! and never answered is not ZooKeeper, and ends the run.
+//!
+//! While the command runs the lock (in every key style) lives only as long
+//! as the session: once the servers have heard nothing from it for the
+//! session timeout they expire it, drop its ephemeral nodes, and another
+//! host may take the job. So the session thread sends a `sync` (which
+//! reaches the leader) six times per session timeout and keeps when the
+//! last answered one was sent, and the hold check kills the command once
+//! that is two thirds of the timeout ago, or the session is known expired:
+//! before the servers can free the lock. A fail-over to another server of
+//! the ensemble within that time changes nothing.
+//!
 //! Default key styles: `/cronlock/<key>` (the key %-escaped into one node
 //! name) is a persistent node whose data is `<N> run` or `<N> keep`; the
 //! lock expires at floor(ctime / 1000) + N, the node's creation time on the
@@ -47,19 +67,22 @@
 //! so a lease is only created while fewer than N exist, whichever tool
 //! counts.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 use zookeeper_client::{
-    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, Stat,
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, SessionState, Stat,
 };
 
 use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
+use crate::store::reconnect::Reconnects;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
 /// long after its death; the server clamps it to 2-20 ticks (4 s at least
@@ -67,6 +90,16 @@ use crate::report::Report;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one request (or the connection) may take before it is an error.
 const REQUEST_LIMIT: Duration = Duration::from_secs(5);
+/// How long the plain TCP connection that tells a busy server from a dead
+/// one may take, and then its answer: past the first SYN retransmission
+/// (1 s), for a server whose accept queue a herd has filled.
+const PROBE_LIMIT: Duration = Duration::from_millis(1500);
+/// Heartbeats sent per session timeout, to confirm the session while a
+/// command runs.
+const HEARTBEATS_PER_TIMEOUT: u32 = 6;
+/// How often the supervisor asks whether the session is still confirmed
+/// (a look at the heartbeat's last answer, no request).
+const HOLD_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Where default-style locks live.
 const ROOT: &str = "/cronlock";
 /// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
@@ -94,6 +127,13 @@ pub struct ZooKeeperLock<'a> {
     lockex: bool,
     report: &'a Report,
     session: Option<Session>,
+    /// The hold check found the session lost or unconfirmed for too long,
+    /// and the command was killed for it: the release does not wait for a
+    /// server (closing the session drops our ephemeral node if one can).
+    hold_lost: bool,
+    /// The hold check has said (in verbose mode) that the session goes
+    /// unconfirmed.
+    unconfirmed_said: bool,
     /// Our owner record (see `crate::owner`), kept from the take for the
     /// release, which adds when the command ended.
     owner: Vec<u8>,
@@ -103,6 +143,14 @@ pub struct ZooKeeperLock<'a> {
 struct Session {
     runtime: Arc<Runtime>,
     client: Client,
+    /// A moment no later than the session's creation request.
+    born: Instant,
+    /// Milliseconds after `born` at which the last answered heartbeat was
+    /// sent: a server has heard from the session since then at least.
+    confirmed: Arc<AtomicU64>,
+    /// The task that sends the heartbeats; it holds a handle of the client,
+    /// so it must end before the session can be closed.
+    heartbeat: JoinHandle<()>,
 }
 
 impl<'a> ZooKeeperLock<'a> {
@@ -114,6 +162,8 @@ impl<'a> ZooKeeperLock<'a> {
             lockex,
             report,
             session: None,
+            hold_lost: false,
+            unconfirmed_said: false,
             owner: Vec::new(),
         })
     }
@@ -126,7 +176,7 @@ impl<'a> ZooKeeperLock<'a> {
     /// The session, connected on first use.
     fn session(&mut self) -> Result<&Session> {
         if self.session.is_none() {
-            let session = connect(self.target).with_context(|| self.shown())?;
+            let session = connect(self.target, &self.shown(), self.report)?;
             self.report.info(format_args!(
                 "zookeeper session {:x} ({} ms)",
                 session.client.session_id().0,
@@ -472,6 +522,9 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
+        if self.hold_lost {
+            return Ok(Release::NotOurs);
+        }
         if !self.lockex {
             return self.release_default(lease, keep);
         }
@@ -566,6 +619,54 @@ impl LockStore for ZooKeeperLock<'_> {
         }
     }
 
+    fn hold_check_every(&self) -> Option<Duration> {
+        self.session.as_ref().map(|_| HOLD_CHECK_EVERY)
+    }
+
+    /// The lock (in every key style) lives only as long as our session:
+    /// once the servers expire it, its ephemeral node is gone and another
+    /// host may take the job. The command is stopped before that can
+    /// happen: as soon as the session is known lost, or has gone
+    /// unconfirmed for longer than the servers are sure to keep it. A
+    /// fail-over to another server within that time changes nothing.
+    fn check_hold(&mut self, _lease: &Lease) -> Result<(), String> {
+        let Some(session) = self.session.as_ref() else {
+            return Ok(());
+        };
+        let state = session.client.state();
+        let silent = session.unconfirmed_for();
+        let trusted = session.trusted_for();
+        let timeout = session.client.session_timeout();
+        let lost = match state {
+            SessionState::Expired => Some("the ZooKeeper session expired, and the servers dropped its lock".to_string()),
+            SessionState::Closed | SessionState::AuthFailed => Some(format!("the ZooKeeper session ended ({state})")),
+            _ if silent > trusted => Some(format!(
+                "no ZooKeeper server has confirmed the session for {:.1}s; the servers expire it, and free the lock, after {:.1}s without a word from it",
+                silent.as_secs_f64(),
+                timeout.as_secs_f64()
+            )),
+            _ => None,
+        };
+        if let Some(why) = lost {
+            self.hold_lost = true;
+            return Err(why);
+        }
+        let every = timeout / HEARTBEATS_PER_TIMEOUT;
+        if silent > every * 2 && !self.unconfirmed_said {
+            self.unconfirmed_said = true;
+            self.report.info(format_args!(
+                "no ZooKeeper server has confirmed the session for {} ms ({state}); the command is killed at {} ms unless one does",
+                silent.as_millis(),
+                trusted.as_millis()
+            ));
+        } else if silent <= every * 2 && self.unconfirmed_said {
+            self.unconfirmed_said = false;
+            self.report
+                .info(format_args!("the ZooKeeper session is confirmed again ({state})"));
+        }
+        Ok(())
+    }
+
     /// A renewal also proves the session alive: a lost session has lost its
     /// ephemeral node, which is lease loss.
     fn renew(&mut self, lease: &Lease, seconds_: i64, _after_unknown: bool, _limit: Duration) -> Renewal {
@@ -603,15 +704,60 @@ impl Drop for ZooKeeperLock<'_> {
     /// Closes the session, so that the server drops our ephemeral nodes now
     /// rather than a session timeout later.
     fn drop(&mut self) {
-        if let Some(Session { runtime, client }) = self.session.take() {
+        if let Some(Session {
+            runtime,
+            client,
+            heartbeat,
+            ..
+        }) = self.session.take()
+        {
+            // The session closes once the last handle of its client is gone,
+            // the heartbeat's too.
+            heartbeat.abort();
+            let _ = within(&runtime, Duration::from_millis(100), heartbeat);
             let mut watcher = client.state_watcher();
             drop(client);
-            let _ = within(&runtime, Duration::from_millis(500), watcher.changed());
+            // After a lost hold the servers have not been answering: a
+            // command already killed for it should not wait on them long.
+            let patience = Duration::from_millis(if self.hold_lost { 100 } else { 500 });
+            let _ = within(&runtime, patience, watcher.changed());
         }
     }
 }
 
 impl Session {
+    /// The session `client` opened (its creation asked for no earlier than
+    /// `born`), its heartbeats started.
+    fn start(runtime: Arc<Runtime>, client: Client, born: Instant) -> Session {
+        let confirmed = Arc::new(AtomicU64::new(0));
+        let every = client.session_timeout() / HEARTBEATS_PER_TIMEOUT;
+        let heartbeat = runtime.spawn(heartbeat(client.clone(), born, Arc::clone(&confirmed), every));
+        Session {
+            runtime,
+            client,
+            born,
+            confirmed,
+            heartbeat,
+        }
+    }
+
+    /// How long ago the last answered heartbeat was sent.
+    fn unconfirmed_for(&self) -> Duration {
+        let confirmed = Duration::from_millis(self.confirmed.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(confirmed)
+    }
+
+    /// How long the session may go unconfirmed before its holder must stop
+    /// its command: the servers expire it (and drop its ephemeral nodes,
+    /// which frees the lock) once they have heard nothing from it for the
+    /// session timeout, counted from no earlier than the last confirmed
+    /// heartbeat's sending. A third of the timeout is left for the hold
+    /// check's period, the kill, and the servers' clocks running a little
+    /// faster than ours.
+    fn trusted_for(&self) -> Duration {
+        self.client.session_timeout() * 2 / 3
+    }
+
     /// Runs one request to its end, within [`REQUEST_LIMIT`].
     fn call<T>(&self, request: impl std::future::Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
         within(&self.runtime, REQUEST_LIMIT, request).unwrap_or(Err(ZkError::Timeout))
@@ -798,7 +944,12 @@ impl Session {
     }
 }
 
-fn connect(target: &ZooKeeperTarget) -> Result<Session> {
+/// Opens a session with one of `target`'s servers (named `shown` in
+/// messages). A server that takes the TCP connection and closes it (over
+/// its `maxClientCnxns` in a herd, or not serving yet) is tried again after
+/// a short jittered pause, for up to `CRONLOCK_REDIS_TIMEOUT`; none
+/// reachable at all follows the reconnect schedule of every store.
+fn connect(target: &ZooKeeperTarget, shown: &str, report: &Report) -> Result<Session> {
     let runtime = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -824,26 +975,186 @@ fn connect(target: &ZooKeeperTarget) -> Result<Session> {
         })
         .collect();
     let cluster = format!("{}{}", hosts.join(","), target.chroot.as_deref().unwrap_or(""));
-    let connecting = Client::connector()
-        .with_session_timeout(SESSION_TIMEOUT)
-        .with_fail_eagerly()
-        .connect(&cluster);
-    let client = match within(&runtime, REQUEST_LIMIT, connecting) {
-        Some(Ok(client)) => client,
-        Some(Err(ZkError::NoHosts)) => bail!("cannot connect to any server"),
-        Some(Err(err)) => bail!("cannot open a session: {err}"),
-        None => bail!(
-            "no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
-            REQUEST_LIMIT.as_secs()
-        ),
+    let mut reconnects = Reconnects::new(report, target.reconnect_attempts, target.reconnect_backoff);
+    loop {
+        // Before the request that creates the session: no server can have
+        // heard from it earlier.
+        let born = Instant::now();
+        let connecting = Client::connector()
+            .with_session_timeout(SESSION_TIMEOUT)
+            .with_fail_eagerly()
+            .connect(&cluster);
+        match within(&runtime, REQUEST_LIMIT, connecting) {
+            Some(Ok(client)) => return Ok(Session::start(runtime, client, born)),
+            // The client says the same whether nobody listens or a server
+            // closed the connection; a plain TCP connection tells them apart.
+            Some(Err(ZkError::NoHosts)) => match probe(&target.hosts) {
+                Unserved::Busy(why) => reconnects.busy(shown, &why, target.timeout)?,
+                Unserved::Down(why) => reconnects.after(shown, &why)?,
+                Unserved::Silent(server) => {
+                    bail!("{shown}: {server} took the connection but gave no answer (is it a ZooKeeper server?)")
+                }
+            },
+            Some(Err(err)) => bail!("{shown}: cannot open a session: {err}"),
+            None => bail!(
+                "{shown}: no ZooKeeper answer within {}s (is it a ZooKeeper server?)",
+                REQUEST_LIMIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// Why no server gave us a session.
+enum Unserved {
+    /// A server is alive but turned us away (why): over its connection
+    /// limit, or not serving yet.
+    Busy(String),
+    /// No server could be reached at all (why).
+    Down(String),
+    /// A server took the connection and never answered (which).
+    Silent(String),
+}
+
+/// What a plain TCP connection to one server showed.
+enum Probe {
+    /// Not even connected (why).
+    Unreachable(String),
+    /// Closed at once, before reading a word: ZooKeeper's answer to a
+    /// connection over `maxClientCnxns`.
+    Closed,
+    /// A ZooKeeper answered `srvr`; false when it said it is not serving.
+    Answered(bool),
+    /// Connected, and no answer.
+    Silent,
+}
+
+/// Asks every server in turn, on a plain TCP connection, what the
+/// client's failed session could not say: whether it is reachable at all,
+/// and whether it closes new connections or answers.
+fn probe(hosts: &[(String, u16)]) -> Unserved {
+    let mut unreachable = Vec::new();
+    let mut silent = None;
+    for (host, port) in hosts {
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        match probe_one(host, *port) {
+            Probe::Closed => {
+                return Unserved::Busy(format!(
+                    "{server} closed the connection at once (over its maxClientCnxns from this host)"
+                ))
+            }
+            Probe::Answered(false) => {
+                return Unserved::Busy(format!(
+                    "{server} is not serving requests yet (starting, or without a quorum)"
+                ))
+            }
+            Probe::Answered(true) => return Unserved::Busy(format!("{server} answers but gave no session")),
+            Probe::Silent => silent = Some(server),
+            Probe::Unreachable(why) if hosts.len() == 1 => unreachable.push(why),
+            Probe::Unreachable(why) => unreachable.push(format!("{server}: {why}")),
+        }
+    }
+    match silent {
+        Some(server) => Unserved::Silent(server),
+        None => Unserved::Down(unreachable.join("; ")),
+    }
+}
+
+fn probe_one(host: &str, port: u16) -> Probe {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addresses = match (host, port).to_socket_addrs() {
+        Ok(addresses) => addresses,
+        Err(err) => return Probe::Unreachable(err.to_string()),
     };
-    Ok(Session { runtime, client })
+    let mut why = format!("{host} has no address");
+    for address in addresses {
+        let mut stream = match TcpStream::connect_timeout(&address, PROBE_LIMIT) {
+            Ok(stream) => stream,
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                why = "connection refused (nothing listens there)".to_string();
+                continue;
+            }
+            Err(err) if err.kind() == ErrorKind::TimedOut => {
+                why = format!("no TCP connection within {PROBE_LIMIT:?}");
+                continue;
+            }
+            // Taken and closed again before the connect was seen through.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Probe::Closed
+            }
+            Err(err) => {
+                why = err.to_string();
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(PROBE_LIMIT));
+        // A server over its limit closes before reading this; one that is
+        // not serving closes after answering it.
+        if stream.write_all(b"srvr").is_err() {
+            return Probe::Closed;
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) if answer.len() < 16 * 1024 => answer.extend_from_slice(&buf[..n]),
+                Ok(_) => break,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if answer.is_empty() {
+                        return Probe::Silent;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if answer.is_empty() {
+            return Probe::Closed;
+        }
+        return Probe::Answered(!String::from_utf8_lossy(&answer).contains("not currently serving"));
+    }
+    Probe::Unreachable(why)
 }
 
 /// Runs `future` on `runtime` for at most `limit` (the timer must be made
 /// inside the runtime).
 fn within<F: std::future::Future>(runtime: &Runtime, limit: Duration, future: F) -> Option<F::Output> {
     runtime.block_on(async move { tokio::time::timeout(limit, future).await.ok() })
+}
+
+/// Confirms the session every `every`, one request at a time: a `sync`,
+/// which the server the session is connected to passes to the leader, so
+/// an answer shows the ensemble serving (a follower cut off from its leader
+/// keeps answering reads for a while, and its sessions may expire at the
+/// leader meanwhile). An answered request's sending time goes into
+/// `confirmed`.
+async fn heartbeat(client: Client, born: Instant, confirmed: Arc<AtomicU64>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let sent = born.elapsed();
+        // Waited for as long as it takes (up to the session's end): a late
+        // answer still confirms the moment it was sent.
+        let answer = tokio::time::timeout(client.session_timeout(), client.sync("/")).await;
+        // An error about the path is an answer too (no sync looks at it in
+        // ZooKeeper 3.4 to 3.9, but a missing chroot must not stop a job).
+        if let Ok(Ok(()) | Err(ZkError::NoNode | ZkError::NoAuth)) = answer {
+            let sent = u64::try_from(sent.as_millis()).unwrap_or(u64::MAX);
+            confirmed.fetch_max(sent, Ordering::Relaxed);
+        }
+    }
 }
 
 fn persistent() -> CreateOptions<'static> {

@@ -1,12 +1,16 @@
-//! A private ZooKeeper server for tests: the Debian package's jars run by
-//! `java`, standalone, on a free loopback port, with its own data directory,
-//! killed when dropped.
+//! Private ZooKeeper servers for tests: the Debian package's jars run by
+//! `java` on free loopback ports, each with its own data directory, killed
+//! when dropped. [`ZooKeeper`] is one standalone server, [`Ensemble`] three
+//! servers of one ensemble.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use super::{free_port, log_tail, wait_until, TempDir};
 
@@ -20,14 +24,24 @@ const JARS: &str = "/usr/share/java";
 /// and keeps a session's set-up from waiting on the disk.
 pub struct ZooKeeper {
     pub port: u16,
+    /// The server's `maxClientCnxns`: 0 (no limit) unless
+    /// [`ZooKeeper::start_with_client_limit`] says otherwise.
+    max_client_cnxns: u32,
     /// Holds `zoo.cfg`, `data/` and `server.log`; kept across [`ZooKeeper::restart`].
     pub dir: TempDir,
     process: Option<Child>,
 }
 
 impl ZooKeeper {
-    /// A fresh server on a free port.
+    /// A fresh server on a free port, with no limit on connections per host.
     pub fn start() -> ZooKeeper {
+        ZooKeeper::start_with_client_limit(0)
+    }
+
+    /// A fresh server that accepts at most `limit` connections from one
+    /// address (`maxClientCnxns`; stock ZooKeeper's is 60) and closes the
+    /// ones over it, as a herd of hosts meets it.
+    pub fn start_with_client_limit(limit: u32) -> ZooKeeper {
         assert!(
             Path::new(JARS).join("zookeeper.jar").is_file(),
             "{JARS}/zookeeper.jar not found (scripts/test.sh installs zookeeper)"
@@ -35,6 +49,7 @@ impl ZooKeeper {
         let dir = TempDir::new("zookeeper");
         let mut server = ZooKeeper {
             port: free_port(),
+            max_client_cnxns: limit,
             dir,
             process: None,
         };
@@ -48,30 +63,14 @@ impl ZooKeeper {
         let config = format!(
             "tickTime=500\nminSessionTimeout=1000\ndataDir={}\nclientPort={}\n\
              clientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\nforceSync=no\n",
+             4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns={}\nforceSync=no\n",
             data.display(),
-            self.port
+            self.port,
+            self.max_client_cnxns
         );
         let cfg = self.dir.join("zoo.cfg");
         std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let process = Command::new("java")
-            .args([
-                "-Xmx128m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Xshare:auto",
-            ])
-            .arg("-Dzookeeper.log.dir=".to_string() + &self.dir.path().display().to_string())
-            .arg("-Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties")
-            .args(["-cp", &format!("{JARS}/*:/etc/zookeeper/conf")])
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("java: {e} (scripts/test.sh installs zookeeper)"));
+        let process = java(&self.dir, "org.apache.zookeeper.server.ZooKeeperServerMain", &cfg);
         self.process = Some(process);
         let port = self.port;
         let log = self.dir.join("server.log");
@@ -82,7 +81,7 @@ impl ZooKeeper {
                     panic!("zookeeper exited ({status}):\n{}", log_tail(&log));
                 }
             }
-            four_letters(port, "srvr").is_some_and(|answer| answer.contains("Mode: standalone"))
+            mode(port).as_deref() == Some("standalone")
         });
     }
 
@@ -102,6 +101,17 @@ impl ZooKeeper {
             let _ = process.kill();
             let _ = process.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): its connections stay open and nothing
+    /// is answered, as when the network between it and its clients fails.
+    pub fn pause(&self) {
+        signal(self.process.as_ref(), Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.process.as_ref(), Signal::SIGCONT);
     }
 
     /// Stops the server if it runs, then starts it again on the same port
@@ -126,4 +136,215 @@ pub fn four_letters(port: u16, word: &str) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
+}
+
+/// `srvr`'s `Mode:` (standalone, leader, follower), once the server serves.
+pub fn mode(port: u16) -> Option<String> {
+    let answer = four_letters(port, "srvr")?;
+    let line = answer.lines().find_map(|line| line.strip_prefix("Mode: "))?;
+    Some(line.trim().to_string())
+}
+
+/// Starts `main` on `cfg` under `java`, its output in `dir`'s `server.log`.
+fn java(dir: &TempDir, main: &str, cfg: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    Command::new("java")
+        .args([
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Xshare:auto",
+        ])
+        .arg("-Dzookeeper.log.dir=".to_string() + &dir.path().display().to_string())
+        .arg("-Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties")
+        .args(["-cp", &format!("{JARS}/*:/etc/zookeeper/conf")])
+        .arg(main)
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("java: {e} (scripts/test.sh installs zookeeper)"))
+}
+
+fn signal(process: Option<&Child>, signal: Signal) {
+    if let Some(process) = process {
+        kill(Pid::from_raw(process.id() as i32), signal).unwrap();
+    }
+}
+
+/// One server of an [`Ensemble`].
+pub struct Member {
+    /// The port clients use.
+    pub port: u16,
+    /// Holds `zoo.cfg`, `data/` (with `myid`) and `server.log`.
+    dir: TempDir,
+    process: Option<Child>,
+}
+
+/// Three `QuorumPeerMain`s of one ensemble on loopback, each with its own
+/// client, quorum and election ports and data directory, killed when
+/// dropped. `tickTime=500` as for [`ZooKeeper`], so sessions are granted
+/// the 3 s cronlock asks for and a lost leader is noticed within a second
+/// or two (`syncLimit=4`: 2 s).
+pub struct Ensemble {
+    pub members: Vec<Member>,
+}
+
+impl Ensemble {
+    /// Starts the three servers at once (the JVMs are slow to start) and
+    /// waits until one leads and two follow.
+    pub fn start() -> Ensemble {
+        assert!(
+            Path::new(JARS).join("zookeeper.jar").is_file(),
+            "{JARS}/zookeeper.jar not found (scripts/test.sh installs zookeeper)"
+        );
+        let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+        let servers: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer, election))| format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1))
+            .collect();
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, _, _))| {
+                let dir = TempDir::new(&format!("zookeeper-{}", i + 1));
+                let data = dir.join("data");
+                std::fs::create_dir_all(&data).unwrap();
+                std::fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
+                let config = format!(
+                    "tickTime=500\ninitLimit=10\nsyncLimit=4\nminSessionTimeout=1000\n\
+                     dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                     admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons\n\
+                     maxClientCnxns=0\nforceSync=no\n{servers}",
+                    data.display()
+                );
+                std::fs::write(dir.join("zoo.cfg"), config).unwrap();
+                Member {
+                    port: *port,
+                    dir,
+                    process: None,
+                }
+            })
+            .collect();
+        for member in &mut members {
+            member.launch();
+        }
+        let mut ensemble = Ensemble { members };
+        ensemble.wait_serving(&[0, 1, 2]);
+        ensemble
+    }
+
+    /// Waits until every one of `members` serves (leads or follows), and
+    /// one member leads.
+    fn wait_serving(&mut self, members: &[usize]) {
+        wait_until(Duration::from_secs(90), "the ensemble to serve", || {
+            for &i in members {
+                let member = &mut self.members[i];
+                if let Some(child) = member.process.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "zookeeper {} exited ({status}):\n{}",
+                            i + 1,
+                            log_tail(&member.dir.join("server.log"))
+                        );
+                    }
+                }
+            }
+            let modes: Vec<Option<String>> = members.iter().map(|&i| mode(self.members[i].port)).collect();
+            modes
+                .iter()
+                .all(|m| matches!(m.as_deref(), Some("leader" | "follower")))
+                && self.leader().is_some()
+        });
+    }
+
+    /// `zookeeper://` with all three servers.
+    pub fn url(&self) -> String {
+        self.url_of(&[0, 1, 2])
+    }
+
+    /// `zookeeper://` with only `members`' servers.
+    pub fn url_of(&self, members: &[usize]) -> String {
+        let hosts: Vec<String> = members
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.members[i].port))
+            .collect();
+        format!("zookeeper://{}", hosts.join(","))
+    }
+
+    /// Variables that point cronlock at all three servers.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("CRONLOCK_URL".to_string(), self.url())]
+    }
+
+    /// The member that leads now, if one does.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| mode(self.members[i].port).as_deref() == Some("leader"))
+    }
+
+    /// The members that follow now.
+    pub fn followers(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| mode(self.members[i].port).as_deref() == Some("follower"))
+            .collect()
+    }
+
+    /// The members that hold at least one client session now (`cons`
+    /// lists each session's connection with its `sid`).
+    pub fn serving_sessions(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| four_letters(self.members[i].port, "cons").is_some_and(|cons| cons.contains("sid=0x")))
+            .collect()
+    }
+
+    /// Kills member `i` now.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut process) = self.members[i].process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts member `i` again on its ports with its data, and waits until
+    /// it serves within the ensemble again.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.members[i].launch();
+        self.wait_serving(&[i]);
+    }
+
+    /// Freezes member `i` (SIGSTOP).
+    pub fn pause(&self, i: usize) {
+        signal(self.members[i].process.as_ref(), Signal::SIGSTOP);
+    }
+
+    /// Lets member `i` go on (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        signal(self.members[i].process.as_ref(), Signal::SIGCONT);
+    }
+}
+
+impl Member {
+    fn launch(&mut self) {
+        let cfg = self.dir.join("zoo.cfg");
+        self.process = Some(java(
+            &self.dir,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            &cfg,
+        ));
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut process) = member.process.take() {
+                // A paused JVM dies of SIGKILL all the same.
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+        }
+    }
 }
