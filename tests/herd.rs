@@ -341,19 +341,7 @@ fn dynamodb_herd_runs_one_job_once_and_every_job_once() {
 /// A master, its replica in sync, and a Sentinel that has seen both;
 /// the variables that send cronlock through that Sentinel.
 fn sentinel_pair() -> (RedisServer, RedisServer, SentinelServer, Vec<(String, String)>) {
-    let master = RedisServer::start();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()], None);
-    wait_until(Duration::from_secs(10), "the replica to sync", || {
-        replica
-            .cli(&["INFO", "replication"])
-            .is_some_and(|info| info.contains("master_link_status:up"))
-    });
-    let sentinel = SentinelServer::start("jobs", &master, &[], None);
-    wait_until(Duration::from_secs(20), "sentinel to have asked the replica", || {
-        sentinel
-            .cli(&["SENTINEL", "replicas", "jobs"])
-            .is_some_and(|out| out.contains(&replica.port.to_string()) && out.contains("master-link-status\nok"))
-    });
+    let (master, replica, sentinel) = sentinel_with_replica("jobs");
     let env = vec![
         ("CRONLOCK_USE_SENTINEL".to_string(), "yes".to_string()),
         (
@@ -409,10 +397,16 @@ fn sentinel_herd_released_at_a_failover_runs_the_job_once() {
 #[test]
 fn sentinel_holder_keeps_its_job_across_a_failover_while_herds_exit_200() {
     let (_master, replica, sentinel, env) = sentinel_pair();
-    let env = with(&env, &[("CRONLOCK_GRACE", "0")]);
     let dir = TempDir::new("sentinel-holder");
     let gated = Gated::new(&dir, "holder");
-    let holder = spawn_gated(&with(&env, &[("CRONLOCK_KEY", "herd")]), &gated, "");
+    // No grace for the holder: its release frees the lock. The herds keep
+    // the default grace, so the one run that takes it after the release
+    // keeps it from the stragglers of its own herd.
+    let holder = spawn_gated(
+        &with(&env, &[("CRONLOCK_KEY", "herd"), ("CRONLOCK_GRACE", "0")]),
+        &gated,
+        "",
+    );
     gated.wait_started();
     failover(sentinel.port);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -23,22 +23,7 @@ fn sentinel_env(sentinel_hosts: &str, more: &[(&str, &str)]) -> Vec<(String, Str
 
 #[test]
 fn lock_follows_the_master_after_a_forced_failover() {
-    let master = RedisServer::start();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()], None);
-    wait_until(Duration::from_secs(10), "the replica to sync", || {
-        replica
-            .cli(&["INFO", "replication"])
-            .is_some_and(|info| info.contains("master_link_status:up"))
-    });
-    let sentinel = SentinelServer::start("jobs", &master, &[], None);
-    // The replica is listed as soon as the master mentions it, but Sentinel
-    // only promotes one it has itself asked for INFO: wait for the link
-    // status, which comes from that answer.
-    wait_until(Duration::from_secs(20), "sentinel to have asked the replica", || {
-        sentinel
-            .cli(&["SENTINEL", "replicas", "jobs"])
-            .is_some_and(|out| out.contains(&replica.port.to_string()) && out.contains("master-link-status\nok"))
-    });
+    let (master, replica, sentinel) = sentinel_with_replica("jobs");
     let env = sentinel_env(&format!("127.0.0.1:{}", sentinel.port), &[("CRONLOCK_KEY", "before")]);
     run(&env, &["true"]).expect(0);
     assert_eq!(master.query(&["EXISTS", "cronlock.before"]), "1");

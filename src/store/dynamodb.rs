@@ -225,6 +225,12 @@ impl LockStore for DynamoLock {
                 _ => self.read(key)?,
             };
             if let Some(item) = holder {
+                // Our own item: the SDK sent the put again after an answer
+                // that did not come in time, and the first one had taken
+                // the lock (seen with a herd of 1,000 runs at one instant).
+                if item.get(TOKEN).and_then(|t| t.as_s().ok()) == lease.token.as_ref() {
+                    return Ok(Acquire::Taken(lease));
+                }
                 let until = expire_of(&item).div_euclid(NANOS);
                 return Ok(Acquire::Held {
                     expires_in: until.saturating_sub(start).max(0),

@@ -711,6 +711,28 @@ impl SentinelServer {
     }
 }
 
+/// A master, a replica in sync with it, and a Sentinel watching them as
+/// `name` that has seen both.
+pub fn sentinel_with_replica(name: &str) -> (RedisServer, RedisServer, SentinelServer) {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()], None);
+    wait_until(Duration::from_secs(10), "the replica to sync", || {
+        replica
+            .cli(&["INFO", "replication"])
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    });
+    let sentinel = SentinelServer::start(name, &master, &[], None);
+    // The replica is listed as soon as the master mentions it, but Sentinel
+    // only promotes one it has itself asked for INFO: wait for the link
+    // status, which comes from that answer.
+    wait_until(Duration::from_secs(20), "sentinel to have asked the replica", || {
+        sentinel
+            .cli(&["SENTINEL", "replicas", name])
+            .is_some_and(|out| out.contains(&replica.port.to_string()) && out.contains("master-link-status\nok"))
+    });
+    (master, replica, sentinel)
+}
+
 impl Drop for SentinelServer {
     fn drop(&mut self) {
         let _ = self.process.kill();
