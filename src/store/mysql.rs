@@ -889,13 +889,10 @@ impl LockStore for MysqlLock<'_> {
 /// short while it connected; `None` waits forever.
 fn read_timeout(conn: &Conn, timeout: Option<Duration>) -> nix::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
-    use nix::sys::time::TimeVal;
+    use nix::sys::time::{TimeVal, TimeValLike};
     use std::os::fd::{AsRawFd, BorrowedFd};
     // Zero is "no timeout" to the kernel.
-    let value = TimeVal::new(
-        timeout.map_or(0, |t| t.as_secs() as nix::libc::time_t),
-        timeout.map_or(0, |t| t.subsec_micros() as nix::libc::suseconds_t),
-    );
+    let value = TimeVal::microseconds(timeout.map_or(0, |t| i64::try_from(t.as_micros()).unwrap_or(i64::MAX)));
     // SAFETY: the descriptor is `conn`'s socket, open for as long as `conn`
     // is borrowed here.
     let fd = unsafe { BorrowedFd::borrow_raw(conn.as_raw_fd()) };
