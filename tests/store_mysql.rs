@@ -140,6 +140,68 @@ fn the_lock_table_is_made_on_first_use_with_the_documented_columns() {
     run(&with(&env, &[("CRONLOCK_KEY", "limited")]), &["true"]).expect(200);
 }
 
+/// A TCP proxy to `port` that takes its first `silent` connections and
+/// never forwards them (as a server whose listen queue a herd has filled
+/// leaves a connection without its greeting), and forwards every later one.
+fn proxy_that_ignores_the_first(port: u16, silent: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut ignored = Vec::new();
+        for client in listener.incoming().flatten() {
+            if ignored.len() < silent {
+                ignored.push(client);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    proxy
+}
+
+/// A connection whose greeting does not come is given up after a few
+/// seconds and made anew, not waited for for the whole
+/// CRONLOCK_REDIS_TIMEOUT (30 s by default): with 1,000 runs at once, a
+/// server's overflowing listen queue leaves connections like that, which a
+/// new connection gets past at once.
+#[test]
+fn a_connection_without_a_greeting_is_made_anew_within_seconds() {
+    let mysql = Mysql::start();
+    let proxy = proxy_that_ignores_the_first(mysql.0.port, 1);
+    let env = vec![
+        (
+            "CRONLOCK_URL".to_string(),
+            format!("mysql://cron:{}@127.0.0.1:{proxy}/cronlock", url_encode("s3cret:@/pw")),
+        ),
+        ("CRONLOCK_KEY".to_string(), "greeting".to_string()),
+    ];
+    let started = std::time::Instant::now();
+    let mut command = cronlock(&env);
+    // The default backoff: a run that treated the silence as a dead server
+    // would wait 5 s more before its next try.
+    command.env_remove("CRONLOCK_RECONNECT_BACKOFF");
+    let output = command.arg("true").output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
 /// A TCP listener that answers every connection with an HTTP error.
 fn garbage_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
