@@ -385,7 +385,7 @@ for store in mysql postgres memcached etcd zookeeper; do
 done
 if [ -n "$LOCKEX_PYTHON" ]; then
   # lockex exits 0 when --no-blocking finds the lock taken. It runs in a
-  # session of its own, as in tests/lockex_zookeeper.rs; setsid -w passes
+  # session of its own, as in tests/it/lockex_zookeeper.rs; setsid -w passes
   # on its exit status.
   LOCKEX=("$(command -v setsid)" -w "$LOCKEX_PYTHON" "$LOCKEX_DIR/bin/lockex" -z "127.0.0.1:$ZK_PORT" --no-blocking)
   LOCKEX_RUNS=$(( RUNS / 10 > 20 ? RUNS / 10 : 20 ))

@@ -16,7 +16,7 @@
 Python 3 standard library only. The man pages are roff written by hand in
 docs/man/*.in with @...@ parts filled in here; the settings and exit codes
 are the TSV files' rows, so the README and the man pages cannot drift
-(tests/docs.rs checks the README against the TSV files, and the TSV file
+(tests/it/docs.rs checks the README against the TSV files, and the TSV file
 against the settings cronlock knows).
 """
 
@@ -60,7 +60,7 @@ def exit_codes():
 
 
 # The README: Markdown tables, the cells as written in the TSV files. Keep in
-# step with tests/docs.rs, which renders them the same way.
+# step with tests/it/docs.rs, which renders them the same way.
 
 
 def readme_blocks():

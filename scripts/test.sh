@@ -16,9 +16,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flock >/dev/null || need+=(util-linux)
-# tests/util/memcached.rs runs its own memcached on a free port.
+# tests/it/util/memcached.rs runs its own memcached on a free port.
 command -v memcached >/dev/null || need+=(memcached)
-# The MariaDB and PostgreSQL fixtures (tests/util/) run these programs
+# The MariaDB and PostgreSQL fixtures (tests/it/util/) run these programs
 # themselves; Debian keeps the servers off PATH.
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v mariadb >/dev/null || need+=(mariadb-client)
@@ -26,7 +26,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
-# The ZooKeeper fixture (tests/util/zookeeper.rs) runs the package's jars with java.
+# The ZooKeeper fixture (tests/it/util/zookeeper.rs) runs the package's jars with java.
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v java >/dev/null || need+=(default-jre-headless)
 # The DynamoDB tests run moto's emulator from a virtualenv made below.
@@ -66,7 +66,7 @@ fi
 # tests use none of them (nor their sockets or config files): they start
 # their own servers, with their own data directories, on free ports.
 
-# lockex (Python 2), for tests/lockex_zookeeper.rs: installed under target/
+# lockex (Python 2), for tests/it/lockex_zookeeper.rs: installed under target/
 # when python2 is there; without it those tests print why and pass.
 if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/dev/null; then
   PYENV_VERSION=2.7.18 python2 -m pip install -q --target target/lockex lockex 2>/dev/null ||
@@ -74,8 +74,8 @@ if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/de
 fi
 [ ! -x target/lockex/bin/lockex ] || export CRONLOCK_TEST_LOCKEX="$PWD/target/lockex"
 
-# moto's DynamoDB emulator for tests/store_dynamodb.rs, in a virtualenv of
-# its own (tests/util/dynamodb.rs finds it there), made once.
+# moto's DynamoDB emulator for tests/it/stores/dynamodb.rs, in a virtualenv of
+# its own (tests/it/util/dynamodb.rs finds it there), made once.
 export CRONLOCK_TEST_MOTO_VENV="$PWD/target/moto-venv"
 if [ ! -x "$CRONLOCK_TEST_MOTO_VENV/bin/moto_server" ]; then
   echo "test.sh: installing moto[server] into $CRONLOCK_TEST_MOTO_VENV" >&2

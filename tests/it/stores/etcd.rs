@@ -1,0 +1,319 @@
+//! The etcd store: the conformance suite against a private etcd, the lock
+//! shared with the real `etcdctl lock` both ways, TLS (`etcds://`) against
+//! members that show certificates of a CA made at test time, and bad input.
+
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::etcd::{ClientCertificates, Etcd};
+use crate::util::pki::Pki;
+use crate::util::*;
+
+struct EtcdFixture(Etcd);
+
+impl crate::conformance::Fixture for EtcdFixture {
+    fn start() -> EtcdFixture {
+        EtcdFixture(Etcd::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+}
+
+crate::conformance::suite!(EtcdFixture);
+crate::ctl_suite::suite!(EtcdFixture);
+
+/// A child killed if a failed assertion leaves it running (an `etcdctl
+/// lock` waiting in line would otherwise outlive the test).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Gone already when the test went well.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_lock_key_is_etcdctl_locks_name_slash_lease_id_in_hex() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("etcd-key");
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "job")]);
+    let gated = Gated::new(&dir, "job");
+    let mut child = Reaped(cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap());
+    gated.wait_started();
+    let keys = etcd.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let lease = keys[0].strip_prefix("cronlock.job/").expect("NAME/ prefix");
+    let id = i64::from_str_radix(lease, 16).expect("hex lease id");
+    assert_eq!(format!("{id:x}"), lease, "lowercase, no leading zeros");
+    // It is attached to that lease, whose TTL is RELEASE + 1 (86401 s by default).
+    let ttl = etcd.ctl(&["lease", "timetolive", lease]);
+    assert!(ttl.contains("remaining(864"), "{ttl}");
+    gated.open();
+    assert!(child.0.wait().unwrap().success());
+}
+
+#[test]
+fn a_lock_held_by_etcdctl_exits_200() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("etcdctl-holds");
+    let gated = Gated::new(&dir, "etcdctl");
+    let mut holder = Reaped(
+        etcd.etcdctl()
+            .args(["lock", "cronlock.shared", "--", "sh", "-c", &gated.script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    gated.wait_started();
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "shared")]);
+    run(&env, &["sh", "-c", &format!("touch {}", dir.join("ran").display())]).expect(200);
+    assert!(!dir.join("ran").exists(), "the command must not run");
+    // The loser left no key of its own behind.
+    assert_eq!(etcd.keys().len(), 1, "{:?}", etcd.keys());
+    gated.open();
+    assert!(holder.0.wait().unwrap().success());
+    wait_until(Duration::from_secs(5), "etcdctl to give the lock back", || {
+        etcd.keys().is_empty()
+    });
+    run(&with(&env, &[("CRONLOCK_GRACE", "-1")]), &["true"]).expect(0);
+}
+
+#[test]
+fn etcdctl_lock_waits_while_cronlock_holds_it() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("cronlock-holds");
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "shared"), ("CRONLOCK_GRACE", "-1")]);
+    let gated = Gated::new(&dir, "job");
+    let mut ours = Reaped(cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap());
+    gated.wait_started();
+    let got = dir.join("etcdctl-got-it");
+    let mut waiter = Reaped(
+        etcd.etcdctl()
+            .args(["lock", "cronlock.shared", "--", "touch"])
+            .arg(&got)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // etcdctl's key joins the line behind ours: two keys, and it waits.
+    wait_until(Duration::from_secs(5), "etcdctl to queue", || etcd.keys().len() == 2);
+    assert!(!got.exists(), "etcdctl lock must not get a lock cronlock holds");
+    assert_eq!(waiter.0.try_wait().unwrap(), None);
+    gated.open();
+    assert!(ours.0.wait().unwrap().success());
+    // Released (GRACE=-1): etcdctl gets it now.
+    wait_until(Duration::from_secs(10), "etcdctl lock to get the lock", || got.exists());
+    assert!(waiter.0.wait().unwrap().success());
+}
+
+#[test]
+fn grace_keeps_etcdctl_out_until_it_expires() {
+    let etcd = Etcd::start();
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "graced"), ("CRONLOCK_GRACE", "2")]);
+    run(&env, &["true"]).expect(0);
+    let ended = Instant::now();
+    let keys = etcd.keys();
+    assert_eq!(keys.len(), 1, "held for the grace: {keys:?}");
+    // etcdctl waits in line until the grace lease expires, then gets it.
+    let output = etcd
+        .etcdctl()
+        .args(["lock", "cronlock.graced", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let waited = ended.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited <= Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert!(etcd.keys().is_empty(), "{:?}", etcd.keys());
+    run(&env, &["true"]).expect(0);
+}
+
+#[test]
+fn a_restarted_member_keeps_the_lock() {
+    let mut etcd = Etcd::start();
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "durable")]);
+    run(&env, &["true"]).expect(0);
+    etcd.restart();
+    run(&env, &["true"]).expect(200);
+}
+
+#[test]
+fn wrong_credentials_exit_201_with_one_line() {
+    let mut etcd = Etcd::start();
+    etcd.enable_auth("rootpw");
+    etcd.add_cronlock_user("cron", "s3cret");
+    let url = format!("etcd://cron:s3cret@127.0.0.1:{}", etcd.port);
+    let env = [
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_KEY".into(), "auth".into()),
+    ];
+    run(&env, &["true"]).expect(0);
+    run(&env, &["true"]).expect(200);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let bad = [(
+        "CRONLOCK_URL".to_string(),
+        format!("etcd://cron:hunter2@127.0.0.1:{}", etcd.port),
+    )];
+    let result = run(&bad, &["true"]);
+    result.expect(201);
+    let stderr = result.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // Without a user, an auth-enabled cluster refuses the lock.
+    run(&etcd.env(), &["true"]).expect(201);
+}
+
+#[test]
+fn bad_urls_and_unreachable_or_foreign_servers_exit_201_with_one_line() {
+    let redis = RedisServer::start();
+    let closed = free_port();
+    // Something that accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for (url, says) in [
+        ("etcd://".to_string(), "no host"),
+        ("etcd://h/some/path".to_string(), "no path"),
+        ("etcd://u:pw@h:99999".to_string(), "not a port"),
+        (format!("etcd://127.0.0.1:{closed}"), "cannot reach etcd"),
+        (format!("etcd://127.0.0.1:{}", redis.port), "etcd's client port"),
+        (format!("etcds://127.0.0.1:{}", redis.port), "TLS"),
+    ] {
+        let env = [
+            ("CRONLOCK_URL".to_string(), url.clone()),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "2".to_string()),
+        ];
+        let result = run(&env, &["true"]);
+        result.expect(201);
+        let stderr = result.stderr();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("pw@"), "{stderr}");
+    }
+    let result = run(
+        &[
+            ("CRONLOCK_URL".to_string(), format!("etcd://127.0.0.1:{silent_port}")),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "1".to_string()),
+        ],
+        &["true"],
+    );
+    result.expect(201);
+    assert!(result.stderr().contains("no answer within 1s"), "{}", result.stderr());
+}
+
+/// `etcds://` to `etcd` as `user` (none when empty) with `more` settings.
+fn tls_env(etcd: &Etcd, user: &str, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let url = match user {
+        "" => etcd.url(),
+        user => etcd.url().replace("://", &format!("://{user}@")),
+    };
+    let env = vec![
+        ("CRONLOCK_URL".to_string(), url),
+        ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+    ];
+    with(&env, more)
+}
+
+#[test]
+fn etcds_takes_the_lock_from_a_member_that_speaks_only_tls() {
+    let pki = Pki::new();
+    let mut etcd = Etcd::start_tls(&pki, ClientCertificates::Optional);
+    etcd.enable_auth("rootpw");
+    etcd.add_cronlock_user("cron", "s3cret-tls");
+    let ca = pki.file("ca.crt");
+    let env = tls_env(
+        &etcd,
+        "cron:s3cret-tls",
+        &[("CRONLOCK_TLS_CA_FILE", &ca), ("CRONLOCK_KEY", "tls")],
+    );
+    let dir = TempDir::new("etcd-tls");
+    let marker = dir.join("ran");
+    run(&env, &["sh", "-c", &format!("touch {}", marker.display())]).expect(0);
+    assert!(marker.exists(), "the command must run");
+    // Held for the grace, as the release over TLS left it.
+    assert_eq!(etcd.keys().len(), 1, "{:?}", etcd.keys());
+    run(&env, &["true"]).expect(200);
+    // The member's name is checked too: localhost is in its certificate.
+    let by_name = with(&env, &[("CRONLOCK_KEY", "by-name")]);
+    let by_name: Vec<(String, String)> = by_name
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("127.0.0.1", "localhost")))
+        .collect();
+    run(&by_name, &["true"]).expect(0);
+    // The port speaks nothing but TLS: the runs above used it.
+    let plain = tls_env(&etcd, "cron:s3cret-tls", &[]);
+    let plain: Vec<(String, String)> = plain
+        .into_iter()
+        .map(|(k, v)| (k, v.replace("etcds://", "etcd://")))
+        .collect();
+    expect_refusal(&plain, "etcds://", &["s3cret-tls"]);
+}
+
+#[test]
+fn etcds_shows_the_client_certificate_to_a_member_that_requires_one() {
+    let pki = Pki::new();
+    let etcd = Etcd::start_tls(&pki, ClientCertificates::Required);
+    let (ca, cert, key) = (pki.file("ca.crt"), pki.file("client.crt"), pki.file("client.key"));
+    let client = [
+        ("CRONLOCK_TLS_CA_FILE", ca.as_str()),
+        ("CRONLOCK_TLS_CERT_FILE", cert.as_str()),
+        ("CRONLOCK_TLS_KEY_FILE", key.as_str()),
+    ];
+    run(&tls_env(&etcd, "", &client), &["true"]).expect(0);
+    assert_eq!(etcd.keys().len(), 1, "{:?}", etcd.keys());
+    expect_refusal(&tls_env(&etcd, "", &client[..1]), "CRONLOCK_TLS_CERT_FILE", &[]);
+}
+
+#[test]
+fn etcds_refuses_a_member_it_cannot_verify_with_one_line() {
+    let pki = Pki::new();
+    let etcd = Etcd::start_tls(&pki, ClientCertificates::Optional);
+    let ca = pki.file("ca.crt");
+    let with_ca = [("CRONLOCK_TLS_CA_FILE", ca.as_str())];
+    let password = "s3cret-tls";
+    let user = format!("cron:{password}");
+    expect_refusal(
+        &tls_env(&etcd, &user, &[("CRONLOCK_TLS_CA_FILE", &pki.file("other-ca.crt"))]),
+        "unknown CA",
+        &[password],
+    );
+    etcd.use_certificate(&pki, "wrong-name");
+    expect_refusal(
+        &tls_env(&etcd, &user, &with_ca),
+        "does not match the host name",
+        &[password],
+    );
+    run(
+        &tls_env(&etcd, "", &[with_ca[0], ("CRONLOCK_TLS_SERVER_NAME", "elsewhere.test")]),
+        &["true"],
+    )
+    .expect(0);
+    etcd.use_certificate(&pki, "expired");
+    expect_refusal(&tls_env(&etcd, &user, &with_ca), "has expired", &[password]);
+    // A member without TLS.
+    let plain = Etcd::start();
+    let url = plain.url().replace("etcd://", &format!("etcds://{user}@"));
+    expect_refusal(
+        &[
+            ("CRONLOCK_URL".to_string(), url),
+            ("CRONLOCK_TLS_CA_FILE".to_string(), ca.clone()),
+            ("CRONLOCK_REDIS_TIMEOUT".to_string(), "5".to_string()),
+        ],
+        "TLS",
+        &[password],
+    );
+}

@@ -1,0 +1,271 @@
+//! The store conformance suite against a private memcached, and what
+//! cronlock does with a memcached URL that leads nowhere useful.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::util::memcached::MemcachedServer;
+use crate::util::*;
+
+struct Memcached(MemcachedServer);
+
+impl crate::conformance::Fixture for Memcached {
+    fn start() -> Memcached {
+        Memcached(MemcachedServer::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+}
+
+crate::conformance::suite!(Memcached);
+crate::ctl_suite::suite!(Memcached);
+
+/// Runs `true` against `url` and checks for exit 201, one stderr line
+/// containing `expected`, and that the command did not run.
+#[track_caller]
+fn refused(extra: &[(&str, &str)], expected: &str) {
+    let dir = TempDir::new("refused");
+    let marker = dir.join("ran");
+    let env = with(
+        &[],
+        &[("CRONLOCK_REDIS_TIMEOUT", "1"), ("CRONLOCK_RECONNECT_ATTEMPTS", "1")],
+    );
+    let result = run(
+        &with(&env, extra),
+        &["sh", "-c", &format!("touch {}", marker.display())],
+    );
+    result.expect(201);
+    let stderr = result.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!marker.exists(), "the command must not run");
+}
+
+#[test]
+fn the_lock_holds_its_expiry_and_a_token_and_expires_with_it() {
+    let server = MemcachedServer::start();
+    let env = with(&server.env(), &[("CRONLOCK_KEY", "look"), ("CRONLOCK_GRACE", "30")]);
+    run(&env, &["true"]).expect(0);
+    let value = server.get("cronlock.look").expect("the lock is stored");
+    let mut words = value.split(' ');
+    let expiry: i64 = words.next().unwrap().parse().unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now + 28..=now + 31).contains(&expiry), "{value} at {now}");
+    assert_eq!(words.next().map(str::len), Some(32), "{value}");
+    // memcached's own expiry (meta get, flag t: seconds left) ends with it.
+    let meta = server.request("mg cronlock.look t\r\n").unwrap();
+    let ttl: i64 = meta.trim().strip_prefix("HD t").unwrap().parse().unwrap();
+    assert!(
+        (expiry - now - 2..=expiry - now).contains(&ttl),
+        "{meta} for {value} at {now}"
+    );
+}
+
+/// A proxy in front of memcached that holds back the answer to the first
+/// request (the read) of each of the first `n` connections until all `n`
+/// have been read: every contender then sees the same state before any of
+/// them writes, which timing alone rarely arranges.
+fn barrier_proxy(upstream: u16, n: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for (index, client) in listener.incoming().flatten().enumerate() {
+            let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+            let arrived = Arc::clone(&arrived);
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                if index < n {
+                    // `stats` and `gets` each end with END.
+                    let mut first = Vec::new();
+                    let mut buf = [0; 4096];
+                    while first.windows(5).filter(|w| w == b"END\r\n").count() < 2 {
+                        match server_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => first.extend_from_slice(&buf[..read]),
+                        }
+                    }
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let _ = client_out.write_all(&first);
+                }
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+            });
+        }
+    });
+    port
+}
+
+/// Ten runs that all read the lock before any of them writes: exactly one
+/// runs its command.
+fn ten_simultaneous_contenders(server: &MemcachedServer, label: &str) {
+    let dir = TempDir::new(label);
+    let proxy = barrier_proxy(server.port, 10);
+    let env = with(
+        &[],
+        &[
+            ("CRONLOCK_URL", &format!("memcached://127.0.0.1:{proxy}")),
+            ("CRONLOCK_KEY", "race"),
+        ],
+    );
+    let marker = format!("echo x >> {}", dir.join("ran").display());
+    let contenders: Vec<_> = (0..10)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &marker])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut codes: Vec<i32> = contenders
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [0, 200, 200, 200, 200, 200, 200, 200, 200, 200], "{label}");
+    let runs = std::fs::read_to_string(dir.join("ran")).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "{label}");
+}
+
+#[test]
+fn contenders_reading_at_the_same_moment_have_exactly_one_winner() {
+    let server = MemcachedServer::start();
+    // Nobody holds it: every contender tries `add`.
+    ten_simultaneous_contenders(&server, "free");
+    // A holder whose time ran out: every contender tries to take it over.
+    let stale = format!("{} someone-else", unix_now() - 5);
+    let set = format!("set cronlock.race 0 600 {}\r\n{stale}\r\n", stale.len());
+    assert_eq!(server.request(&set).as_deref(), Some("STORED\r\n"));
+    ten_simultaneous_contenders(&server, "stale");
+}
+
+#[test]
+fn a_late_release_leaves_the_new_holders_value_alone() {
+    let server = MemcachedServer::start();
+    let dir = TempDir::new("late");
+    let env = with(&server.env(), &[("CRONLOCK_KEY", "late"), ("CRONLOCK_RELEASE", "0")]);
+    let first = Gated::new(&dir, "first");
+    let taken_at = unix_now();
+    let mut first_run = cronlock(&env).args(["sh", "-c", &first.script]).spawn().unwrap();
+    first.wait_started();
+    wait_until(Duration::from_secs(10), "the first run's time to run out", || {
+        unix_now() > taken_at + 2
+    });
+    let env = with(&server.env(), &[("CRONLOCK_KEY", "late"), ("CRONLOCK_RELEASE", "600")]);
+    let second = Gated::new(&dir, "second");
+    let mut second_run = cronlock(&env).args(["sh", "-c", &second.script]).spawn().unwrap();
+    second.wait_started();
+    let taken_over = server.get("cronlock.late").unwrap();
+    first.open();
+    assert!(first_run.wait().unwrap().success());
+    let after_release = server.get("cronlock.late");
+    second.open();
+    assert!(second_run.wait().unwrap().success());
+    // Not merely still held (the first run's grace would do that): the
+    // second run's own value, untouched.
+    assert_eq!(after_release.as_deref(), Some(taken_over.as_str()));
+}
+
+#[test]
+fn keys_with_spaces_and_long_keys_lock_as_any_other() {
+    let server = MemcachedServer::start();
+    let dir = TempDir::new("keys");
+    let long = "k".repeat(400);
+    for key in ["a key with spaces", "tab\tand%", long.as_str()] {
+        let env = with(&server.env(), &[("CRONLOCK_KEY", key)]);
+        let gated = Gated::new(&dir, &format!("{}", key.len()));
+        let mut holder = cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap();
+        gated.wait_started();
+        run(&env, &["true"]).expect(200);
+        gated.open();
+        assert!(holder.wait().unwrap().success());
+    }
+    // Distinct keys stay distinct after escaping.
+    run(
+        &with(&server.env(), &[("CRONLOCK_KEY", "a%20key with spaces")]),
+        &["true"],
+    )
+    .expect(0);
+}
+
+#[test]
+fn a_bad_memcached_url_exits_201_with_one_line() {
+    refused(&[("CRONLOCK_URL", "memcached://h:0")], "not a port number");
+    refused(&[("CRONLOCK_URL", "memcached://user:pw@h")], "no user or password");
+    refused(&[("CRONLOCK_URL", "memcached://h/1")], "only a host and a port");
+}
+
+#[test]
+fn redis_settings_with_a_memcached_url_exit_201_with_one_line() {
+    let url = ("CRONLOCK_URL", "memcached://127.0.0.1");
+    refused(&[url, ("CRONLOCK_AUTH", "pw")], "not supported with a memcached://");
+    refused(&[url, ("CRONLOCK_TLS", "yes")], "not supported with a memcached://");
+}
+
+#[test]
+fn an_unreachable_port_exits_201_with_one_line() {
+    let port = free_port().to_string();
+    let url = format!("memcached://127.0.0.1:{port}");
+    refused(&[("CRONLOCK_URL", &url)], "cannot reach memcached");
+}
+
+#[test]
+fn a_redis_server_on_the_port_exits_201_with_one_line() {
+    let redis = RedisServer::start();
+    let url = format!("memcached://127.0.0.1:{}", redis.port);
+    refused(&[("CRONLOCK_URL", &url)], "not a memcached server");
+}
+
+/// A listener that answers every connection with `reply` (then, if
+/// `hang`, keeps it open in silence).
+fn fake_server(reply: &'static [u8], hang: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0; 256];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(reply);
+            if hang {
+                kept.push(stream);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_writing_garbage_exits_201_with_one_line() {
+    let port = fake_server(b"\x00\xffgarbage without a line end", false);
+    let url = format!("memcached://127.0.0.1:{port}");
+    refused(&[("CRONLOCK_URL", &url)], "not a memcached server");
+    let port = fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n", false);
+    let url = format!("memcached://127.0.0.1:{port}");
+    refused(&[("CRONLOCK_URL", &url)], "not a memcached server");
+}
+
+#[test]
+fn a_server_that_never_answers_exits_201_after_the_timeout() {
+    let port = fake_server(b"", true);
+    let url = format!("memcached://127.0.0.1:{port}");
+    refused(&[("CRONLOCK_URL", &url)], "no answer within CRONLOCK_REDIS_TIMEOUT");
+}

@@ -1,0 +1,187 @@
+//! The store conformance suite against a private ZooKeeper server.
+
+use std::time::{Duration, Instant};
+
+use crate::util::zookeeper::ZooKeeper;
+
+/// The session timeout cronlock asks for, which the test servers grant.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Zk(ZooKeeper);
+
+impl crate::conformance::Fixture for Zk {
+    fn start() -> Zk {
+        Zk(ZooKeeper::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+}
+
+crate::conformance::suite!(Zk);
+crate::ctl_suite::suite!(Zk);
+
+#[test]
+fn a_server_of_another_kind_exits_201_with_one_line() {
+    use std::net::TcpListener;
+    // Accepts and never answers, as a wrong service on the port might.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("zookeeper://127.0.0.1:{port}");
+    let accepting = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4).flatten() {
+            held.push(stream);
+        }
+    });
+    let result = crate::util::run(&[("CRONLOCK_URL".to_string(), url)], &["true"]);
+    result.expect(201);
+    assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
+    drop(accepting);
+}
+
+#[test]
+fn a_server_nobody_listens_on_is_tried_again_on_the_reconnect_schedule() {
+    let url = format!("zookeeper://127.0.0.1:{}", crate::util::free_port());
+    let env = crate::util::with(
+        &[("CRONLOCK_URL".to_string(), url)],
+        &[("CRONLOCK_RECONNECT_ATTEMPTS", "2")],
+    );
+    let result = crate::util::run(&env, &["true"]);
+    result.expect(201);
+    let stderr = result.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("connection refused") && stderr.contains("after 3 attempts"),
+        "{stderr}"
+    );
+    let verbose = crate::util::run(&crate::util::with(&env, &[("CRONLOCK_VERBOSE", "yes")]), &["true"]);
+    assert!(
+        verbose.stderr().contains("reconnecting in 0s (2 of 2)"),
+        "{}",
+        verbose.stderr()
+    );
+}
+
+#[test]
+fn a_bad_url_exits_201_with_one_line() {
+    for url in ["zookeeper://", "zookeeper://h:99999", "zookeeper://h/a//b"] {
+        let result = crate::util::run(&[("CRONLOCK_URL".to_string(), url.to_string())], &["true"]);
+        result.expect(201);
+        assert_eq!(result.stderr().lines().count(), 1, "{}", result.stderr());
+    }
+}
+
+fn json(run: &crate::util::Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout().trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout()))
+}
+
+#[test]
+fn cronlockctl_shows_a_lockex_style_lock_as_held_while_its_holder_runs() {
+    let zk = ZooKeeper::start();
+    let dir = crate::util::TempDir::new("ctl-lockex");
+    let env = crate::util::with(
+        &zk.env(),
+        &[("CRONLOCK_KEY_STYLE", "lockex"), ("CRONLOCK_KEY", "nightly")],
+    );
+    crate::util::ctl(&env, &["status", "--key", "nightly"]).expect(0);
+    let gated = crate::util::Gated::new(&dir, "job");
+    let mut child = crate::util::cronlock(&env)
+        .args(["sh", "-c", &gated.script])
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    let held = crate::util::ctl(&env, &["--json", "status", "--key", "nightly"]);
+    held.expect(1);
+    let answer = json(&held);
+    assert_eq!(answer["key"], "/lockex/nightly");
+    assert_eq!(answer["state"], "held", "{answer}");
+    assert_eq!(answer["running"], true);
+    assert_eq!(answer["expires_at"], serde_json::Value::Null);
+    assert_eq!(answer["original"], false);
+    let text = crate::util::ctl(&env, &["status", "--key", "nightly"]);
+    let pid = child.id().to_string();
+    assert!(
+        text.stdout().contains(&format!(":{pid}\"")) && text.stdout().contains("no expiry"),
+        "{}",
+        text.stdout()
+    );
+    // list looks under /lockex/ in this style.
+    let listed = crate::util::ctl(&env, &["list"]);
+    assert_eq!(listed.stdout().lines().count(), 1, "{}", listed.stdout());
+    let why = crate::util::ctl(
+        &crate::util::with(&env, &[("CRONLOCK_WAIT", "5")]),
+        &["why", "--key", "nightly"],
+    );
+    assert!(why.stdout().contains("wait up to 5 s"), "{}", why.stdout());
+    crate::util::ctl(&env, &["unlock", "--key", "nightly"]).expect(2);
+    gated.open();
+    assert!(child.wait().unwrap().success());
+    // The lock ends with the command, as lockex's does.
+    crate::util::ctl(&env, &["status", "--key", "nightly"]).expect(0);
+    crate::util::ctl(&env, &["unlock", "--key", "nightly"]).expect(1);
+}
+
+#[test]
+fn cronlockctl_shows_a_killed_holders_lock_as_free() {
+    let zk = ZooKeeper::start();
+    let dir = crate::util::TempDir::new("ctl-killed");
+    let env = crate::util::with(&zk.env(), &[("CRONLOCK_KEY", "killed")]);
+    let gated = crate::util::Gated::new(&dir, "job");
+    let mut child = crate::util::cronlock(&env)
+        .args(["sh", "-c", &gated.script])
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    crate::util::ctl(&env, &["status", "--key", "killed"]).expect(1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its session ends within the session timeout; then the record is an orphan.
+    crate::util::wait_until(std::time::Duration::from_secs(30), "the session to expire", || {
+        crate::util::ctl(&env, &["status", "--key", "killed"]).code() == 0
+    });
+    let answer = json(&crate::util::ctl(&env, &["--json", "status", "--key", "killed"]));
+    assert_eq!(answer["state"], "free", "{answer}");
+    assert_eq!(answer["running"], false, "{answer}");
+    crate::util::run(&env, &["true"]).expect(0);
+    gated.open();
+}
+
+#[test]
+fn a_holder_whose_server_stops_answering_kills_its_command_before_its_session_can_expire() {
+    let zk = ZooKeeper::start();
+    let dir = crate::util::TempDir::new("frozen");
+    let env = crate::util::with(&zk.env(), &[("CRONLOCK_KEY", "frozen")]);
+    let holder = crate::util::DoomedHolder::start(&env, &dir);
+    // Frozen, the server answers nothing and keeps the connection open,
+    // as when the network to it fails.
+    let frozen = Instant::now();
+    zk.pause();
+    holder.expect_hold_lost("cronlock.frozen", "no ZooKeeper server has confirmed the session");
+    let killed_after = frozen.elapsed();
+    eprintln!("the holder's command was killed {killed_after:?} after the server froze");
+    // The server expires the session once it has heard nothing from it for
+    // its timeout (3 s: tickTime=500 grants what cronlock asks for), counted
+    // from the last word it heard, before the freeze; another host may then
+    // take the job.
+    assert!(
+        killed_after < SESSION_TIMEOUT,
+        "the holder ran on for {killed_after:?}, past its session's timeout"
+    );
+    // Frozen past the timeout, the server expires the session as it wakes;
+    // the job is then free for another run.
+    crate::util::wait_until(Duration::from_secs(10), "the session timeout to pass", || {
+        frozen.elapsed() > SESSION_TIMEOUT + Duration::from_secs(1)
+    });
+    zk.resume();
+    crate::util::wait_until(Duration::from_secs(15), "another run to take the job", || {
+        crate::util::run(&env, &crate::util::marker(&dir)).code() == 0
+    });
+    assert_eq!(crate::util::runs(&dir), 1);
+}
