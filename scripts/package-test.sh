@@ -53,6 +53,8 @@ cargo metadata --no-deps --format-version 1 | grep -q '"name":"cronlockctl"' && 
   echo ./usr/bin/cronlock-stores
   echo ./usr/share/man/man1/cronlock-stores.1.gz
   echo ./usr/share/doc/cronlock/README.md
+  echo ./usr/share/doc/cronlock/docs/performance.md
+  for doc in docs/stores/*.md; do echo "./usr/share/doc/cronlock/$doc"; done
   echo ./usr/share/doc/cronlock/changelog.Debian.gz
   echo ./usr/share/doc/cronlock/changelog.gz
   echo ./usr/share/doc/cronlock/copyright
@@ -160,6 +162,8 @@ name="$(basename "$tarball" .tar.gz)"
   echo "$name/share/doc/cronlock/CHANGELOG.md"
   echo "$name/share/doc/cronlock/LICENSE"
   echo "$name/share/doc/cronlock/README.md"
+  echo "$name/share/doc/cronlock/docs/performance.md"
+  for doc in docs/stores/*.md; do echo "$name/share/doc/cronlock/$doc"; done
   echo "$name/share/doc/cronlock/examples/cronlock.conf"
   echo "$name/share/man/man1/cronlock.1"
   echo "$name/share/man/man5/cronlock.conf.5"
