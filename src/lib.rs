@@ -9,6 +9,7 @@ pub mod key;
 pub mod lease;
 pub mod lock;
 pub mod owner;
+pub mod random;
 pub mod report;
 pub mod signals;
 pub mod startup;

@@ -8,12 +8,13 @@
 //! holder that dies frees its slot as it would free a plain lock (its TTL, its
 //! lease, or at once where the store can tell).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
 use crate::lock::{Acquire, Claim, Lease, LockStore};
+use crate::random::Random;
 use crate::report::Report;
 use crate::signals;
 
@@ -116,42 +117,6 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
     }
 }
 
-/// xorshift64*, seeded from the clock and the pid: enough to spread hosts
-/// and waiters apart, and nothing here needs more.
-pub(crate) struct Random(u64);
-
-impl Random {
-    pub(crate) fn seeded() -> Random {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Random((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A duration from zero to `limit`, in whole milliseconds.
-    fn up_to(&mut self, limit: Duration) -> Duration {
-        let millis = limit.as_millis() as u64;
-        Duration::from_millis(self.next() % (millis + 1))
-    }
-
-    /// `base` give or take a quarter.
-    fn around(&mut self, base: Duration) -> Duration {
-        base * 3 / 4 + self.up_to(base / 2)
-    }
-
-    /// `base` give or take a half.
-    pub(crate) fn around_half(&mut self, base: Duration) -> Duration {
-        base / 2 + self.up_to(base)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,22 +126,5 @@ mod tests {
         assert_eq!(slot_key(b"cronlock.x", 1), b"cronlock.x");
         assert_eq!(slot_key(b"cronlock.x", 2), b"cronlock.x:2");
         assert_eq!(slot_key(b"cronlock.x", 10), b"cronlock.x:10");
-    }
-
-    #[test]
-    fn random_durations_stay_in_bounds_and_spread() {
-        let mut random = Random(0x1234_5678_9abc_def1);
-        let limit = Duration::from_millis(1000);
-        let draws: Vec<Duration> = (0..1000).map(|_| random.up_to(limit)).collect();
-        assert!(draws.iter().all(|d| *d <= limit));
-        assert!(draws.iter().any(|d| *d < Duration::from_millis(100)));
-        assert!(draws.iter().any(|d| *d > Duration::from_millis(900)));
-        for _ in 0..1000 {
-            let d = random.around(Duration::from_millis(800));
-            assert!(
-                d >= Duration::from_millis(600) && d <= Duration::from_millis(1000),
-                "{d:?}"
-            );
-        }
     }
 }

@@ -25,7 +25,6 @@
 //! runtime and blocks on each request.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
@@ -182,7 +181,7 @@ impl LockStore for DynamoLock {
             let now = now_nanos();
             let start = now.div_euclid(NANOS);
             let expires_at = start + claim.release + 1;
-            let token = new_token();
+            let token = crate::random::token();
             let mut put = self
                 .client
                 .put_item()
@@ -481,19 +480,6 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// 128 random bits in hex: what tells our item from anyone else's.
-fn new_token() -> String {
-    let mut bytes = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if random.is_err() {
-        // No /dev/urandom (a chroot): the pid and the time are unique enough
-        // among the hosts' concurrent runs of one job.
-        bytes[..8].copy_from_slice(&now_nanos().to_le_bytes());
-        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// An error and its causes on one line, each cause once.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -550,11 +536,5 @@ mod tests {
         assert!(key_text(b"").is_err());
         assert!(key_text(b"\xff").is_err());
         assert!(key_text(&[b'a'; 2049]).is_err());
-    }
-
-    #[test]
-    fn tokens_differ() {
-        assert_eq!(new_token().len(), 32);
-        assert_ne!(new_token(), new_token());
     }
 }

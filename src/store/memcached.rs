@@ -27,10 +27,9 @@
 //! items when its memory is full unless started with `-M`. Verbose output
 //! says so at the start of every run; the README has the details.
 
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -121,7 +120,7 @@ impl<'a> MemcachedLock<'a> {
             target,
             report,
             connection: None,
-            token: new_token(),
+            token: crate::random::token(),
             owner: None,
         }
     }
@@ -182,23 +181,6 @@ impl<'a> MemcachedLock<'a> {
             reconnects.after(&self.describe(), &message)?;
         }
     }
-}
-
-/// A token unique to this run. Uniqueness is all it needs (it proves which
-/// run wrote a value, it guards nothing secret): std's `RandomState` is
-/// seeded from the operating system's random source, and the pid and the
-/// time make two runs differ even if that seed repeated.
-fn new_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut token = String::with_capacity(32);
-    for round in 0..2u8 {
-        let mut hasher = std::hash::RandomState::new().build_hasher();
-        hasher.write_u8(round);
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(nanos);
-        token.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    token
 }
 
 /// The key as memcached's text protocol can carry it: no spaces or control
@@ -710,11 +692,5 @@ mod tests {
             Failure::Busy(_)
         ));
         assert!(matches!(not_memcached(b"+PONG"), Failure::Fatal(_)));
-    }
-
-    #[test]
-    fn tokens_differ_between_runs() {
-        assert_ne!(new_token(), new_token());
-        assert_eq!(new_token().len(), 32);
     }
 }

@@ -28,10 +28,8 @@
 //! with `CRONLOCK_KEY_STYLE=sera` that is exactly sera's name, so sera hosts
 //! and cronlock hosts exclude each other while a command runs.
 
-use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use mysql::prelude::Queryable;
@@ -231,7 +229,7 @@ impl<'a> MysqlLock<'a> {
             conn: None,
             renewals: None,
             plain: false,
-            token: new_token(),
+            token: crate::random::token(),
             owner: None,
             claims_get_lock: false,
             has_get_lock: false,
@@ -990,21 +988,6 @@ fn lock_name(key: &[u8]) -> String {
     }
 }
 
-/// 128 random bits as hex: the std library's per-process random keys,
-/// mixed with the pid and the time, are unique enough to tell runs apart.
-fn new_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut halves = [0u64; 2];
-    for (i, half) in halves.iter_mut().enumerate() {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(nanos);
-        hasher.write_usize(i);
-        *half = hasher.finish();
-    }
-    format!("{:016x}{:016x}", halves[0], halves[1])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1095,6 +1078,6 @@ mod tests {
         let long = lock_name(&[b'a'; 65]);
         assert!(long.contains(&hex(b"cronlock~")[2..20]), "{long}");
         assert_eq!(row_name(&[b'a'; 300]).len(), 2 * MAX_ROW_NAME + 3);
-        assert_ne!(new_token(), new_token());
+        assert_ne!(crate::random::token(), crate::random::token());
     }
 }

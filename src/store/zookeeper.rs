@@ -342,7 +342,7 @@ impl<'a> ZooKeeperLock<'a> {
 
     fn acquire_lockex(&mut self, claim: &Claim) -> Result<Acquire> {
         let dir = String::from_utf8_lossy(claim.key).into_owned();
-        let prefix = format!("{}{LOCK_MARK}", uuid_hex()?);
+        let prefix = format!("{}{LOCK_MARK}", crate::random::uuid4_hex());
         let data = format!("{}:{}", hostname(), std::process::id());
         let session = self.session()?;
         session.ensure(&dir)?;
@@ -872,7 +872,7 @@ impl Session {
     /// path once it is the lowest, `None` (our node removed) when the time
     /// is up.
     fn enter_gate(&self, gate: &str, data: &str) -> Result<Option<String>> {
-        let prefix = format!("{}{LOCK_MARK}", uuid_hex()?);
+        let prefix = format!("{}{LOCK_MARK}", crate::random::uuid4_hex());
         let (_, sequence) = self
             .call(
                 self.client
@@ -916,7 +916,7 @@ impl Session {
         if children.len() >= slots as usize {
             return Ok(None);
         }
-        let name = uuid_hex()?;
+        let name = crate::random::uuid4_hex();
         let path = format!("{pool}/{name}");
         let (stat, _) = self
             .call(self.client.create(&path, data.as_bytes(), &ephemeral()))
@@ -1240,18 +1240,6 @@ fn kazoo_leases(data: &[u8]) -> Option<i128> {
     }
     // Python's int has no bound: a longer number is still one, and no count.
     Some(text.parse().unwrap_or(i128::MAX))
-}
-
-/// 32 random hex digits, as Python's `uuid.uuid4().hex` (the version bits included).
-fn uuid_hex() -> Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The host name, as Python's `socket.gethostname()` gives it to lockex.

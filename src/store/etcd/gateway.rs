@@ -34,8 +34,8 @@ use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
+use crate::random::Random;
 use crate::signals;
-use crate::take::Random;
 use crate::tls::{self, TlsSetup};
 
 /// A connection idle longer than this is not trusted to still be open (the
