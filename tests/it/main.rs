@@ -16,8 +16,6 @@ mod cluster_etcd;
 mod cluster_zookeeper;
 mod config;
 mod contention;
-mod ctl_directory;
-mod ctl_redis;
 mod db_fixtures;
 mod docs;
 mod faults;

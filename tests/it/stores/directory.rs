@@ -1,4 +1,5 @@
-//! The store conformance suite against the directory store (`file://`).
+//! The store conformance suite and cronlockctl's suite against the
+//! directory store (`file://`).
 
 use crate::util::*;
 
@@ -27,6 +28,7 @@ impl crate::conformance::Fixture for Directory {
 }
 
 crate::conformance::suite!(Directory);
+crate::ctl_suite::suite!(Directory);
 
 #[test]
 fn the_lock_file_names_its_owner() {
