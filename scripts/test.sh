@@ -119,3 +119,17 @@ case "$release" in
   */*-linux-musl/release/cronlock) bash scripts/package-test.sh ;;
   *) echo "test.sh: no musl build; the package (scripts/package-test.sh) is not tested" >&2 ;;
 esac
+
+# The build without the heavy stores (cargo build --no-default-features):
+# clippy-clean, its unit tests, and against its own debug binaries the
+# tests of bad input (a store built out is refused with one line) and of
+# the Redis and directory stores. Last, since it rebuilds target/debug.
+cargo clippy --no-default-features --all-targets --quiet -- -D warnings
+cargo test --no-default-features --quiet --lib 2>&1
+if cargo nextest --version >/dev/null 2>&1; then
+  env -u CRONLOCK_BIN -u CRONLOCKCTL_BIN cargo nextest run --no-default-features --test it \
+    --test-threads 2 --no-fail-fast --failure-output final --status-level fail \
+    -E 'test(/^bad_input::|^stores::(redis|directory)::/)' 2>&1
+else
+  env -u CRONLOCK_BIN -u CRONLOCKCTL_BIN cargo test --no-default-features --quiet --test it -- bad_input:: stores::redis:: stores::directory:: 2>&1
+fi

@@ -1,16 +1,21 @@
 //! The lock stores, one module each, and the one place where the configured
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod escape;
 pub mod etcd;
 pub mod file;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 pub mod hold;
 pub mod memcached;
+#[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod reconnect;
 pub mod redis;
+#[cfg(feature = "zookeeper")]
 pub mod zookeeper;
 
 use anyhow::Result;
@@ -26,13 +31,28 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
-        Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
+        #[cfg(feature = "mysql")]
+        Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
+        #[cfg(feature = "postgres")]
         Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
+        #[cfg(feature = "zookeeper")]
         Store::ZooKeeper(target) => Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?),
+        #[cfg(feature = "dynamodb")]
         Store::DynamoDb(target) => Box::new(dynamodb::DynamoLock::new(target, report)?),
+        #[allow(unreachable_patterns)]
+        other => return Err(built_out(other)),
     })
+}
+
+/// The error for a store whose cargo feature this build left out.
+fn built_out(store: &Store) -> anyhow::Error {
+    // Each heavy store's cargo feature is named as its kind.
+    let kind = kind_of(store);
+    anyhow::anyhow!(
+        "this cronlock was built without the {kind} store (cargo feature \"{kind}\"); build it with the default features"
+    )
 }
 
 /// The stores `cronlock` itself carries: small clients of our own or on

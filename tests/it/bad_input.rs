@@ -141,3 +141,20 @@ fn the_table_covers_every_variable_the_config_knows() {
         );
     }
 }
+
+/// A build without a heavy store's cargo feature (`cargo build
+/// --no-default-features`) refuses a URL that names it, with one line that
+/// says which feature, and never shows the password.
+#[cfg(not(feature = "mysql"))]
+#[test]
+fn a_store_built_out_is_refused_with_one_line_naming_its_feature() {
+    for (url, feature) in [
+        ("mysql://cron:s3cret@127.0.0.1/jobs", "\"mysql\""),
+        ("postgres://cron:s3cret@127.0.0.1/jobs", "\"postgres\""),
+        ("zookeeper://127.0.0.1:2181", "\"zookeeper\""),
+        ("dynamodb://locks", "\"dynamodb\""),
+    ] {
+        let env = vec![("CRONLOCK_URL".to_string(), url.to_string())];
+        crate::util::expect_refusal(&env, feature, &["s3cret"]);
+    }
+}

@@ -14,11 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "dynamodb")]
 use crate::util::dynamodb::DynamoServer;
 use crate::util::etcd::Etcd;
+#[cfg(feature = "mysql")]
 use crate::util::mariadb::MariaDb;
 use crate::util::memcached::MemcachedServer;
+#[cfg(feature = "postgres")]
 use crate::util::postgres::Postgres;
+#[cfg(feature = "zookeeper")]
 use crate::util::zookeeper::ZooKeeper;
 use crate::util::*;
 use nix::fcntl::{Flock, FlockArg};
@@ -286,6 +290,7 @@ fn directory_herd_runs_one_job_once_and_every_job_once() {
 }
 
 /// MariaDB's stock `max_connections` is 151: twice that.
+#[cfg(feature = "mysql")]
 #[test]
 fn mysql_herd_beyond_max_connections_runs_one_job_once_and_every_job_once() {
     let server = MariaDb::start();
@@ -296,6 +301,7 @@ fn mysql_herd_beyond_max_connections_runs_one_job_once_and_every_job_once() {
 }
 
 /// PostgreSQL's stock `max_connections` is 100: twice that.
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_herd_beyond_max_connections_runs_one_job_once_and_every_job_once() {
     let server = Postgres::start();
@@ -323,6 +329,7 @@ fn etcd_herd_runs_one_job_once_and_every_job_once() {
 /// ZooKeeper's stock `maxClientCnxns` is 60 connections from one address,
 /// and every run here comes from 127.0.0.1: twice that. The server closes
 /// the connections over it at once, and each such run tries again.
+#[cfg(feature = "zookeeper")]
 #[test]
 fn zookeeper_herd_beyond_max_client_cnxns_runs_one_job_once_and_every_job_once() {
     let server = ZooKeeper::start_with_client_limit(60);
@@ -330,6 +337,7 @@ fn zookeeper_herd_beyond_max_client_cnxns_runs_one_job_once_and_every_job_once()
 }
 
 /// moto serves one request at a time (tests/it/util/dynamodb.rs): a smaller herd.
+#[cfg(feature = "dynamodb")]
 #[test]
 fn dynamodb_herd_runs_one_job_once_and_every_job_once() {
     let server = DynamoServer::start();

@@ -13,6 +13,7 @@ mod util;
 mod bad_input;
 mod cluster;
 mod cluster_etcd;
+#[cfg(feature = "zookeeper")]
 mod cluster_zookeeper;
 mod config;
 mod contention;
@@ -24,7 +25,9 @@ mod herd;
 mod key_styles;
 mod lease;
 mod lock;
+#[cfg(feature = "zookeeper")]
 mod lockex_zookeeper;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod round_trips;
 mod sentinel;

@@ -8,12 +8,16 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
 mod etcd;
 mod memcached;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod redis;
+#[cfg(feature = "zookeeper")]
 mod zookeeper;
 
 use std::process::{Child, Stdio};
