@@ -90,6 +90,9 @@ enum Failure {
     /// Through Sentinel, a write reached a replica (`READONLY`): the master
     /// we were given is being failed over, and the write did not run.
     Demoted(String),
+    /// The server is at its `maxclients`: it refused the connection, and
+    /// ran nothing of what we sent.
+    Busy(String),
     /// The cluster sent us elsewhere.
     Redirect { host: String, port: u16, ask: bool },
     /// Not a connection problem: stop at once.
@@ -160,6 +163,11 @@ impl<'a> Session<'a> {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(err)) => return Err(err.context(self.describe())),
                 Err(Failure::Server(err)) => return Err(self.server_error(&err)),
+                Err(Failure::Busy(err)) => {
+                    self.connection = None;
+                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    continue;
+                }
                 Err(Failure::Demoted(err)) => {
                     // Sentinel names the new master within moments: ask
                     // again soon, not after the backoff meant for a dead server.
@@ -202,7 +210,7 @@ impl<'a> Session<'a> {
             Err(Failure::InFlight(err)) => (err, true),
             Err(Failure::Fatal(err)) => (format!("{err:#}"), true),
             Err(Failure::Server(err)) => (format!("{:#}", self.server_error(&err)), true),
-            Err(Failure::Demoted(err)) => (err, false),
+            Err(Failure::Demoted(err) | Failure::Busy(err)) => (err, false),
             Err(Failure::Redirect { .. }) => ("redirect not followed".to_string(), true),
         };
         self.connection = None;
@@ -273,6 +281,11 @@ impl<'a> Session<'a> {
         } else {
             connection.exchange(packed, 1)?
         };
+        if let Some(Reply::Error(full)) = replies.iter().find(|reply| wire::is_full(reply)) {
+            let why = full.to_string();
+            self.connection = None;
+            return Err(Failure::Busy(why));
+        }
         let reply = replies.pop().unwrap_or(Reply::Nil);
         if had_auth {
             if let Some(Reply::Error(err)) = replies.first() {

@@ -171,7 +171,15 @@ impl Connection {
         let mut values = Vec::with_capacity(total);
         for _ in 0..total {
             match reply::read(&mut self.stream) {
-                Ok(value) => values.push(value),
+                Ok(value) => {
+                    // Over `maxclients` the server answers the first request
+                    // with this and closes: no further reply will come.
+                    let full = is_full(&value);
+                    values.push(value);
+                    if full {
+                        break;
+                    }
+                }
                 Err(ReadError::Io(err)) => return Err(self.broken(err)),
                 Err(ReadError::Protocol(why)) => return Err(WireError::Protocol(why)),
             }
@@ -284,4 +292,10 @@ fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
         Ok(matches!(head, [21 | 22, 3]))
     };
     probe().unwrap_or(false)
+}
+
+/// Whether `reply` is the error a server at its `maxclients` sends before
+/// it closes the connection.
+pub fn is_full(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(err) if err.to_string().contains("max number of clients reached"))
 }
