@@ -106,6 +106,7 @@ impl From<WireError> for Failure {
             WireError::Connect(_) => Failure::Connect(message),
             WireError::Io(_) => Failure::InFlight(message),
             WireError::Fatal(_) | WireError::Protocol(_) => Failure::Fatal(anyhow::anyhow!(message)),
+            WireError::Full(_) => Failure::Busy(message),
         }
     }
 }
@@ -281,11 +282,6 @@ impl<'a> Session<'a> {
         } else {
             connection.exchange(packed, 1)?
         };
-        if let Some(Reply::Error(full)) = replies.iter().find(|reply| wire::is_full(reply)) {
-            let why = full.to_string();
-            self.connection = None;
-            return Err(Failure::Busy(why));
-        }
         let reply = replies.pop().unwrap_or(Reply::Nil);
         if had_auth {
             if let Some(Reply::Error(err)) = replies.first() {

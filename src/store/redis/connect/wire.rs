@@ -25,6 +25,9 @@ pub enum WireError {
     Io(io::Error),
     /// The bytes that came back are not a Redis reply.
     Protocol(String),
+    /// The server is at its `maxclients`: it answered the first request with
+    /// this error, ran nothing, and closed.
+    Full(String),
 }
 
 impl fmt::Display for WireError {
@@ -37,6 +40,7 @@ impl fmt::Display for WireError {
             WireError::Connect(err) | WireError::Io(err) => write!(f, "{err}"),
             WireError::Fatal(message) => f.write_str(message),
             WireError::Protocol(message) => write!(f, "not a Redis reply: {message}"),
+            WireError::Full(message) => f.write_str(message),
         }
     }
 }
@@ -171,15 +175,12 @@ impl Connection {
         let mut values = Vec::with_capacity(total);
         for _ in 0..total {
             match reply::read(&mut self.stream) {
-                Ok(value) => {
-                    // Over `maxclients` the server answers the first request
-                    // with this and closes: no further reply will come.
-                    let full = is_full(&value);
-                    values.push(value);
-                    if full {
-                        break;
-                    }
+                // Over `maxclients` the server answers the first request
+                // with this and closes: no further reply will come.
+                Ok(Reply::Error(err)) if err.to_string().contains("max number of clients reached") => {
+                    return Err(WireError::Full(err.to_string()))
                 }
+                Ok(value) => values.push(value),
                 Err(ReadError::Io(err)) => return Err(self.broken(err)),
                 Err(ReadError::Protocol(why)) => return Err(WireError::Protocol(why)),
             }
@@ -292,10 +293,4 @@ fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
         Ok(matches!(head, [21 | 22, 3]))
     };
     probe().unwrap_or(false)
-}
-
-/// Whether `reply` is the error a server at its `maxclients` sends before
-/// it closes the connection.
-pub fn is_full(reply: &Reply) -> bool {
-    matches!(reply, Reply::Error(err) if err.to_string().contains("max number of clients reached"))
 }
