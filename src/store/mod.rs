@@ -32,7 +32,7 @@ pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockSt
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
-        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
+        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
         #[cfg(feature = "mysql")]
         Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
         #[cfg(feature = "postgres")]
@@ -73,7 +73,7 @@ pub fn open_light<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn 
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
         Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
-        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target)?),
+        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
         other => anyhow::bail!("the {} store is run by cronlock-stores", kind_of(other)),
     })
 }

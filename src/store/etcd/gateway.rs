@@ -34,8 +34,9 @@ use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
-use crate::random::Random;
+use crate::report::Report;
 use crate::signals;
+use crate::store::reconnect::Reconnects;
 use crate::tls::{self, TlsSetup};
 
 /// A connection idle longer than this is not trusted to still be open (the
@@ -126,6 +127,7 @@ struct Connection {
 /// A client of one etcd cluster's gateway.
 pub struct Gateway<'a> {
     target: &'a EtcdTarget,
+    report: &'a Report,
     tls: Option<TlsSetup>,
     connection: Option<Connection>,
     /// The member asked first: the one that answered last.
@@ -170,10 +172,11 @@ impl std::error::Error for EtcdError {}
 
 impl<'a> Gateway<'a> {
     /// A client for `target`; reads the TLS files now, connects on the first request.
-    pub fn new(target: &'a EtcdTarget) -> Result<Gateway<'a>> {
+    pub fn new(target: &'a EtcdTarget, report: &'a Report) -> Result<Gateway<'a>> {
         let tls = target.tls.as_ref().map(TlsSetup::new).transpose()?;
         Ok(Gateway {
             target,
+            report,
             tls,
             connection: None,
             preferred: 0,
@@ -289,23 +292,21 @@ impl<'a> Gateway<'a> {
     /// `path` at the one member there is: nobody else to ask. An answer
     /// that it cannot serve now (Unavailable: "request timed out" when a
     /// fleet's herd keeps it busy, "no leader" as it restarts) is asked again
-    /// after a short jittered pause, until `timeout` has passed since the
-    /// first try; anything else is final, as a request that got no answer
-    /// within `timeout` is.
+    /// after a short jittered pause, for up to `timeout`
+    /// ([`Reconnects::busy`]); anything else is final, as a request that got
+    /// no answer within `timeout` is.
     fn ask_the_only_member(&mut self, path: &str, body: &Value, timeout: Option<Duration>) -> Result<Value> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut random = Random::seeded();
-        let mut pause = ROUND_PAUSE_FIRST;
+        // The pauses of every store's "too many clients", which this is.
+        let mut reconnects = Reconnects::new(self.report, 0, 0);
+        let (host, port) = &self.target.endpoints[0];
+        let server = format!("etcd at {host}:{port}");
         loop {
             match self.try_member(0, path, body, timeout) {
-                Err(Failure::Member(err))
-                    if err.downcast_ref::<EtcdError>().is_some()
-                        && deadline.is_none_or(|d| Instant::now() + pause < d) =>
-                {
-                    if let Some(signal) = signals::sleep_unless_told_to_stop(random.around_half(pause)) {
-                        bail!("stopped by {signal} while waiting for etcd to serve again: {err:#}");
-                    }
-                    pause = (pause * 2).min(ROUND_PAUSE_MAX);
+                Err(Failure::Member(err)) if err.downcast_ref::<EtcdError>().is_some() => {
+                    let why = err
+                        .downcast_ref::<EtcdError>()
+                        .map_or_else(String::new, |e| e.0.clone());
+                    reconnects.busy(&server, &why, timeout)?;
                 }
                 other => return other.map_err(Failure::into_error),
             }

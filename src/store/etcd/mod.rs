@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::report::Report;
 use gateway::{b64, int, unb64, EtcdError, Gateway};
 
 /// Locks in an etcd cluster.
@@ -45,9 +46,9 @@ pub struct EtcdLock<'a> {
 
 impl<'a> EtcdLock<'a> {
     /// A store for `target`; nothing is sent until the first request.
-    pub fn new(target: &'a EtcdTarget) -> Result<EtcdLock<'a>> {
+    pub fn new(target: &'a EtcdTarget, report: &'a Report) -> Result<EtcdLock<'a>> {
         Ok(EtcdLock {
-            gateway: Gateway::new(target)?,
+            gateway: Gateway::new(target, report)?,
             owner: String::new(),
         })
     }
