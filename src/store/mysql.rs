@@ -417,6 +417,11 @@ impl<'a> MysqlLock<'a> {
             };
             return Failure::Fatal(anyhow!("{at}: TLS: {why}"));
         }
+        // The greeting did not come within the timeout: a server that a herd
+        // keeps busy, as often as one that is no MySQL server.
+        if let Some(why) = timed_out(&err).filter(|_| connecting) {
+            return Failure::Busy(format!("no greeting in time ({why}); is it a MySQL server?"));
+        }
         match err {
             mysql::Error::MySqlError(err) => match err.code {
                 1146 => Failure::NoTable,
@@ -448,15 +453,6 @@ impl<'a> MysqlLock<'a> {
                 )),
                 _ => Failure::Fatal(anyhow!("{at} answered: {} (error {})", err.message, err.code)),
             },
-            mysql::Error::IoError(err)
-                if connecting
-                    && matches!(
-                        err.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-            {
-                Failure::Busy(format!("no greeting in time ({err}); is it a MySQL server?"))
-            }
             mysql::Error::IoError(err) => Failure::Retry(err.to_string()),
             mysql::Error::DriverError(D::ConnectTimeout) => Failure::Retry("connection timed out".to_string()),
             mysql::Error::DriverError(D::CouldNotConnect(Some((_, why, _)))) => Failure::Retry(why),
@@ -465,18 +461,6 @@ impl<'a> MysqlLock<'a> {
                 "{at} offers no TLS, but CRONLOCK_URL's ssl-mode asks for it (use ssl-mode=preferred or disabled)"
             )),
             mysql::Error::TlsError(err) => Failure::Fatal(anyhow!("{at}: TLS: {err}")),
-            // The greeting did not come within the timeout: a server that a
-            // herd keeps busy, as often as one that is no MySQL server.
-            mysql::Error::CodecError(err)
-                if connecting
-                    && std::error::Error::source(&err)
-                        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
-                        .is_some_and(|io| {
-                            matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-                        }) =>
-            {
-                Failure::Busy(format!("no greeting in time ({err}); is it a MySQL server?"))
-            }
             mysql::Error::CodecError(err) if connecting => Failure::Fatal(anyhow!(
                 "{at} did not answer as a MySQL server does ({err}); check the host and port"
             )),
@@ -881,6 +865,21 @@ impl LockStore for MysqlLock<'_> {
             },
         }
     }
+}
+
+/// A read that timed out, in the words of the error that says so: an I/O
+/// error of its own, or one inside the client's packet codec.
+fn timed_out(err: &mysql::Error) -> Option<String> {
+    let (io, shown) = match err {
+        mysql::Error::IoError(io) => (Some(io), io.to_string()),
+        mysql::Error::CodecError(codec) => (
+            std::error::Error::source(codec).and_then(|cause| cause.downcast_ref::<std::io::Error>()),
+            codec.to_string(),
+        ),
+        _ => (None, String::new()),
+    };
+    io.is_some_and(|io| matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        .then_some(shown)
 }
 
 /// Sets the read timeout of `conn`'s socket, which [`GREETING_LIMIT`] kept
