@@ -95,7 +95,7 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
   MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test --quiet \
     --manifest-path scripts/miri-arena/Cargo.toml --target-dir target/miri-arena 2>&1
 else
-  echo "test.sh: Miri not installed; src/arena.rs not checked under Miri" >&2
+  echo "test.sh: Miri not installed; src/speed/arena.rs not checked under Miri" >&2
 fi
 
 # The binaries scripts/build.sh makes (static musl where it can), the ones

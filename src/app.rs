@@ -18,15 +18,15 @@ use anyhow::{Context, Result};
 use crate::config::{self, Config, Search};
 use crate::exit::Outcome;
 use crate::key;
-use crate::lease::LockKeeper;
+use crate::lock::lease::LockKeeper;
 use crate::lock::{Claim, Feature, Keep, LockStore, Release};
 use crate::report::Report;
-use crate::signals;
-use crate::startup;
+use crate::process::signals;
+use crate::speed::startup;
 use crate::store;
-use crate::supervise::{self, Ended, Job};
-use crate::syslog::{Event, Syslog};
-use crate::take::{self, Plan, Taken};
+use crate::process::supervise::{self, Ended, Job};
+use crate::report::syslog::{Event, Syslog};
+use crate::lock::take::{self, Plan, Taken};
 
 /// Opens the configured store: `store::open` (every store) or
 /// `store::open_light` (the ones `cronlock` itself carries).
@@ -167,7 +167,7 @@ fn run_with(
         // Every slot of a semaphore, so that no copy is left holding one.
         let mut existed = false;
         for slot in 1..=config.concurrency {
-            existed |= store.reset(&take::slot_key(key, slot))?;
+            existed |= store.reset(&crate::lock::slot_key(key, slot))?;
         }
         report.info(format_args!(
             "reset {shown}: {}",
@@ -179,7 +179,7 @@ fn run_with(
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let owner = crate::owner::record(&config.node, std::process::id(), started, args);
+    let owner = crate::lock::owner::record(&config.node, std::process::id(), started, args);
     let claim = Claim {
         key,
         release: config.lease.unwrap_or(config.release),

@@ -1,21 +1,15 @@
 //! cronlock: run a command only if a shared lock can be taken, so that the
-//! same crontab on many hosts runs each job once.
+//! same crontab on many hosts runs each job once. ARCHITECTURE.md draws the
+//! rooms below and how a run moves through them.
 
 pub mod app;
-pub mod arena;
 pub mod config;
+pub mod ctl;
 pub mod exit;
 pub mod key;
-pub mod lease;
 pub mod lock;
-pub mod owner;
-pub mod random;
+pub mod net;
+pub mod process;
 pub mod report;
-pub mod signals;
-pub mod startup;
+pub mod speed;
 pub mod store;
-pub mod supervise;
-pub mod syslog;
-pub mod take;
-pub mod tls;
-pub mod watchdog;

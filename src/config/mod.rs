@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::key::KeyStyle;
-use crate::syslog::Facility;
+use crate::report::syslog::Facility;
 
 /// The largest number of seconds any duration setting accepts (about 31
 /// years). Lua numbers are doubles and timestamps are added to these values,
@@ -573,7 +573,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let syslog = if boolean("SYSLOG", raw.get("syslog"), false)? {
         Some((
             facility,
-            syslog_socket.unwrap_or_else(|| PathBuf::from(crate::syslog::DEFAULT_PATH)),
+            syslog_socket.unwrap_or_else(|| PathBuf::from(crate::report::syslog::DEFAULT_PATH)),
         ))
     } else if raw.get("syslog_facility").is_some() || syslog_socket.is_some() {
         bail!("CRONLOCK_SYSLOG_FACILITY or CRONLOCK_SYSLOG_SOCKET is set but syslog is off; set CRONLOCK_SYSLOG=yes");
@@ -775,7 +775,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         concurrency,
         jitter_ms,
         syslog,
-        node: raw.take("node").unwrap_or_else(crate::owner::host_name),
+        node: raw.take("node").unwrap_or_else(crate::lock::owner::host_name),
         key_style,
         show_key,
         file,

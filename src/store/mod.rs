@@ -5,7 +5,7 @@
 pub mod dynamodb;
 pub mod escape;
 pub mod etcd;
-pub mod file;
+pub mod directory;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub mod hold;
 pub mod memcached;
@@ -13,7 +13,6 @@ pub mod memcached;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-pub mod reconnect;
 pub mod redis;
 #[cfg(feature = "zookeeper")]
 pub mod zookeeper;
@@ -30,7 +29,7 @@ use crate::report::Report;
 pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
-        Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::Directory(dir) => Box::new(directory::DirectoryLock::new(dir)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
         #[cfg(feature = "mysql")]
@@ -71,7 +70,7 @@ pub fn carried_light(store: &Store) -> bool {
 pub fn open_light<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
     Ok(match &config.store {
         Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
-        Store::Directory(dir) => Box::new(file::DirectoryLock::new(dir)?),
+        Store::Directory(dir) => Box::new(directory::DirectoryLock::new(dir)?),
         Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
         Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
         other => anyhow::bail!("the {} store is run by cronlock-stores", kind_of(other)),

@@ -1,4 +1,4 @@
-//! `src/arena.rs` and its unit tests, built alone for Miri (scripts/test.sh).
+//! `src/speed/arena.rs` and its unit tests, built alone for Miri (scripts/test.sh).
 
-#[path = "../../../src/arena.rs"]
+#[path = "../../../src/speed/arena.rs"]
 pub mod arena;

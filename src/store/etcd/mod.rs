@@ -20,7 +20,7 @@
 //! its gRPC code at build time with `protoc`, so every build of cronlock
 //! would need protobuf-compiler installed; it brings tokio, hyper, h2, tonic
 //! and prost (proc-macros among them) for five unary calls; and its TLS is
-//! tonic's, which cannot take the rustls configuration `crate::tls` builds
+//! tonic's, which cannot take the rustls configuration `crate::net::tls` builds
 //! from `CRONLOCK_TLS_*` (no skip-verify, no server-name override). The
 //! gateway needs a hand-written HTTP/1.1 exchange on a socket (`gateway.rs`)
 //! and `serde_json`.
@@ -350,7 +350,7 @@ impl LockStore for EtcdLock<'_> {
         // revision, and so its place in line, stays.
         let kept = self.grant(until - now)?;
         let my_key = key_of(&lease.key, id);
-        let record = crate::owner::with_ended(&self.owner, now);
+        let record = crate::lock::owner::with_ended(&self.owner, now);
         let txn = match self.put_and_find_owner(&lease.key, &my_key, rev, kept, &record) {
             Ok(txn) => txn,
             Err(err) => {

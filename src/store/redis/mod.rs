@@ -21,7 +21,7 @@ use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use nix::sys::signal::Signal;
 
-use crate::signals;
+use crate::process::signals;
 
 /// Each script is the shared prelude followed by its own body, joined at
 /// compile time.
@@ -276,7 +276,7 @@ impl LockStore for RedisLock<'_> {
         if slots <= 1 {
             return self.acquire(claim);
         }
-        let keys: Vec<Vec<u8>> = (1..=slots).map(|slot| crate::take::slot_key(claim.key, slot)).collect();
+        let keys: Vec<Vec<u8>> = (1..=slots).map(|slot| crate::lock::slot_key(claim.key, slot)).collect();
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         match self.take(SLOTS, &keys, claim) {
             Err(err) if format!("{err:#}").contains("CROSSSLOT") => {

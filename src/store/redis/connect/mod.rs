@@ -14,8 +14,8 @@ use anyhow::{bail, Result};
 
 use crate::config::RedisTarget;
 use crate::report::Report;
-use crate::store::reconnect::Reconnects;
-use crate::tls::TlsSetup;
+use crate::net::reconnect::Reconnects;
+use crate::net::tls::TlsSetup;
 pub use reply::{Reply, ServerError};
 use wire::{Connection, WireError};
 

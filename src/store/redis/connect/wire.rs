@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::{ClientConnection, StreamOwned};
 
 use super::reply::{self, ReadError, Reply};
-use crate::tls::{self, TlsSetup};
+use crate::net::tls::{self, TlsSetup};
 
 /// Why a connection could not be used.
 #[derive(Debug)]

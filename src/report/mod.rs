@@ -1,4 +1,8 @@
-//! Information lines on stderr for `CRONLOCK_VERBOSE=yes`.
+//! What a run tells people: information lines on stderr for
+//! `CRONLOCK_VERBOSE=yes` ([`Report`]), and one line per lock event to the
+//! local syslog ([`syslog`]).
+
+pub mod syslog;
 
 use std::fmt::Arguments;
 use std::io::Write;

@@ -36,7 +36,7 @@ use anyhow::{bail, Result};
 use crate::config::MemcachedTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
-use crate::store::reconnect::Reconnects;
+use crate::net::reconnect::Reconnects;
 
 /// memcached reads a relative expiry above this many seconds (30 days) as
 /// an absolute unix time.
@@ -120,7 +120,7 @@ impl<'a> MemcachedLock<'a> {
             target,
             report,
             connection: None,
-            token: crate::random::token(),
+            token: crate::net::random::token(),
             owner: None,
         }
     }
@@ -134,7 +134,7 @@ impl<'a> MemcachedLock<'a> {
         let mut value = format!("{expiry} {}", self.token).into_bytes();
         if let Some(owner) = &self.owner {
             let owner = match ended {
-                Some(at) => crate::owner::with_ended(owner, at),
+                Some(at) => crate::lock::owner::with_ended(owner, at),
                 None => owner.clone(),
             };
             value.push(b' ');

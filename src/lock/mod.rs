@@ -6,6 +6,14 @@
 //! the later of start + GRACE + 1 and end + HOLD + 1; a lock whose time is
 //! now or later is held, one in the past may be taken over by exactly one
 //! contender, and a release never touches a lock that is no longer ours.
+//!
+//! Around the protocol: [`take`] takes it for every store alike (jitter,
+//! semaphore slots, waiting), [`lease`] keeps it while the command runs, and
+//! [`owner`] is the record of who holds it.
+
+pub mod lease;
+pub mod owner;
+pub mod take;
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +29,7 @@ pub struct Claim<'a> {
     /// (`CRONLOCK_RELEASE`, or the lease in lease mode).
     pub release: i64,
     /// Who runs the command (node, pid, start, command line), for stores
-    /// that record it beside the lock; see `crate::owner`.
+    /// that record it beside the lock; see `crate::lock::owner`.
     pub owner: Option<&'a str>,
 }
 
@@ -142,7 +150,7 @@ pub struct Seen {
     pub expires_at: Option<i64>,
     /// The store's clock when it looked.
     pub now: i64,
-    /// The owner record (see `crate::owner`), when there is one.
+    /// The owner record (see `crate::lock::owner`), when there is one.
     pub owner: Option<String>,
     /// Whether the holder's command still runs, where the store can tell
     /// (a flock, a session, a lease); `None` where only the record speaks.
@@ -182,7 +190,7 @@ pub trait LockStore {
     /// Tries to take `claim.key`, writing start + `claim.release` + 1 as its expiry.
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire>;
     /// `CRONLOCK_CONCURRENCY`: takes the first of `slots` slots of
-    /// `claim.key` that is free or stale (see `crate::take::slot_key`); the
+    /// `claim.key` that is free or stale (see [`slot_key`]); the
     /// lease names the slot. When all are held, the soonest expiry. The
     /// default tries them one request each; a store may do it in one.
     fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
@@ -198,7 +206,7 @@ pub trait LockStore {
     /// default sleeps; a store with notifications wakes at the release.
     fn wait_for_release(&mut self, key: &[u8], limit: Duration) -> Result<Option<Signal>> {
         let _ = key;
-        Ok(crate::signals::sleep_unless_told_to_stop(limit))
+        Ok(crate::process::signals::sleep_unless_told_to_stop(limit))
     }
     /// The lock `key` as it stands, or `None` when there is none.
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
@@ -240,13 +248,22 @@ pub trait LockStore {
 pub fn slot_by_slot<S: LockStore + ?Sized>(store: &mut S, claim: &Claim, slots: u32) -> Result<Acquire> {
     let mut soonest = i64::MAX;
     for slot in 1..=slots.max(1) {
-        let key = crate::take::slot_key(claim.key, slot);
+        let key = slot_key(claim.key, slot);
         match store.acquire(&Claim { key: &key, ..*claim })? {
             Acquire::Held { expires_in } => soonest = soonest.min(expires_in),
             taken => return Ok(taken),
         }
     }
     Ok(Acquire::Held { expires_in: soonest })
+}
+
+/// The key of slot `slot` (1-based) of a semaphore on `key`.
+pub fn slot_key(key: &[u8], slot: u32) -> Vec<u8> {
+    let mut name = key.to_vec();
+    if slot > 1 {
+        name.extend_from_slice(format!(":{slot}").as_bytes());
+    }
+    name
 }
 
 #[cfg(test)]
@@ -262,5 +279,12 @@ mod tests {
         assert_eq!(both.until(100, 200), 211, "hold from the end is later");
         let negative = Keep { grace: -1, hold: 0 };
         assert_eq!(negative.until(100, 100), 100);
+    }
+
+    #[test]
+    fn slot_one_is_the_plain_key() {
+        assert_eq!(slot_key(b"cronlock.x", 1), b"cronlock.x");
+        assert_eq!(slot_key(b"cronlock.x", 2), b"cronlock.x:2");
+        assert_eq!(slot_key(b"cronlock.x", 10), b"cronlock.x:10");
     }
 }

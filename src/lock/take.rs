@@ -14,9 +14,9 @@ use anyhow::Result;
 use nix::sys::signal::Signal;
 
 use crate::lock::{Acquire, Claim, Lease, LockStore};
-use crate::random::Random;
+use crate::net::random::Random;
 use crate::report::Report;
-use crate::signals;
+use crate::process::signals;
 
 /// The first pause of a waiter, doubled after each try up to [`MAX_PAUSE`].
 /// A second, so that with the store's own blocking a waiter costs at most
@@ -54,15 +54,6 @@ pub enum Taken {
     },
     /// A terminating signal arrived while we slept; nothing is held.
     Stopped(Signal),
-}
-
-/// The key of slot `slot` (1-based) of a semaphore on `key`.
-pub fn slot_key(key: &[u8], slot: u32) -> Vec<u8> {
-    let mut name = key.to_vec();
-    if slot > 1 {
-        name.extend_from_slice(format!(":{slot}").as_bytes());
-    }
-    name
 }
 
 /// Takes a slot of `claim.key` as `plan` says.
@@ -114,17 +105,5 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
             return Ok(Taken::Stopped(signal));
         }
         pause = (pause * 2).min(MAX_PAUSE);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slot_one_is_the_plain_key() {
-        assert_eq!(slot_key(b"cronlock.x", 1), b"cronlock.x");
-        assert_eq!(slot_key(b"cronlock.x", 2), b"cronlock.x:2");
-        assert_eq!(slot_key(b"cronlock.x", 10), b"cronlock.x:10");
     }
 }

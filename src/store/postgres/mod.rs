@@ -46,8 +46,8 @@ use crate::config::{PgSslMode, PostgresTarget};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
-use crate::store::reconnect::Reconnects;
-use crate::tls::{self, TlsSetup};
+use crate::net::reconnect::Reconnects;
+use crate::net::tls::{self, TlsSetup};
 
 /// The table, in the role's `search_path` (usually `public`).
 const TABLE: &str = "cronlock_locks";
@@ -750,7 +750,7 @@ impl PostgresLock<'_> {
 /// Our proof of ownership: host, pid and the time, unique enough that no
 /// two runs share one.
 fn token() -> String {
-    let host = crate::owner::host_name_or("");
+    let host = crate::lock::owner::host_name_or("");
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{host}:{}:{nanos}", std::process::id())
 }

@@ -40,8 +40,8 @@ use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
-use crate::store::reconnect::Reconnects;
-use crate::tls;
+use crate::net::reconnect::Reconnects;
+use crate::net::tls;
 
 /// The lock table's name.
 pub const TABLE: &str = "cronlock_locks";
@@ -229,7 +229,7 @@ impl<'a> MysqlLock<'a> {
             conn: None,
             renewals: None,
             plain: false,
-            token: crate::random::token(),
+            token: crate::net::random::token(),
             owner: None,
             claims_get_lock: false,
             has_get_lock: false,
@@ -628,7 +628,7 @@ impl<'a> MysqlLock<'a> {
         let until = keep.until(lease.start, now);
         let ended = self.owner.as_deref().map_or_else(
             || "NULL".to_string(),
-            |o| text(crate::owner::with_ended(o, now).as_bytes()),
+            |o| text(crate::lock::owner::with_ended(o, now).as_bytes()),
         );
         let (write, outcome) = match &token {
             Some(token) if token != ours => ("ROLLBACK".to_string(), Release::NotOurs),
@@ -1077,6 +1077,6 @@ mod tests {
         let long = lock_name(&[b'a'; 65]);
         assert!(long.contains(&hex(b"cronlock~")[2..20]), "{long}");
         assert_eq!(row_name(&[b'a'; 300]).len(), 2 * MAX_ROW_NAME + 3);
-        assert_ne!(crate::random::token(), crate::random::token());
+        assert_ne!(crate::net::random::token(), crate::net::random::token());
     }
 }

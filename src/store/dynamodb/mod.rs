@@ -6,7 +6,7 @@
 //! nanoseconds; the lock may be taken once the clock has passed it), plus
 //! cronlock's own attributes, which lock-exec ignores: `cronlock_token` (a
 //! random proof of ownership that release and renewal check),
-//! `cronlock_owner` (the owner record, see `crate::owner`, with `"ended"`
+//! `cronlock_owner` (the owner record, see `crate::lock::owner`, with `"ended"`
 //! added once a release keeps the lock), `cronlock_start` and
 //! `cronlock_end` (unix seconds), and `cronlock_ttl` (unix seconds, for an
 //! optional DynamoDB TTL).
@@ -62,7 +62,7 @@ pub struct DynamoLock {
     region: String,
     runtime: Runtime,
     client: Client,
-    /// Our owner record (see `crate::owner`), kept from the take so that a
+    /// Our owner record (see `crate::lock::owner`), kept from the take so that a
     /// release that keeps the lock can add when the command ended.
     owner: Option<String>,
 }
@@ -181,7 +181,7 @@ impl LockStore for DynamoLock {
             let now = now_nanos();
             let start = now.div_euclid(NANOS);
             let expires_at = start + claim.release + 1;
-            let token = crate::random::token();
+            let token = crate::net::random::token();
             let mut put = self
                 .client
                 .put_item()
@@ -273,7 +273,7 @@ impl LockStore for DynamoLock {
         // The owner record says when the command ended, so an operator can
         // tell a lock in its grace from a running one.
         let (set_owner, owner) = match &self.owner {
-            Some(owner) => (", #owner = :owner", Some(crate::owner::with_ended(owner, now))),
+            Some(owner) => (", #owner = :owner", Some(crate::lock::owner::with_ended(owner, now))),
             None => ("", None),
         };
         let mut request = self

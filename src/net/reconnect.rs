@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::random::Random;
+use crate::net::random::Random;
 use crate::report::Report;
-use crate::signals;
+use crate::process::signals;
 
 /// The first busy pause; each further one doubles, up to [`BUSY_PAUSE_MAX`],
 /// and each is drawn from half to one and a half of that.

@@ -40,7 +40,7 @@
 //! a `run` record without it belongs to a holder whose session is gone
 //! (killed host, SIGKILLed cronlock), and is free at once. The server's
 //! present time comes from a write to `/cronlock` itself (its new mtime).
-//! The `run` node's data is the holder's owner record (see `crate::owner`),
+//! The `run` node's data is the holder's owner record (see `crate::lock::owner`),
 //! so the record keeps the format every version parses. A release that keeps
 //! the lock replaces it, in the same multi-op, with a persistent `run` node
 //! holding the record with `"ended"` added: under a `keep` record only the
@@ -82,7 +82,7 @@ use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
-use crate::store::reconnect::Reconnects;
+use crate::net::reconnect::Reconnects;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
 /// long after its death; the server clamps it to 2-20 ticks (4 s at least
@@ -134,7 +134,7 @@ pub struct ZooKeeperLock<'a> {
     /// The hold check has said (in verbose mode) that the session goes
     /// unconfirmed.
     unconfirmed_said: bool,
-    /// Our owner record (see `crate::owner`), kept from the take for the
+    /// Our owner record (see `crate::lock::owner`), kept from the take for the
     /// release, which adds when the command ended.
     owner: Vec<u8>,
 }
@@ -299,7 +299,7 @@ impl<'a> ZooKeeperLock<'a> {
         let until = keep.until(lease.start, seen.now);
         let ended = match std::str::from_utf8(&self.owner) {
             Ok("") | Err(_) => None,
-            Ok(owner) => Some(crate::owner::with_ended(owner, seen.now)),
+            Ok(owner) => Some(crate::lock::owner::with_ended(owner, seen.now)),
         };
         let session = self.session()?;
         let mut multi = session.client.new_multi_writer();
@@ -342,7 +342,7 @@ impl<'a> ZooKeeperLock<'a> {
 
     fn acquire_lockex(&mut self, claim: &Claim) -> Result<Acquire> {
         let dir = String::from_utf8_lossy(claim.key).into_owned();
-        let prefix = format!("{}{LOCK_MARK}", crate::random::uuid4_hex());
+        let prefix = format!("{}{LOCK_MARK}", crate::net::random::uuid4_hex());
         let data = format!("{}:{}", hostname(), std::process::id());
         let session = self.session()?;
         session.ensure(&dir)?;
@@ -872,7 +872,7 @@ impl Session {
     /// path once it is the lowest, `None` (our node removed) when the time
     /// is up.
     fn enter_gate(&self, gate: &str, data: &str) -> Result<Option<String>> {
-        let prefix = format!("{}{LOCK_MARK}", crate::random::uuid4_hex());
+        let prefix = format!("{}{LOCK_MARK}", crate::net::random::uuid4_hex());
         let (_, sequence) = self
             .call(
                 self.client
@@ -916,7 +916,7 @@ impl Session {
         if children.len() >= slots as usize {
             return Ok(None);
         }
-        let name = crate::random::uuid4_hex();
+        let name = crate::net::random::uuid4_hex();
         let path = format!("{pool}/{name}");
         let (stat, _) = self
             .call(self.client.create(&path, data.as_bytes(), &ephemeral()))
@@ -1244,7 +1244,7 @@ fn kazoo_leases(data: &[u8]) -> Option<i128> {
 
 /// The host name, as Python's `socket.gethostname()` gives it to lockex.
 fn hostname() -> String {
-    crate::owner::host_name_or("localhost")
+    crate::lock::owner::host_name_or("localhost")
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ fn read_state(file: &mut File) -> State {
 }
 
 /// The first line is the state; the second, when there is one, the owner
-/// record (see `crate::owner`).
+/// record (see `crate::lock::owner`).
 fn write_state(file: &mut File, expiry: i64, state: &str, owner: &str) -> Result<()> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
@@ -207,7 +207,7 @@ impl LockStore for DirectoryLock {
             &mut held,
             keep_until,
             "done",
-            &crate::owner::with_ended(&self.owner, now()),
+            &crate::lock::owner::with_ended(&self.owner, now()),
         )?;
         Ok(Release::Kept { until: keep_until })
     }

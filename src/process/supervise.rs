@@ -14,8 +14,8 @@ use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::signals;
-use crate::watchdog::{self, Watchdog};
+use crate::process::signals;
+use crate::process::watchdog::{self, Watchdog};
 
 /// What to run and how.
 pub struct Job<'a> {
