@@ -19,14 +19,14 @@ use crate::config::{self, Config, Search};
 use crate::exit::Outcome;
 use crate::key;
 use crate::lock::lease::LockKeeper;
+use crate::lock::take::{self, Plan, Taken};
 use crate::lock::{Claim, Feature, Keep, LockStore, Release};
-use crate::report::Report;
 use crate::process::signals;
-use crate::speed::startup;
-use crate::store;
 use crate::process::supervise::{self, Ended, Job};
 use crate::report::syslog::{Event, Syslog};
-use crate::lock::take::{self, Plan, Taken};
+use crate::report::Report;
+use crate::speed::startup;
+use crate::store;
 
 /// Opens the configured store: `store::open` (every store) or
 /// `store::open_light` (the ones `cronlock` itself carries).

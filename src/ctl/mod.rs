@@ -10,13 +10,13 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
 use crate::config::{self, Config, Search};
 use crate::key;
+use crate::lock::slot_key;
 use crate::lock::{LockStore, Seen};
 use crate::report::Report;
 use crate::store;
-use crate::lock::slot_key;
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 const HELP: &str = "\

@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use crate::lock::{Lease, LockStore, Renewal};
-use crate::report::Report;
 use crate::process::supervise::Keeper;
+use crate::report::Report;
 
 /// A renewal that failed is tried again this soon (but never past the deadline).
 const RETRY_EVERY: Duration = Duration::from_secs(1);

@@ -15,8 +15,8 @@ use nix::sys::signal::Signal;
 
 use crate::lock::{Acquire, Claim, Lease, LockStore};
 use crate::net::random::Random;
-use crate::report::Report;
 use crate::process::signals;
+use crate::report::Report;
 
 /// The first pause of a waiter, doubled after each try up to [`MAX_PAUSE`].
 /// A second, so that with the store's own blocking a waiter costs at most

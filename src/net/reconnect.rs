@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::net::random::Random;
-use crate::report::Report;
 use crate::process::signals;
+use crate::report::Report;
 
 /// The first busy pause; each further one doubles, up to [`BUSY_PAUSE_MAX`],
 /// and each is drawn from half to one and a half of that.

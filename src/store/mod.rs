@@ -1,11 +1,11 @@
 //! The lock stores, one module each, and the one place where the configured
 //! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
 
+pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod escape;
 pub mod etcd;
-pub mod directory;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
 pub mod hold;
 pub mod memcached;

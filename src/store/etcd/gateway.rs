@@ -34,10 +34,10 @@ use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::config::EtcdTarget;
-use crate::report::Report;
-use crate::process::signals;
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
+use crate::process::signals;
+use crate::report::Report;
 
 /// A connection idle longer than this is not trusted to still be open (the
 /// command may have run for hours, or the member restarted): the next

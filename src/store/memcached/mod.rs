@@ -35,8 +35,8 @@ use anyhow::{bail, Result};
 
 use crate::config::MemcachedTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
-use crate::report::Report;
 use crate::net::reconnect::Reconnects;
+use crate::report::Report;
 
 /// memcached reads a relative expiry above this many seconds (30 days) as
 /// an absolute unix time.

@@ -38,10 +38,10 @@ use rustls::CertificateError;
 
 use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
-use crate::report::Report;
-use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls;
+use crate::report::Report;
+use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 
 /// The lock table's name.
 pub const TABLE: &str = "cronlock_locks";

@@ -44,10 +44,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PgSslMode, PostgresTarget};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
-use crate::report::Report;
-use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
+use crate::report::Report;
+use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 
 /// The table, in the role's `search_path` (usually `public`).
 const TABLE: &str = "cronlock_locks";

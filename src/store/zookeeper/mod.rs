@@ -81,8 +81,8 @@ use zookeeper_client::{
 use crate::config::{Config, ZooKeeperTarget};
 use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
-use crate::report::Report;
 use crate::net::reconnect::Reconnects;
+use crate::report::Report;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
 /// long after its death; the server clamps it to 2-20 ticks (4 s at least

@@ -13,9 +13,9 @@ use ::redis::Cmd;
 use anyhow::{bail, Result};
 
 use crate::config::RedisTarget;
-use crate::report::Report;
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::TlsSetup;
+use crate::report::Report;
 pub use reply::{Reply, ServerError};
 use wire::{Connection, WireError};
 
