@@ -55,7 +55,7 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
     // must not leave a taken lock with no command behind it.
     signals::block()?;
     let config = config::load(std::env::vars_os(), &Search::standard())?;
-    if !all_stores && !store::carried_light(&config.store) {
+    if !all_stores && config.store.row().carried_by != store::Binary::Cronlock {
         return Err(exec_all_stores(args, &config));
     }
     let report = Report {
@@ -68,11 +68,7 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
         report.info(format_args!("{note}"));
     }
     if config.ntpdate {
-        let clock = match config.store {
-            // DynamoDB has no clock to ask: keeping this host's in time is the operator's job (NTP).
-            config::Store::DynamoDb(_) => "this host's clock; keep it synchronised",
-            _ => "the Redis server's clock",
-        };
+        let clock = config.store.row().clock;
         report.info(format_args!(
             "CRONLOCK_NTPDATE=yes: not running ntpdate; lock times come from {clock}"
         ));
@@ -320,7 +316,7 @@ fn exec_all_stores(args: &[OsString], config: &Config) -> anyhow::Error {
         nix::unistd::execv(&program, &argv).with_context(|| {
             format!(
                 "the {} store is run by {} beside cronlock, which could not be started",
-                store::kind_of(&config.store),
+                config.store.row().kind,
                 path.display()
             )
         })

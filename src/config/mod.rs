@@ -6,7 +6,7 @@
 //! because the original applies its defaults with `[ -z "$VAR" ]`.
 
 pub mod file;
-mod url;
+pub mod url;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::key::KeyStyle;
 use crate::report::syslog::Facility;
+pub use crate::store::Store;
 
 /// The largest number of seconds any duration setting accepts (about 31
 /// years). Lua numbers are doubles and timestamps are added to these values,
@@ -77,8 +78,8 @@ const SECRET: &[&str] = &["AUTH", "SENTINEL_AUTH", "URL"];
 
 /// The variables as strings, keyed as envy maps them (`CRONLOCK_REDIS_TIMEOUT`
 /// → `redis_timeout`). Typed parsing happens afterwards so that every message
-/// can name the variable and its value. (A map rather than a derived struct:
-/// a derive is a proc-macro, which the static build cannot compile.)
+/// can name the variable and its value, which a derived struct's errors do
+/// not; and each store takes its own variables from what is left.
 #[derive(Debug, Default)]
 struct Raw(HashMap<String, String>);
 
@@ -98,60 +99,11 @@ impl Raw {
     }
 }
 
-/// Where locks live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Store {
-    /// A Redis server (standalone, found through Sentinel, or a cluster node).
-    Redis(Box<RedisTarget>),
-    /// Lock files in a local directory (`CRONLOCK_URL=file:///path`).
-    Directory(PathBuf),
-    /// A table and `GET_LOCK` names in MySQL or MariaDB (`CRONLOCK_URL=mysql://...`).
-    Mysql(Box<MysqlTarget>),
-    /// A memcached server (`CRONLOCK_URL=memcached://host:port`).
-    Memcached(Box<MemcachedTarget>),
-    /// An etcd cluster (`CRONLOCK_URL=etcd://host:port,...`).
-    Etcd(Box<EtcdTarget>),
-    /// A table in PostgreSQL (`CRONLOCK_URL=postgres://...`).
-    Postgres(Box<PostgresTarget>),
-    /// A ZooKeeper ensemble (`CRONLOCK_URL=zookeeper://host:port,.../chroot`).
-    ZooKeeper(ZooKeeperTarget),
-    /// Items in a DynamoDB table (`CRONLOCK_URL=dynamodb://TABLE`).
-    DynamoDb(DynamoTarget),
-}
-
-/// How to reach MySQL or MariaDB.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MysqlTarget {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port, 3306 unless the URL says otherwise.
-    pub port: u16,
-    /// User name (from the URL, else `CRONLOCK_USER`).
-    pub user: String,
-    /// Password (from the URL, else `CRONLOCK_AUTH`); never printed.
-    pub password: Option<String>,
-    /// The database holding the lock table.
-    pub db: String,
-    /// The URL's `ssl-mode`.
-    pub ssl_mode: SslMode,
-    /// CA, client certificate and key files (`CRONLOCK_TLS_*`), when TLS is on.
-    pub tls: Option<Tls>,
-    /// Connect, read and write timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
-    pub reconnect_attempts: u32,
-    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
-    pub reconnect_backoff: u64,
-}
-
-/// How to reach memcached. The timeout and reconnect settings are the
-/// general ones (their names say Redis for the original's sake).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemcachedTarget {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+/// The settings that every store with a server shares. Their names say
+/// Redis for the original's sake (`CRONLOCK_REDIS_TIMEOUT`,
+/// `CRONLOCK_RECONNECT_*`); each store applies them to its own client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
     /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
     pub timeout: Option<Duration>,
     /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
@@ -160,176 +112,58 @@ pub struct MemcachedTarget {
     pub reconnect_backoff: u64,
 }
 
-/// How to reach PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresTarget {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port (5432 unless the URL says otherwise).
-    pub port: u16,
-    /// Role: the URL's, else `CRONLOCK_USER`, else the OS user (as libpq).
-    pub user: String,
-    /// The URL's password, else `CRONLOCK_AUTH`; never printed.
-    pub password: Option<String>,
-    /// Database: the URL's path, else the role's name (as libpq).
-    pub dbname: String,
-    /// libpq's `sslmode`.
-    pub sslmode: PgSslMode,
-    /// CA bundle, client certificate and server name (`CRONLOCK_TLS_*`);
-    /// `skip_verify` is set for the modes that do not verify.
-    pub tls: Tls,
-    /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
-    pub reconnect_attempts: u32,
-    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
-    pub reconnect_backoff: u64,
-}
-
-/// MySQL's `ssl-mode`, as its own client spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plain TCP.
-    Disabled,
-    /// TLS without verification when the server offers it, else plain TCP.
-    Preferred,
-    /// TLS, without verifying the certificate.
-    Required,
-    /// TLS, the certificate checked against the CA but not the host name.
-    VerifyCa,
-    /// TLS, the certificate checked against the CA and the host name.
-    VerifyIdentity,
-}
-
-impl SslMode {
-    /// Reads `disabled`, `preferred`, `required`, `verify_ca` or `verify_identity` (any case, `-` for `_`).
-    pub fn parse(text: &str) -> Option<SslMode> {
-        match text.to_ascii_lowercase().replace('-', "_").as_str() {
-            "disabled" => Some(SslMode::Disabled),
-            "preferred" => Some(SslMode::Preferred),
-            "required" => Some(SslMode::Required),
-            "verify_ca" => Some(SslMode::VerifyCa),
-            "verify_identity" => Some(SslMode::VerifyIdentity),
-            _ => None,
-        }
-    }
-
-    /// Whether the certificate is checked against a CA.
-    pub fn verifies(self) -> bool {
-        matches!(self, SslMode::VerifyCa | SslMode::VerifyIdentity)
-    }
-}
-
-/// How to reach etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdTarget {
-    /// Members to try in turn, `host` and client port.
-    pub endpoints: Vec<(String, u16)>,
-    /// etcd user, when the cluster has auth enabled.
+/// What each store's settings parser (`crate::store::STORES`) is given:
+/// the general settings every store may use, read once, and the variables
+/// no one has read yet, for the store's own.
+pub struct Shared<'a> {
+    raw: &'a mut Raw,
+    /// Timeout and reconnects.
+    pub connection: Connection,
+    /// `CRONLOCK_TLS`.
+    pub tls_on: bool,
+    /// `CRONLOCK_TLS_SKIP_VERIFY`.
+    pub skip_verify: bool,
+    /// `CRONLOCK_USER`; a store that reads it takes it.
     pub user: Option<String>,
-    /// That user's password; never printed.
+    /// `CRONLOCK_AUTH`; a store that reads it takes it.
     pub password: Option<String>,
-    /// Connect and request timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// TLS settings, when the URL says `etcds://` (or `CRONLOCK_TLS=yes`).
-    pub tls: Option<Tls>,
-}
-
-/// libpq's `sslmode`, mapped onto rustls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PgSslMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS if the server offers it, without verifying it (libpq's default).
-    Prefer,
-    /// TLS, without verifying the server (as libpq without a root certificate).
-    Require,
-    /// TLS, the certificate's chain verified, not its name.
-    VerifyCa,
-    /// TLS, chain and host name verified.
-    VerifyFull,
-}
-
-impl PgSslMode {
-    /// libpq's spelling.
-    pub fn parse(text: &str) -> Option<PgSslMode> {
-        Some(match text {
-            "disable" => PgSslMode::Disable,
-            "prefer" => PgSslMode::Prefer,
-            "require" => PgSslMode::Require,
-            "verify-ca" => PgSslMode::VerifyCa,
-            "verify-full" => PgSslMode::VerifyFull,
-            _ => return None,
-        })
-    }
-}
-
-/// How to reach ZooKeeper.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZooKeeperTarget {
-    /// The servers, tried in turn: `(host, port)`.
-    pub hosts: Vec<(String, u16)>,
-    /// The path every lock lives under, if the URL names one.
-    pub chroot: Option<String>,
-    /// How long a server that closes every new connection (over its
-    /// `maxClientCnxns`) is tried again (`CRONLOCK_REDIS_TIMEOUT`); `None`
-    /// for no limit.
-    pub timeout: Option<Duration>,
-    /// Reconnects after no server could be reached (`CRONLOCK_RECONNECT_ATTEMPTS`).
-    pub reconnect_attempts: u32,
-    /// Seconds added to the wait before each further reconnect (`CRONLOCK_RECONNECT_BACKOFF`).
-    pub reconnect_backoff: u64,
-}
-
-/// How to reach DynamoDB. Credentials, region and endpoint are not here:
-/// the AWS SDK reads them (`AWS_*` variables, profiles, instance and
-/// container roles) when the store opens, as the AWS CLI does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DynamoTarget {
-    /// The table's name.
-    pub table: String,
-    /// Connect and per-attempt answer timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// Retries after a failed request (`CRONLOCK_RECONNECT_ATTEMPTS`).
-    pub retries: u32,
-    /// The first retry's pause in seconds, doubled for each further one (`CRONLOCK_RECONNECT_BACKOFF`).
-    pub backoff: u64,
-}
-
-/// How to reach Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    /// Host name or address (`CRONLOCK_HOST`).
+    /// `CRONLOCK_HOST` (default `localhost`), the original's server.
     pub host: String,
-    /// TCP port (`CRONLOCK_PORT`).
+    /// `CRONLOCK_PORT` (default 6379).
     pub port: u16,
-    /// ACL user name (`CRONLOCK_USER`), sent with the password.
-    pub user: Option<String>,
-    /// Password (`CRONLOCK_AUTH`); never printed.
-    pub password: Option<String>,
-    /// Database number (`CRONLOCK_DB`).
+    /// `CRONLOCK_DB` (default 0).
     pub db: i64,
-    /// Connect and read timeout (`CRONLOCK_REDIS_TIMEOUT`); `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// Reconnections after a failed connection (`CRONLOCK_RECONNECT_ATTEMPTS`).
-    pub reconnect_attempts: u32,
-    /// Seconds added to the wait before each further reconnection (`CRONLOCK_RECONNECT_BACKOFF`).
-    pub reconnect_backoff: u64,
-    /// Where to ask for the master, when `CRONLOCK_USE_SENTINEL=yes`.
-    pub sentinel: Option<Sentinel>,
-    /// TLS settings, when `CRONLOCK_TLS=yes` or the URL says `rediss://`.
-    pub tls: Option<Tls>,
+    /// `CRONLOCK_USE_SENTINEL`.
+    pub use_sentinel: bool,
+    /// `CRONLOCK_SENTINEL_PORT` (default 26379), checked even when Sentinel
+    /// is off, so a typo is not silently carried around.
+    pub sentinel_port: u16,
+    /// Whether a store has read the `CRONLOCK_TLS_*` files.
+    tls_read: bool,
 }
 
-/// Sentinel lookup settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sentinel {
-    /// The monitored master's name (`CRONLOCK_SENTINEL_MASTER`).
-    pub master: String,
-    /// Sentinels to ask in turn (`CRONLOCK_SENTINEL_HOST` may list several `host:port`).
-    pub nodes: Vec<(String, u16)>,
-    /// Password for the sentinels themselves (`CRONLOCK_SENTINEL_AUTH`).
-    pub password: Option<String>,
+impl Shared<'_> {
+    /// Takes a store's own variable (`name` as envy keys it: `sentinel_host`).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.raw.take(name)
+    }
+
+    /// The `CRONLOCK_TLS_*` files and `CRONLOCK_TLS_SKIP_VERIFY`, for a
+    /// store that speaks TLS; a certificate without its key is refused.
+    pub fn tls_files(&mut self) -> Result<Tls> {
+        self.tls_read = true;
+        let tls = Tls {
+            skip_verify: self.skip_verify,
+            ca_file: self.raw.take("tls_ca_file").map(PathBuf::from),
+            cert_file: self.raw.take("tls_cert_file").map(PathBuf::from),
+            key_file: self.raw.take("tls_key_file").map(PathBuf::from),
+            server_name: self.raw.take("tls_server_name"),
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+        }
+        Ok(tls)
+    }
 }
 
 /// TLS settings.
@@ -588,182 +422,17 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
             anyhow!("CRONLOCK_KEY_STYLE={value:?}: expected one of {}", names.join(", "))
         })?,
     };
-    let redis_timeout = seconds("REDIS_TIMEOUT", raw.get("redis_timeout"), 30, 0)? as u64;
-    let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.get("reconnect_attempts"), 5, 0)?;
-    let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.get("reconnect_backoff"), 5, 0)? as u64;
-    if reconnect_attempts > 1000 {
-        bail!("CRONLOCK_RECONNECT_ATTEMPTS={reconnect_attempts:?}: at most 1000");
-    }
-
-    let mut target = RedisTarget {
-        host: raw.take("host").unwrap_or_else(|| "localhost".to_string()),
-        port: port("PORT", raw.get("port"), 6379)?,
-        user: raw.take("user"),
-        password: raw.take("auth"),
-        db: integer("DB", raw.get("db"), 0, 0, i64::from(i32::MAX))?,
-        timeout: (redis_timeout > 0).then(|| Duration::from_secs(redis_timeout)),
-        reconnect_attempts: reconnect_attempts as u32,
-        reconnect_backoff,
-        sentinel: None,
-        tls: None,
-    };
-
-    let use_tls = boolean("TLS", raw.get("tls"), false)?;
-    let skip_verify = boolean("TLS_SKIP_VERIFY", raw.get("tls_skip_verify"), false)?;
-    let mut store = None;
-    // `rediss://` turns TLS on as CRONLOCK_TLS=yes does.
-    let mut url_tls = false;
-    let mut mysql = None;
-    let mut memcached = None;
-    let mut postgres = None;
-    if let Some(url) = raw.get("url") {
-        match url::parse(url)? {
-            parsed @ url::Parsed::Postgres { .. } => postgres = Some(parsed),
-            url::Parsed::Directory(path) => store = Some(Store::Directory(path)),
-            url::Parsed::Memcached { host, port } => memcached = Some((host, port)),
-            url::Parsed::Mysql {
-                host,
-                port,
-                user,
-                password,
-                db,
-                ssl_mode,
-            } => {
-                // CRONLOCK_TLS=yes without an ssl-mode asks for a verified connection.
-                let ssl_mode = match ssl_mode {
-                    Some(mode) => mode,
-                    None if use_tls && skip_verify => SslMode::Required,
-                    None if use_tls => SslMode::VerifyIdentity,
-                    None => SslMode::Disabled,
-                };
-                url_tls = ssl_mode != SslMode::Disabled;
-                mysql = Some((host, port, user, password, db, ssl_mode));
-            }
-            url::Parsed::Etcd {
-                tls,
-                endpoints,
-                user,
-                password,
-            } => {
-                url_tls = tls;
-                store = Some(Store::Etcd(Box::new(EtcdTarget {
-                    endpoints,
-                    user,
-                    password,
-                    timeout: target.timeout,
-                    tls: None,
-                })));
-            }
-            url::Parsed::ZooKeeper { hosts, chroot } => {
-                store = Some(Store::ZooKeeper(ZooKeeperTarget {
-                    hosts,
-                    chroot,
-                    timeout: target.timeout,
-                    reconnect_attempts: target.reconnect_attempts,
-                    reconnect_backoff: target.reconnect_backoff,
-                }))
-            }
-            url::Parsed::DynamoDb(table) => {
-                store = Some(Store::DynamoDb(DynamoTarget {
-                    table,
-                    timeout: target.timeout,
-                    retries: target.reconnect_attempts,
-                    backoff: target.reconnect_backoff,
-                }))
-            }
-            url::Parsed::Redis {
-                tls,
-                host,
-                port,
-                user,
-                password,
-                db,
-            } => {
-                target.host = host;
-                target.port = port;
-                target.user = user.or(target.user);
-                target.password = password.or(target.password);
-                target.db = db.unwrap_or(target.db);
-                url_tls = tls;
-            }
-        }
-    }
-    if let Some(parsed) = postgres {
-        if boolean("USE_SENTINEL", raw.get("use_sentinel"), false)? {
-            bail!("CRONLOCK_USE_SENTINEL is for Redis; CRONLOCK_URL names a PostgreSQL server");
-        }
-        let pg = postgres_target(&mut raw, parsed, use_tls, skip_verify, &target)?;
-        store = Some(Store::Postgres(Box::new(pg)));
-    }
-    let tls_settings_set = raw.get("tls_ca_file").is_some()
-        || raw.get("tls_cert_file").is_some()
-        || raw.get("tls_key_file").is_some()
-        || raw.get("tls_server_name").is_some();
-    if use_tls || url_tls {
-        let tls = Tls {
-            skip_verify,
-            ca_file: raw.take("tls_ca_file").map(PathBuf::from),
-            cert_file: raw.take("tls_cert_file").map(PathBuf::from),
-            key_file: raw.take("tls_key_file").map(PathBuf::from),
-            server_name: raw.take("tls_server_name"),
-        };
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
-        }
-        if let Some(Store::Etcd(etcd)) = &mut store {
-            etcd.tls = Some(tls.clone());
-        }
-        target.tls = Some(tls);
-    } else if tls_settings_set || skip_verify {
-        bail!(
-            "CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
-        );
-    }
-
-    // Checked even when Sentinel is off, so a typo is not silently carried around.
-    let sentinel_port = port("SENTINEL_PORT", raw.get("sentinel_port"), 26379)?;
-    if boolean("USE_SENTINEL", raw.get("use_sentinel"), false)? {
-        let hosts = raw.take("sentinel_host").unwrap_or_else(|| "localhost".to_string());
-        let nodes = hosts
-            .split(',')
-            .map(|node| sentinel_node(node.trim(), sentinel_port))
-            .collect::<Result<Vec<_>>>()?;
-        target.sentinel = Some(Sentinel {
-            master: raw.take("sentinel_master").unwrap_or_else(|| "mymaster".to_string()),
-            nodes,
-            password: raw.take("sentinel_auth"),
-        });
-    }
-
-    if let Some((host, port, user, password, db, ssl_mode)) = mysql {
-        let user = user
-            .or(target.user.take())
-            .ok_or_else(|| anyhow!("CRONLOCK_URL: no MySQL user given; write mysql://user:password@host/database"))?;
-        store = Some(Store::Mysql(Box::new(MysqlTarget {
-            host,
-            port,
-            user,
-            password: password.or(target.password.take()),
-            db,
-            ssl_mode,
-            tls: target.tls.take(),
-            timeout: target.timeout,
-            reconnect_attempts: target.reconnect_attempts,
-            reconnect_backoff: target.reconnect_backoff,
-        })));
-    } else if target.user.is_some() && target.password.is_none() {
-        bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
-    }
-    if let Some((host, port)) = memcached {
-        store = Some(memcached_store(host, port, &target)?);
-    }
-
+    let key = raw.take("key");
+    let prefix = raw.take("prefix").unwrap_or_else(|| "cronlock.".to_string());
+    let node = raw.take("node").unwrap_or_else(crate::lock::owner::host_name);
+    let url = raw.take("url");
+    let store = store_settings(&mut raw, url.as_deref())?;
     Ok(Config {
-        store: store.unwrap_or(Store::Redis(Box::new(target))),
+        store,
         grace,
         release,
-        key: raw.take("key"),
-        prefix: raw.take("prefix").unwrap_or_else(|| "cronlock.".to_string()),
+        key,
+        prefix,
         verbose,
         reset,
         ntpdate,
@@ -775,7 +444,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         concurrency,
         jitter_ms,
         syslog,
-        node: raw.take("node").unwrap_or_else(crate::lock::owner::host_name),
+        node,
         key_style,
         show_key,
         file,
@@ -784,120 +453,50 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     })
 }
 
-/// The memcached store, refusing the Redis-only settings it cannot honour
-/// instead of ignoring them.
-fn memcached_store(host: String, port: u16, redis: &RedisTarget) -> Result<Store> {
-    let unsupported = if redis.password.is_some() || redis.user.is_some() {
-        Some("CRONLOCK_AUTH and CRONLOCK_USER (memcached's text protocol has no passwords)")
-    } else if redis.tls.is_some() {
-        Some("CRONLOCK_TLS")
-    } else if redis.sentinel.is_some() {
-        Some("CRONLOCK_USE_SENTINEL")
-    } else if redis.db != 0 {
-        Some("CRONLOCK_DB (memcached has no databases; use CRONLOCK_PREFIX)")
-    } else {
-        None
+/// The store `url` names (Redis without one), read by that store's own
+/// settings parser from the general settings and the variables left.
+fn store_settings(raw: &mut Raw, url: Option<&str>) -> Result<Store> {
+    let redis_timeout = seconds("REDIS_TIMEOUT", raw.get("redis_timeout"), 30, 0)? as u64;
+    let reconnect_attempts = seconds("RECONNECT_ATTEMPTS", raw.get("reconnect_attempts"), 5, 0)?;
+    let reconnect_backoff = seconds("RECONNECT_BACKOFF", raw.get("reconnect_backoff"), 5, 0)? as u64;
+    if reconnect_attempts > 1000 {
+        bail!("CRONLOCK_RECONNECT_ATTEMPTS={reconnect_attempts:?}: at most 1000");
+    }
+    let mut shared = Shared {
+        connection: Connection {
+            timeout: (redis_timeout > 0).then(|| Duration::from_secs(redis_timeout)),
+            reconnect_attempts: reconnect_attempts as u32,
+            reconnect_backoff,
+        },
+        host: raw.take("host").unwrap_or_else(|| "localhost".to_string()),
+        port: port("PORT", raw.get("port"), 6379)?,
+        user: raw.take("user"),
+        password: raw.take("auth"),
+        db: integer("DB", raw.get("db"), 0, 0, i64::from(i32::MAX))?,
+        tls_on: boolean("TLS", raw.get("tls"), false)?,
+        skip_verify: boolean("TLS_SKIP_VERIFY", raw.get("tls_skip_verify"), false)?,
+        use_sentinel: boolean("USE_SENTINEL", raw.get("use_sentinel"), false)?,
+        sentinel_port: port("SENTINEL_PORT", raw.get("sentinel_port"), 26379)?,
+        tls_read: false,
+        raw,
     };
-    if let Some(what) = unsupported {
-        bail!("{what}: not supported with a memcached:// CRONLOCK_URL; unset it");
+    let store = crate::store::settings(url, &mut shared)?;
+    if shared.tls_on && !shared.tls_read {
+        // Read for the pairing check, though this store has no TLS to use them.
+        shared.tls_files()?;
     }
-    Ok(Store::Memcached(Box::new(MemcachedTarget {
-        host,
-        port,
-        timeout: redis.timeout,
-        reconnect_attempts: redis.reconnect_attempts,
-        reconnect_backoff: redis.reconnect_backoff,
-    })))
-}
-
-/// The PostgreSQL target from a parsed `postgres://` URL, with what it
-/// leaves out taken from the variables (`CRONLOCK_USER`, `CRONLOCK_AUTH`,
-/// the timeouts and the `CRONLOCK_TLS_*` files) and then libpq's defaults.
-fn postgres_target(
-    raw: &mut Raw,
-    parsed: url::Parsed,
-    use_tls: bool,
-    skip_verify: bool,
-    redis: &RedisTarget,
-) -> Result<PostgresTarget> {
-    let url::Parsed::Postgres {
-        host,
-        port,
-        user,
-        password,
-        dbname,
-        sslmode,
-    } = parsed
-    else {
-        bail!("not a PostgreSQL URL");
-    };
-    let user = match user.or_else(|| redis.user.clone()) {
-        Some(user) => user,
-        None => nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|user| user.name)
-            .ok_or_else(|| {
-                anyhow!("CRONLOCK_URL: no user given, and this process's user has no name; add one to the URL")
-            })?,
-    };
-    // CRONLOCK_TLS=yes without an sslmode asks for a verified connection.
-    let mut sslmode = sslmode.unwrap_or(if use_tls {
-        PgSslMode::VerifyFull
-    } else {
-        PgSslMode::Prefer
-    });
-    if skip_verify && matches!(sslmode, PgSslMode::VerifyCa | PgSslMode::VerifyFull) {
-        sslmode = PgSslMode::Require;
+    let tls_settings_set = ["tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name"]
+        .iter()
+        .any(|name| shared.raw.get(name).is_some());
+    if !shared.tls_read && (tls_settings_set || shared.skip_verify) {
+        bail!(
+            "CRONLOCK_TLS_* settings are given but TLS is off; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
+        );
     }
-    let tls = Tls {
-        skip_verify: matches!(sslmode, PgSslMode::Prefer | PgSslMode::Require),
-        ca_file: raw.take("tls_ca_file").map(PathBuf::from),
-        cert_file: raw.take("tls_cert_file").map(PathBuf::from),
-        key_file: raw.take("tls_key_file").map(PathBuf::from),
-        server_name: raw.take("tls_server_name"),
-    };
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        bail!("CRONLOCK_TLS_CERT_FILE and CRONLOCK_TLS_KEY_FILE go together: set both for mutual TLS, or neither");
+    if shared.user.is_some() && shared.password.is_none() {
+        bail!("CRONLOCK_USER is set without CRONLOCK_AUTH: an ACL user needs its password");
     }
-    let tls_settings_set =
-        tls.ca_file.is_some() || tls.cert_file.is_some() || tls.server_name.is_some() || skip_verify || use_tls;
-    if sslmode == PgSslMode::Disable && tls_settings_set {
-        bail!("CRONLOCK_TLS* settings are given but CRONLOCK_URL says sslmode=disable");
-    }
-    Ok(PostgresTarget {
-        host,
-        port,
-        dbname: dbname.unwrap_or_else(|| user.clone()),
-        user,
-        password: password.or_else(|| redis.password.clone()),
-        sslmode,
-        tls,
-        timeout: redis.timeout,
-        reconnect_attempts: redis.reconnect_attempts,
-        reconnect_backoff: redis.reconnect_backoff,
-    })
-}
-
-fn sentinel_node(node: &str, default_port: u16) -> Result<(String, u16)> {
-    if node.is_empty() {
-        bail!("CRONLOCK_SENTINEL_HOST: empty entry in the list; write host or host:port, separated by commas");
-    }
-    // A bare IPv6 address has colons of its own; it needs brackets to carry a port.
-    if let Some(rest) = node.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| anyhow!("CRONLOCK_SENTINEL_HOST={node:?}: missing ']'"))?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((host.to_string(), port("SENTINEL_HOST", Some(p), default_port)?)),
-            None if after.is_empty() => Ok((host.to_string(), default_port)),
-            None => bail!("CRONLOCK_SENTINEL_HOST={node:?}: expected [address]:port"),
-        };
-    }
-    match node.rsplit_once(':') {
-        Some((host, p)) if !host.contains(':') => Ok((host.to_string(), port("SENTINEL_HOST", Some(p), default_port)?)),
-        _ => Ok((node.to_string(), default_port)),
-    }
+    Ok(store)
 }
 
 /// yes/no/true/false/1/0/on/off in any case, and the single letters t and f
@@ -912,13 +511,14 @@ pub fn boolean(name: &str, value: Option<&str>, default: bool) -> Result<bool> {
     }
 }
 
-fn port(name: &str, value: Option<&str>, default: u16) -> Result<u16> {
+/// `CRONLOCK_{name}` as a TCP port, `default` when unset.
+pub fn port(name: &str, value: Option<&str>, default: u16) -> Result<u16> {
     let Some(value) = value else { return Ok(default) };
     parse_port(value).ok_or_else(|| anyhow!("CRONLOCK_{name}={value:?}: not a port number (1-65535)"))
 }
 
 /// A TCP port: 1 to 65535.
-fn parse_port(text: &str) -> Option<u16> {
+pub fn parse_port(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|&port| port > 0)
 }
 
@@ -938,8 +538,9 @@ fn integer(name: &str, value: Option<&str>, default: i64, min: i64, max: i64) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::store::redis::settings::RedisTarget;
 
     fn no_files() -> Search {
         Search {
@@ -948,7 +549,8 @@ mod tests {
         }
     }
 
-    fn load_env(pairs: &[(&str, &str)]) -> Result<Config> {
+    /// `load` with only these variables and no config file.
+    pub(crate) fn load_env(pairs: &[(&str, &str)]) -> Result<Config> {
         load(
             pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))),
             &no_files(),
@@ -967,8 +569,14 @@ mod tests {
         let config = load_env(&[]).unwrap();
         let target = redis(&config);
         assert_eq!((target.host.as_str(), target.port, target.db), ("localhost", 6379, 0));
-        assert_eq!(target.timeout, Some(Duration::from_secs(30)));
-        assert_eq!((target.reconnect_attempts, target.reconnect_backoff), (5, 5));
+        assert_eq!(target.connection.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            (
+                target.connection.reconnect_attempts,
+                target.connection.reconnect_backoff
+            ),
+            (5, 5)
+        );
         assert_eq!((config.grace, config.release, config.timeout), (40, 86400, 0));
         assert_eq!(config.prefix, "cronlock.");
         assert!(!config.verbose && !config.reset && !config.ntpdate);
@@ -1060,71 +668,10 @@ mod tests {
         assert_eq!((target.host.as_str(), target.port, target.db), ("10.0.0.5", 6380, 3));
         assert_eq!(target.password.as_deref(), Some("kept"));
         let dir = load_env(&[("CRONLOCK_URL", "file:///var/lock/cronlock")]).unwrap();
-        let pg = load_env(&[
-            ("CRONLOCK_URL", "postgres://cron@db/locks"),
-            ("CRONLOCK_AUTH", "pw"),
-            ("CRONLOCK_PORT", "9"),
-        ])
-        .unwrap();
-        let Store::Postgres(target) = &pg.store else {
-            panic!("{:?}", pg.store)
+        let Store::Directory(dir) = dir.store else {
+            panic!("{:?}", dir.store)
         };
-        assert_eq!(
-            (
-                target.host.as_str(),
-                target.port,
-                target.user.as_str(),
-                target.dbname.as_str()
-            ),
-            ("db", 5432, "cron", "locks")
-        );
-        assert_eq!(
-            (target.password.as_deref(), target.sslmode),
-            (Some("pw"), PgSslMode::Prefer)
-        );
-        let verified = load_env(&[("CRONLOCK_URL", "postgres://u@db"), ("CRONLOCK_TLS", "yes")]).unwrap();
-        let Store::Postgres(target) = &verified.store else {
-            panic!()
-        };
-        assert_eq!((target.sslmode, target.dbname.as_str()), (PgSslMode::VerifyFull, "u"));
-        assert_eq!(dir.store, Store::Directory(PathBuf::from("/var/lock/cronlock")));
-        let table = load_env(&[
-            ("CRONLOCK_URL", "dynamodb://locks"),
-            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
-        ])
-        .unwrap();
-        assert_eq!(
-            table.store,
-            Store::DynamoDb(DynamoTarget {
-                table: "locks".into(),
-                timeout: Some(Duration::from_secs(30)),
-                retries: 2,
-                backoff: 5,
-            })
-        );
-    }
-
-    #[test]
-    fn a_zookeeper_url_takes_the_general_timeout_and_reconnects() {
-        let config = load_env(&[
-            ("CRONLOCK_URL", "zookeeper://zk1,zk2:2182/apps"),
-            ("CRONLOCK_REDIS_TIMEOUT", "3"),
-            ("CRONLOCK_RECONNECT_ATTEMPTS", "2"),
-            ("CRONLOCK_RECONNECT_BACKOFF", "1"),
-        ])
-        .unwrap();
-        let Store::ZooKeeper(target) = &config.store else {
-            panic!("{:?}", config.store)
-        };
-        assert_eq!(target.hosts, [("zk1".to_string(), 2181), ("zk2".to_string(), 2182)]);
-        assert_eq!(target.chroot.as_deref(), Some("/apps"));
-        assert_eq!(target.timeout, Some(Duration::from_secs(3)));
-        assert_eq!((target.reconnect_attempts, target.reconnect_backoff), (2, 1));
-        let unlimited = load_env(&[("CRONLOCK_URL", "zookeeper://zk1"), ("CRONLOCK_REDIS_TIMEOUT", "0")]).unwrap();
-        let Store::ZooKeeper(target) = &unlimited.store else {
-            panic!("{:?}", unlimited.store)
-        };
-        assert_eq!(target.timeout, None);
+        assert_eq!(dir.path, PathBuf::from("/var/lock/cronlock"));
     }
 
     #[test]
@@ -1139,8 +686,8 @@ mod tests {
             panic!("{:?}", config.store)
         };
         assert_eq!((target.host.as_str(), target.port), ("10.0.0.7", 11211));
-        assert_eq!(target.timeout, Some(Duration::from_secs(3)));
-        assert_eq!(target.reconnect_attempts, 2);
+        assert_eq!(target.connection.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(target.connection.reconnect_attempts, 2);
         for (name, value) in [
             ("CRONLOCK_AUTH", "secret"),
             ("CRONLOCK_TLS", "yes"),

@@ -393,7 +393,7 @@ fn why(
         );
     } else {
         println!("key:   {} ({derivation})", text(key));
-        println!("store: {}", store::describe(&config.store));
+        println!("store: {}", config.store);
         for (slot, s) in seen {
             println!("state: {}", describe(slot, s.as_ref()));
         }

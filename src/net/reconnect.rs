@@ -38,6 +38,11 @@ pub struct Reconnects<'a> {
 }
 
 impl<'a> Reconnects<'a> {
+    /// The schedule `connection` sets (`CRONLOCK_RECONNECT_*`).
+    pub fn of(report: &'a Report, connection: &crate::config::Connection) -> Reconnects<'a> {
+        Reconnects::new(report, connection.reconnect_attempts, connection.reconnect_backoff)
+    }
+
     /// `attempts` reconnects at most, `backoff` seconds more each time.
     pub fn new(report: &'a Report, attempts: u32, backoff: u64) -> Reconnects<'a> {
         Reconnects {

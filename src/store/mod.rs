@@ -1,5 +1,12 @@
-//! The lock stores, one module each, and the one place where the configured
-//! store (picked by `CRONLOCK_URL`'s scheme in `crate::config`) is opened.
+//! The lock stores, one folder each, and the one table of them: a URL's
+//! scheme picks a row, the row's settings parser reads that store's
+//! settings (`settings.rs` in its folder), and the row's opener opens it.
+//! Adding a store is a folder and a row.
+//!
+//! The heavy stores (their clients bring an async runtime or the AWS SDK)
+//! are carried by `cronlock-stores` only, and each sits behind a cargo
+//! feature of its name; `cronlock` hands a run that names one to
+//! `cronlock-stores` (see `crate::app`).
 
 pub mod directory;
 #[cfg(feature = "dynamodb")]
@@ -17,118 +24,241 @@ pub mod redis;
 #[cfg(feature = "zookeeper")]
 pub mod zookeeper;
 
-use anyhow::Result;
+use std::fmt;
 
-use crate::config::{Config, Store};
+use anyhow::{anyhow, bail, Result};
+
+use crate::config::{url, Config, Shared};
 use crate::lock::LockStore;
 use crate::report::Report;
 
-/// Opens the store `config.store` names. Nothing is sent to a server yet: each
-/// store connects on its first request, so a bad setting found here costs
-/// no connection.
+/// Which binary carries a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `cronlock` itself: small clients of our own or on crates it already has.
+    Cronlock,
+    /// `cronlock-stores`, which `cronlock` starts for it.
+    Stores,
+}
+
+/// Reads a store's settings: the URL's scheme and what follows `://`.
+type Settings = fn(&str, &str, &mut Shared) -> Result<Store>;
+
+/// One row of [`STORES`].
+pub struct Row {
+    /// The store's kind, as `LockStore::kind` says it; also the name of its
+    /// cargo feature, for the heavy stores.
+    pub kind: &'static str,
+    /// The URL schemes that pick it; the first is its own.
+    pub schemes: &'static [&'static str],
+    /// Which binary carries it.
+    pub carried_by: Binary,
+    /// Whose clock the lock's times are read on (for `CRONLOCK_NTPDATE`'s note).
+    pub clock: &'static str,
+    /// Its settings parser; `None` when this build left the store out.
+    settings: Option<Settings>,
+}
+
+/// The table: each store's row, and the enum of their settings.
+macro_rules! stores {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident($target:ty) {
+            kind: $kind:literal,
+            schemes: [$($scheme:literal),+],
+            carried_by: $binary:ident,
+            clock: $clock:literal,
+            built: cfg($cfg:meta),
+            settings: $settings:expr,
+            open: $open:expr,
+        }
+    )*) => {
+        /// Where locks live: the settings of the store `CRONLOCK_URL` names.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Store {
+            $(
+                $(#[doc = $doc])*
+                #[cfg($cfg)]
+                $variant(Box<$target>),
+            )*
+        }
+
+        /// Every store, in the order the README lists them.
+        pub const STORES: &[Row] = &[$(
+            Row {
+                kind: $kind,
+                schemes: &[$($scheme),+],
+                carried_by: Binary::$binary,
+                clock: $clock,
+                settings: {
+                    #[cfg($cfg)]
+                    let settings: Option<Settings> = Some(|scheme, rest, shared| {
+                        Ok(Store::$variant(Box::new(($settings)(scheme, rest, shared)?)))
+                    });
+                    #[cfg(not($cfg))]
+                    let settings: Option<Settings> = None;
+                    settings
+                },
+            },
+        )*];
+
+        impl Store {
+            /// This store's row of [`STORES`].
+            pub fn row(&self) -> &'static Row {
+                let kind = match self {
+                    $( #[cfg($cfg)] Store::$variant(_) => $kind, )*
+                };
+                STORES.iter().find(|row| row.kind == kind).expect("every store has a row")
+            }
+        }
+
+        impl fmt::Display for Store {
+            /// Where the store keeps its locks, for people; never a password.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $( #[cfg($cfg)] Store::$variant(target) => target.fmt(f), )*
+                }
+            }
+        }
+
+        /// Opens `config.store`, if this binary carries it (`ALL`: every
+        /// store; else only those `cronlock` carries, so that the others'
+        /// clients are not linked into it).
+        fn open_with<'a, const ALL: bool>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+            match &config.store {
+                $(
+                    #[cfg($cfg)]
+                    Store::$variant(target) if ALL || Binary::$binary == Binary::Cronlock => {
+                        ($open)(config, &**target, report)
+                    }
+                )*
+                #[allow(unreachable_patterns)]
+                other => bail!("the {} store is run by cronlock-stores", other.row().kind),
+            }
+        }
+    };
+}
+
+stores! {
+    /// A Redis server (standalone, found through Sentinel, or a cluster node).
+    Redis(redis::settings::RedisTarget) {
+        kind: "redis",
+        schemes: ["redis", "rediss"],
+        carried_by: Cronlock,
+        clock: "the Redis server's clock",
+        built: cfg(all()),
+        settings: |scheme, rest, shared| redis::settings::parse(Some((scheme, rest)), shared),
+        open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?) as Box<dyn LockStore>),
+    }
+    /// A table and `GET_LOCK` names in MySQL or MariaDB.
+    Mysql(mysql::settings::MysqlTarget) {
+        kind: "mysql",
+        schemes: ["mysql", "mariadb"],
+        carried_by: Stores,
+        clock: "the MySQL server's clock",
+        built: cfg(feature = "mysql"),
+        settings: |_, rest, shared| mysql::settings::parse(rest, shared),
+        open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?) as Box<dyn LockStore>),
+    }
+    /// A table in PostgreSQL.
+    Postgres(postgres::settings::PostgresTarget) {
+        kind: "postgres",
+        schemes: ["postgres", "postgresql"],
+        carried_by: Stores,
+        clock: "the PostgreSQL server's clock",
+        built: cfg(feature = "postgres"),
+        settings: |_, rest, shared| postgres::settings::parse(rest, shared),
+        open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?) as Box<dyn LockStore>),
+    }
+    /// A memcached server.
+    Memcached(memcached::settings::MemcachedTarget) {
+        kind: "memcached",
+        schemes: ["memcached"],
+        carried_by: Cronlock,
+        clock: "the memcached server's clock",
+        built: cfg(all()),
+        settings: |_, rest, shared| memcached::settings::parse(rest, shared),
+        open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report)) as Box<dyn LockStore>),
+    }
+    /// An etcd cluster.
+    Etcd(etcd::settings::EtcdTarget) {
+        kind: "etcd",
+        schemes: ["etcd", "etcds"],
+        carried_by: Cronlock,
+        clock: "etcd's lease timers, counted by its leader",
+        built: cfg(all()),
+        settings: etcd::settings::parse,
+        open: |_, target, report| Ok(Box::new(etcd::EtcdLock::new(target, report)?) as Box<dyn LockStore>),
+    }
+    /// A ZooKeeper ensemble.
+    ZooKeeper(zookeeper::settings::ZooKeeperTarget) {
+        kind: "zookeeper",
+        schemes: ["zookeeper"],
+        carried_by: Stores,
+        clock: "the ZooKeeper server's clock",
+        built: cfg(feature = "zookeeper"),
+        settings: |_, rest, shared| zookeeper::settings::parse(rest, shared),
+        open: |config, target, report| {
+            Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?) as Box<dyn LockStore>)
+        },
+    }
+    /// Items in a DynamoDB table.
+    DynamoDb(dynamodb::settings::DynamoTarget) {
+        kind: "dynamodb",
+        schemes: ["dynamodb"],
+        carried_by: Stores,
+        clock: "this host's clock; keep it synchronised",
+        built: cfg(feature = "dynamodb"),
+        settings: |_, rest, shared| dynamodb::settings::parse(rest, shared),
+        open: |_, target, report| Ok(Box::new(dynamodb::DynamoLock::new(target, report)?) as Box<dyn LockStore>),
+    }
+    /// Lock files in a local directory.
+    Directory(directory::settings::DirectoryTarget) {
+        kind: "directory",
+        schemes: ["file"],
+        carried_by: Cronlock,
+        clock: "this host's clock, which every run of this directory shares",
+        built: cfg(all()),
+        settings: |_, rest, _| directory::settings::parse(rest),
+        open: |_, target: &directory::settings::DirectoryTarget, _| {
+            Ok(Box::new(directory::DirectoryLock::new(&target.path)?) as Box<dyn LockStore>)
+        },
+    }
+}
+
+/// The store `url` names, its settings read by its row's parser; Redis,
+/// from the original's variables, when there is no URL.
+pub fn settings(url: Option<&str>, shared: &mut Shared) -> Result<Store> {
+    let Some(url) = url else {
+        return Ok(Store::Redis(Box::new(redis::settings::parse(None, shared)?)));
+    };
+    let (scheme, rest) = url::split(url)?;
+    let row = STORES.iter().find(|row| row.schemes.contains(&scheme)).ok_or_else(|| {
+        let schemes: Vec<&str> = STORES.iter().flat_map(|row| row.schemes.iter().copied()).collect();
+        anyhow!(
+            "CRONLOCK_URL: unknown scheme {scheme:?}; expected one of {}",
+            schemes.join(", ")
+        )
+    })?;
+    let parse = row.settings.ok_or_else(|| {
+        anyhow!(
+            "this cronlock was built without the {kind} store (cargo feature \"{kind}\"); build it with the default features",
+            kind = row.kind
+        )
+    })?;
+    parse(scheme, rest, shared)
+}
+
+/// Opens the store `config.store` names, whichever binary carries it.
+/// Nothing is sent to a server yet: each store connects on its first
+/// request, so a bad setting found here costs no connection.
 pub fn open<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
-    Ok(match &config.store {
-        Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
-        Store::Directory(dir) => Box::new(directory::DirectoryLock::new(dir)?),
-        Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
-        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
-        #[cfg(feature = "mysql")]
-        Store::Mysql(target) => Box::new(mysql::MysqlLock::new(target, report)?),
-        #[cfg(feature = "postgres")]
-        Store::Postgres(target) => Box::new(postgres::PostgresLock::new(target, report)?),
-        #[cfg(feature = "zookeeper")]
-        Store::ZooKeeper(target) => Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?),
-        #[cfg(feature = "dynamodb")]
-        Store::DynamoDb(target) => Box::new(dynamodb::DynamoLock::new(target, report)?),
-        #[allow(unreachable_patterns)]
-        other => return Err(built_out(other)),
-    })
+    open_with::<true>(config, report)
 }
 
-/// The error for a store whose cargo feature this build left out.
-fn built_out(store: &Store) -> anyhow::Error {
-    // Each heavy store's cargo feature is named as its kind.
-    let kind = kind_of(store);
-    anyhow::anyhow!(
-        "this cronlock was built without the {kind} store (cargo feature \"{kind}\"); build it with the default features"
-    )
-}
-
-/// The stores `cronlock` itself carries: small clients of our own or on
-/// crates it already has. The others are opened by `cronlock-stores`
-/// (see `crate::app`).
-pub fn carried_light(store: &Store) -> bool {
-    matches!(
-        store,
-        Store::Redis(_) | Store::Directory(_) | Store::Memcached(_) | Store::Etcd(_)
-    )
-}
-
-/// [`open`] for the stores [`carried_light`] names; any other is an error
+/// [`open`] for the stores `cronlock` carries; any other is an error
 /// (`crate::app` hands those to `cronlock-stores` before it gets here).
 /// Not naming the other stores' clients here keeps them out of `cronlock`.
 pub fn open_light<'a>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
-    Ok(match &config.store {
-        Store::Redis(target) => Box::new(redis::RedisLock::new(target, report)?),
-        Store::Directory(dir) => Box::new(directory::DirectoryLock::new(dir)?),
-        Store::Memcached(target) => Box::new(memcached::MemcachedLock::new(target, report)),
-        Store::Etcd(target) => Box::new(etcd::EtcdLock::new(target, report)?),
-        other => anyhow::bail!("the {} store is run by cronlock-stores", kind_of(other)),
-    })
-}
-
-/// The store's kind, as its `LockStore::kind` says it, without opening it.
-pub fn kind_of(store: &Store) -> &'static str {
-    match store {
-        Store::Redis(_) => "redis",
-        Store::Directory(_) => "directory",
-        Store::Memcached(_) => "memcached",
-        Store::Etcd(_) => "etcd",
-        Store::Mysql(_) => "mysql",
-        Store::Postgres(_) => "postgres",
-        Store::ZooKeeper(_) => "zookeeper",
-        Store::DynamoDb(_) => "dynamodb",
-    }
-}
-
-/// Where `store` keeps its locks, for people; never a password.
-pub fn describe(store: &Store) -> String {
-    match store {
-        Store::Redis(target) => {
-            let via = if target.sentinel.is_some() {
-                " (master found through Sentinel)"
-            } else {
-                ""
-            };
-            let tls = if target.tls.is_some() { " over TLS" } else { "" };
-            format!(
-                "redis at {}:{} database {}{tls}{via}",
-                target.host, target.port, target.db
-            )
-        }
-        Store::Directory(dir) => format!("directory {}", dir.display()),
-        Store::Memcached(target) => format!("memcached at {}:{}", target.host, target.port),
-        Store::DynamoDb(target) => format!("dynamodb table {}", target.table),
-        Store::ZooKeeper(target) => {
-            let servers: Vec<String> = target.hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-            format!(
-                "zookeeper at {}{}",
-                servers.join(","),
-                target.chroot.as_deref().unwrap_or("")
-            )
-        }
-        Store::Postgres(target) => format!(
-            "postgres at {}:{} database {} as {} (sslmode {:?})",
-            target.host, target.port, target.dbname, target.user, target.sslmode
-        ),
-        Store::Etcd(target) => {
-            let members: Vec<String> = target.endpoints.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-            let tls = if target.tls.is_some() { " over TLS" } else { "" };
-            format!("etcd at {}{tls}", members.join(","))
-        }
-        Store::Mysql(target) => format!(
-            "mysql at {}:{} database {} as {} (ssl-mode {:?})",
-            target.host, target.port, target.db, target.user, target.ssl_mode
-        ),
-    }
+    open_with::<false>(config, report)
 }

@@ -11,6 +11,8 @@
 //! is replaced by a new file (the old holder notices at release and leaves
 //! the new one alone).
 
+pub mod settings;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};

@@ -24,6 +24,8 @@
 //! lock. The SDK is async: this store alone starts a current-thread tokio
 //! runtime and blocks on each request.
 
+pub mod settings;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,9 +40,9 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use tokio::runtime::Runtime;
 
-use crate::config::DynamoTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
+use settings::DynamoTarget;
 
 const NANOS: i64 = 1_000_000_000;
 /// The longest pause between two retries of one request.
@@ -82,12 +84,14 @@ impl DynamoLock {
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build_https();
         let mut timeouts = TimeoutConfig::builder();
-        if let Some(timeout) = target.timeout {
+        if let Some(timeout) = target.connection.timeout {
             timeouts = timeouts.connect_timeout(timeout).operation_attempt_timeout(timeout);
         }
         let retry = RetryConfig::standard()
-            .with_max_attempts(target.retries.saturating_add(1))
-            .with_initial_backoff(Duration::from_secs(target.backoff).max(Duration::from_millis(10)))
+            .with_max_attempts(target.connection.reconnect_attempts.saturating_add(1))
+            .with_initial_backoff(
+                Duration::from_secs(target.connection.reconnect_backoff).max(Duration::from_millis(10)),
+            )
             .with_max_backoff(MAX_BACKOFF);
         let sdk = runtime.block_on(
             aws_config::defaults(BehaviorVersion::latest())

@@ -33,7 +33,7 @@ use base64::Engine;
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
-use crate::config::EtcdTarget;
+use super::settings::EtcdTarget;
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
 use crate::process::signals;
@@ -223,7 +223,7 @@ impl<'a> Gateway<'a> {
     }
 
     fn post(&mut self, path: &str, body: &Value, limit: Option<Duration>) -> Result<Value> {
-        let timeout = match (limit, self.target.timeout) {
+        let timeout = match (limit, self.target.connection.timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

@@ -26,16 +26,17 @@
 //! and `serde_json`.
 
 mod gateway;
+pub mod settings;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-use crate::config::EtcdTarget;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use gateway::{b64, int, unb64, EtcdError, Gateway};
+use settings::EtcdTarget;
 
 /// Locks in an etcd cluster.
 pub struct EtcdLock<'a> {

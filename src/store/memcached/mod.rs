@@ -1,10 +1,10 @@
 //! The memcached store (`CRONLOCK_URL=memcached://host:port`): the lock
 //! protocol over memcached's text protocol, with a client of our own.
 //!
-//! Why our own client: the `memcache` crate (0.21) would need a proc-macro
-//! (`enum_dispatch`), which the static build cannot compile, pulls in a
-//! connection pool and OpenSSL by default, and cannot pipeline `stats` with
-//! `gets`. The five commands we need (`stats`, `gets`, `add`, `cas`,
+//! Why our own client: the `memcache` crate (0.21) pulls in a connection
+//! pool and OpenSSL by default, and cannot pipeline `stats` with `gets`,
+//! which is what lets every step read the server's clock in the same round
+//! trip. The five commands we need (`stats`, `gets`, `add`, `cas`,
 //! `delete`) fit in this file.
 //!
 //! The item's value is "<expiry> <token>[ <owner>]": the unix time at which
@@ -27,16 +27,18 @@
 //! items when its memory is full unless started with `-M`. Verbose output
 //! says so at the start of every run; the README has the details.
 
+pub mod settings;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::config::MemcachedTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
+use settings::MemcachedTarget;
 
 /// memcached reads a relative expiry above this many seconds (30 days) as
 /// an absolute unix time.
@@ -152,15 +154,11 @@ impl<'a> MemcachedLock<'a> {
     /// key and recognises our own token, so running it again after an
     /// answer was lost is safe.
     fn with_retries<T>(&mut self, mut step: impl FnMut(&Self, &mut Connection) -> Result<T, Failure>) -> Result<T> {
-        let mut reconnects = Reconnects::new(
-            self.report,
-            self.target.reconnect_attempts,
-            self.target.reconnect_backoff,
-        );
+        let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         loop {
             let opened = match self.connection.take() {
                 Some(connection) => Ok(connection),
-                None => Connection::open(&self.target.host, self.target.port, self.target.timeout),
+                None => Connection::open(&self.target.host, self.target.port, self.target.connection.timeout),
             };
             let result = opened.and_then(|mut connection| step(self, &mut connection).map(|value| (value, connection)));
             let err = match result {
@@ -173,7 +171,7 @@ impl<'a> MemcachedLock<'a> {
             let message = match err {
                 Failure::Fatal(message) => bail!("{}: {message}", self.describe()),
                 Failure::Busy(message) => {
-                    reconnects.busy(&self.describe(), &message, self.target.timeout)?;
+                    reconnects.busy(&self.describe(), &message, self.target.connection.timeout)?;
                     continue;
                 }
                 Failure::Connect(message) | Failure::InFlight(message) => message,
@@ -358,6 +356,7 @@ impl LockStore for MemcachedLock<'_> {
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
         let timeout = Some(
             self.target
+                .connection
                 .timeout
                 .map_or(limit, |t| t.min(limit))
                 .max(Duration::from_millis(1)),
@@ -394,7 +393,7 @@ impl LockStore for MemcachedLock<'_> {
         });
         match result {
             Ok(renewed) => {
-                let _ = connection.set_timeout(self.target.timeout);
+                let _ = connection.set_timeout(self.target.connection.timeout);
                 self.connection = Some(connection);
                 match renewed {
                     Some(expires_at) => Renewal::Renewed { expires_at },

@@ -28,6 +28,8 @@
 //! with `CRONLOCK_KEY_STYLE=sera` that is exactly sera's name, so sera hosts
 //! and cronlock hosts exclude each other while a command runs.
 
+pub mod settings;
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -36,12 +38,12 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Row, SslOpts};
 use rustls::CertificateError;
 
-use crate::config::{MysqlTarget, SslMode};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls;
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
+use settings::{MysqlTarget, SslMode};
 
 /// The lock table's name.
 pub const TABLE: &str = "cronlock_locks";
@@ -313,7 +315,7 @@ impl<'a> MysqlLock<'a> {
     /// The main connection, opened if needed.
     fn conn(&mut self) -> Result<&mut Conn, Failure> {
         if self.conn.is_none() {
-            self.conn = Some(self.open(self.target.timeout)?);
+            self.conn = Some(self.open(self.target.connection.timeout)?);
         }
         self.conn
             .as_mut()
@@ -329,11 +331,7 @@ impl<'a> MysqlLock<'a> {
     /// Runs `step` until it succeeds, reconnecting after connection failures
     /// with the original's linear backoff, within CRONLOCK_RECONNECT_ATTEMPTS.
     fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Self) -> Result<T, Failure>) -> Result<T> {
-        let mut reconnects = Reconnects::new(
-            self.report,
-            self.target.reconnect_attempts,
-            self.target.reconnect_backoff,
-        );
+        let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         let mut created = false;
         loop {
             let err = match step(self) {
@@ -352,7 +350,7 @@ impl<'a> MysqlLock<'a> {
                 }
                 Err(Failure::Busy(err)) => {
                     self.conn = None;
-                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    reconnects.busy(&self.describe(), &err, self.target.connection.timeout)?;
                     continue;
                 }
                 Err(Failure::Conflict(err)) => {
@@ -361,7 +359,7 @@ impl<'a> MysqlLock<'a> {
                     if self.batch("ROLLBACK").is_err() {
                         self.conn = None;
                     }
-                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    reconnects.busy(&self.describe(), &err, self.target.connection.timeout)?;
                     continue;
                 }
                 Err(Failure::Retry(err)) => err,
@@ -766,7 +764,7 @@ impl LockStore for MysqlLock<'_> {
         }
         let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
         let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
-        let limit = hold::retake_limit(self.target.timeout);
+        let limit = hold::retake_limit(self.target.connection.timeout);
         let retaken = match self.conn.take() {
             Some(conn) => Ok(conn),
             None => self.open(Some(limit)),
@@ -827,6 +825,7 @@ impl LockStore for MysqlLock<'_> {
         );
         let limit = self
             .target
+            .connection
             .timeout
             .map_or(limit, |t| t.min(limit))
             .max(Duration::from_millis(1));

@@ -29,6 +29,8 @@
 //! dropped every advisory lock while the holder may still run) leave the
 //! row to its expiry, as Redis would.
 
+pub mod settings;
+
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,12 +44,12 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{PgSslMode, PostgresTarget};
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
+use settings::{PgSslMode, PostgresTarget};
 
 /// The table, in the role's `search_path` (usually `public`).
 const TABLE: &str = "cronlock_locks";
@@ -369,17 +371,13 @@ impl<'a> PostgresLock<'a> {
     /// Runs `sql`, reconnecting with the original's linear backoff. Every
     /// statement here may run twice: each checks our token.
     fn query(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Failure> {
-        let mut reconnects = Reconnects::new(
-            self.report,
-            self.target.reconnect_attempts,
-            self.target.reconnect_backoff,
-        );
+        let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         loop {
-            let err = match self.try_query(sql, params, self.target.timeout) {
+            let err = match self.try_query(sql, params, self.target.connection.timeout) {
                 Err(Failure::Retry(err)) => err,
                 Err(Failure::Busy(err)) => {
                     reconnects
-                        .busy(&self.describe(), &err, self.target.timeout)
+                        .busy(&self.describe(), &err, self.target.connection.timeout)
                         .map_err(Failure::Fatal)?;
                     continue;
                 }
@@ -457,13 +455,13 @@ impl<'a> PostgresLock<'a> {
             (&backend, Type::INT4),
         ];
         let asked_at = Instant::now();
-        match self.try_query(TAKEOVER, &params, self.target.timeout) {
+        match self.try_query(TAKEOVER, &params, self.target.connection.timeout) {
             Ok(rows) => match rows.first() {
                 Some(row) => Ok(Some((get(row, 0)?, asked_at))),
                 None => {
                     // The row changed: the advisory lock is not ours to keep.
                     let hash = advisory_hash(key);
-                    let _ = self.try_query(UNLOCK, &[(&hash, Type::INT8)], self.target.timeout);
+                    let _ = self.try_query(UNLOCK, &[(&hash, Type::INT8)], self.target.connection.timeout);
                     Ok(None)
                 }
             },
@@ -629,7 +627,7 @@ impl LockStore for PostgresLock<'_> {
             (&high, Type::INT8),
             (&low, Type::INT8),
         ];
-        let limit = hold::retake_limit(self.target.timeout);
+        let limit = hold::retake_limit(self.target.connection.timeout);
         let found = match self.try_query(RETAKE, &params, Some(limit)) {
             // Nobody can take it over through a server we cannot reach; a
             // restarted one has a new life, which the takeover rule checks.
@@ -673,6 +671,7 @@ impl LockStore for PostgresLock<'_> {
         let key = lease.key.as_slice();
         let limit = self
             .target
+            .connection
             .timeout
             .map_or(limit, |t| t.min(limit))
             .max(Duration::from_millis(1));

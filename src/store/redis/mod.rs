@@ -10,16 +10,17 @@
 //! that someone else has taken over since.
 
 pub mod connect;
+pub mod settings;
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::config::RedisTarget;
 use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use nix::sys::signal::Signal;
+use settings::RedisTarget;
 
 use crate::process::signals;
 
@@ -65,7 +66,7 @@ impl<'a> RedisLock<'a> {
             session: Session::new(target, report)?,
             target,
             db: target.db,
-            timeout: target.timeout,
+            timeout: target.connection.timeout,
             marked_at: None,
         })
     }

@@ -67,6 +67,8 @@
 //! so a lease is only created while fewer than N exist, whichever tool
 //! counts.
 
+pub mod settings;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -78,11 +80,12 @@ use zookeeper_client::{
     Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, SessionState, Stat,
 };
 
-use crate::config::{Config, ZooKeeperTarget};
+use crate::config::Config;
 use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
+use settings::ZooKeeperTarget;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
 /// long after its death; the server clamps it to 2-20 ticks (4 s at least
@@ -975,7 +978,7 @@ fn connect(target: &ZooKeeperTarget, shown: &str, report: &Report) -> Result<Ses
         })
         .collect();
     let cluster = format!("{}{}", hosts.join(","), target.chroot.as_deref().unwrap_or(""));
-    let mut reconnects = Reconnects::new(report, target.reconnect_attempts, target.reconnect_backoff);
+    let mut reconnects = Reconnects::of(report, &target.connection);
     loop {
         // Before the request that creates the session: no server can have
         // heard from it earlier.
@@ -989,7 +992,7 @@ fn connect(target: &ZooKeeperTarget, shown: &str, report: &Report) -> Result<Ses
             // The client says the same whether nobody listens or a server
             // closed the connection; a plain TCP connection tells them apart.
             Some(Err(ZkError::NoHosts)) => match probe(&target.hosts) {
-                Unserved::Busy(why) => reconnects.busy(shown, &why, target.timeout)?,
+                Unserved::Busy(why) => reconnects.busy(shown, &why, target.connection.timeout)?,
                 Unserved::Down(why) => reconnects.after(shown, &why)?,
                 Unserved::Silent(server) => {
                     bail!("{shown}: {server} took the connection but gave no answer (is it a ZooKeeper server?)")

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use ::redis::Cmd;
 use anyhow::{bail, Result};
 
-use crate::config::RedisTarget;
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::TlsSetup;
 use crate::report::Report;
+use crate::store::redis::settings::RedisTarget;
 pub use reply::{Reply, ServerError};
 use wire::{Connection, WireError};
 
@@ -154,19 +154,15 @@ impl<'a> Session<'a> {
     /// redirects as needed.
     pub fn query(&mut self, cmd: &Cmd, retry: Retry) -> Result<Reply> {
         let packed = cmd.get_packed_command();
-        let mut reconnects = Reconnects::new(
-            self.report,
-            self.target.reconnect_attempts,
-            self.target.reconnect_backoff,
-        );
+        let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         loop {
-            let err = match self.send_following_redirects(&packed, self.target.timeout) {
+            let err = match self.send_following_redirects(&packed, self.target.connection.timeout) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(err)) => return Err(err.context(self.describe())),
                 Err(Failure::Server(err)) => return Err(self.server_error(&err)),
                 Err(Failure::Busy(err)) => {
                     self.connection = None;
-                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    reconnects.busy(&self.describe(), &err, self.target.connection.timeout)?;
                     continue;
                 }
                 Err(Failure::Demoted(err)) => {
@@ -174,7 +170,7 @@ impl<'a> Session<'a> {
                     // again soon, not after the backoff meant for a dead server.
                     self.connection = None;
                     self.node = None;
-                    reconnects.busy(&self.describe(), &err, self.target.timeout)?;
+                    reconnects.busy(&self.describe(), &err, self.target.connection.timeout)?;
                     continue;
                 }
                 Err(Failure::InFlight(err)) if retry == Retry::OnlyIfUnsent => {
@@ -200,6 +196,7 @@ impl<'a> Session<'a> {
     pub fn query_once(&mut self, cmd: &Cmd, limit: Duration) -> Result<Reply, Unconfirmed> {
         let timeout = Some(
             self.target
+                .connection
                 .timeout
                 .map_or(limit, |t| t.min(limit))
                 .max(Duration::from_millis(1)),

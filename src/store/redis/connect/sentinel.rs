@@ -6,9 +6,9 @@ use anyhow::anyhow;
 
 use super::wire::{Connection, WireError};
 use super::{Failure, Reply};
-use crate::config::Sentinel;
 use crate::net::tls::TlsSetup;
 use crate::report::Report;
+use crate::store::redis::settings::Sentinel;
 
 /// Asks each sentinel in turn for the master's address. An unknown master
 /// name is final (as in the original); a sentinel that cannot be reached
