@@ -112,6 +112,17 @@ pub struct Connection {
     pub reconnect_backoff: u64,
 }
 
+impl Connection {
+    /// The timeout for one request that must end within `limit` (a lease
+    /// renewal): the shorter of the two, and at least a millisecond, as a
+    /// socket's zero timeout would mean none.
+    pub fn timeout_within(&self, limit: Duration) -> Duration {
+        self.timeout
+            .map_or(limit, |t| t.min(limit))
+            .max(Duration::from_millis(1))
+    }
+}
+
 /// What each store's settings parser (`crate::store::STORES`) is given:
 /// the general settings every store may use, read once, and the variables
 /// no one has read yet, for the store's own.

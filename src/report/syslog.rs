@@ -5,6 +5,15 @@
 //! Syslog is a side channel: a socket that is missing at start is one error
 //! for the caller to print as a warning, and a send that fails later is
 //! dropped. Neither may cost the lock or the command.
+//!
+//! Why not the `syslog` crate (7.0, read for this): on Unix it stamps lines
+//! in UTC where `logger` and the daemon's readers expect local time, pads
+//! the day with a zero where RFC 3164 and `logger` pad with a space, sets
+//! no send timeout (a wedged daemon would hang the run), and brings the
+//! `time`, `hostname` and `log` crates. What it would replace is the socket
+//! and the stamp, about 80 lines here; the rest (the escaping and length
+//! limits of keys and command lines, the event words, the facility names
+//! `CRONLOCK_SYSLOG_FACILITY` takes) is cronlock's own either way.
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};

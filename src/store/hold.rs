@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use crate::config::Connection;
 use crate::report::Report;
 
 /// How long a contender keeps the lock of a run whose connection is gone
@@ -23,9 +24,8 @@ pub const HOLD_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// The longest a holder waits for the server while taking its lock back:
 /// a third of the takeover's pause, or less if `timeout`
 /// (`CRONLOCK_REDIS_TIMEOUT`) says so.
-pub fn retake_limit(timeout: Option<Duration>) -> Duration {
-    let limit = TAKEOVER_AFTER / 3;
-    timeout.map_or(limit, |t| t.min(limit))
+pub fn retake_limit(connection: &Connection) -> Duration {
+    connection.timeout_within(TAKEOVER_AFTER / 3)
 }
 
 /// A contender's pause before it takes over a run whose connection is gone.

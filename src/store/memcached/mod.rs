@@ -354,13 +354,7 @@ impl LockStore for MemcachedLock<'_> {
     /// The token also settles a renewal whose answer was lost (it leaves
     /// our token in place), so `after_unknown` needs no special case.
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
-        let timeout = Some(
-            self.target
-                .connection
-                .timeout
-                .map_or(limit, |t| t.min(limit))
-                .max(Duration::from_millis(1)),
-        );
+        let timeout = Some(self.target.connection.timeout_within(limit));
         let key = wire_key(&lease.key);
         let mut connection = match self.connection.take() {
             Some(connection) => connection,

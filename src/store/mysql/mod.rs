@@ -764,7 +764,7 @@ impl LockStore for MysqlLock<'_> {
         }
         let (name, lock) = (row_name(&lease.key), lock_name(&lease.key));
         let ours = lease.token.as_deref().unwrap_or(&self.token).to_string();
-        let limit = hold::retake_limit(self.target.connection.timeout);
+        let limit = hold::retake_limit(&self.target.connection);
         let retaken = match self.conn.take() {
             Some(conn) => Ok(conn),
             None => self.open(Some(limit)),
@@ -823,12 +823,7 @@ impl LockStore for MysqlLock<'_> {
              WHERE name = {name} AND token = '{ours}' AND state = 'running'; \
              SELECT expires_at FROM {TABLE} WHERE name = {name} AND token = '{ours}'"
         );
-        let limit = self
-            .target
-            .connection
-            .timeout
-            .map_or(limit, |t| t.min(limit))
-            .max(Duration::from_millis(1));
+        let limit = self.target.connection.timeout_within(limit);
         let mut maybe_sent = false;
         let result = match self.renewals.take() {
             Some(conn) => Ok(conn),

@@ -627,7 +627,7 @@ impl LockStore for PostgresLock<'_> {
             (&high, Type::INT8),
             (&low, Type::INT8),
         ];
-        let limit = hold::retake_limit(self.target.connection.timeout);
+        let limit = hold::retake_limit(&self.target.connection);
         let found = match self.try_query(RETAKE, &params, Some(limit)) {
             // Nobody can take it over through a server we cannot reach; a
             // restarted one has a new life, which the takeover rule checks.
@@ -669,12 +669,7 @@ impl LockStore for PostgresLock<'_> {
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
         let token = lease.token.clone().unwrap_or_default();
         let key = lease.key.as_slice();
-        let limit = self
-            .target
-            .connection
-            .timeout
-            .map_or(limit, |t| t.min(limit))
-            .max(Duration::from_millis(1));
+        let limit = self.target.connection.timeout_within(limit);
         // A reconnection inside try_query clears first_connection before the statement is sent.
         let connected = self.client.as_ref().is_some_and(|client| !client.is_closed());
         let same = connected && self.first_connection;

@@ -32,6 +32,33 @@ pub trait Fixture {
     fn stop(&mut self) -> bool;
 }
 
+/// A fixture that is a private server and nothing more: the struct
+/// `$name` around the server fixture `$server`, whose own `start`, `env`
+/// and `kill` it uses.
+#[allow(unused_macros)]
+macro_rules! server_fixture {
+    ($name:ident($server:ty)) => {
+        struct $name($server);
+
+        impl $crate::conformance::Fixture for $name {
+            fn start() -> $name {
+                $name(<$server>::start())
+            }
+
+            fn env(&self) -> Vec<(String, String)> {
+                self.0.env()
+            }
+
+            fn stop(&mut self) -> bool {
+                self.0.kill();
+                true
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use server_fixture;
+
 /// Makes one `#[test]` per behaviour for the fixture type `$fixture`.
 #[allow(unused_macros)]
 macro_rules! suite {

@@ -5,22 +5,7 @@
 use crate::util::dynamodb::{aws_env, DynamoServer, SECRET, TABLE};
 use crate::util::*;
 
-struct Dynamo(DynamoServer);
-
-impl crate::conformance::Fixture for Dynamo {
-    fn start() -> Dynamo {
-        Dynamo(DynamoServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-}
+crate::conformance::server_fixture!(Dynamo(DynamoServer));
 
 crate::conformance::suite!(Dynamo);
 crate::ctl_suite::suite!(Dynamo);

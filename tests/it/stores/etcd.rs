@@ -10,22 +10,7 @@ use crate::util::etcd::{ClientCertificates, Etcd};
 use crate::util::pki::Pki;
 use crate::util::*;
 
-struct EtcdFixture(Etcd);
-
-impl crate::conformance::Fixture for EtcdFixture {
-    fn start() -> EtcdFixture {
-        EtcdFixture(Etcd::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-}
+crate::conformance::server_fixture!(EtcdFixture(Etcd));
 
 crate::conformance::suite!(EtcdFixture);
 crate::ctl_suite::suite!(EtcdFixture);

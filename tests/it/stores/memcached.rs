@@ -11,22 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::util::memcached::MemcachedServer;
 use crate::util::*;
 
-struct Memcached(MemcachedServer);
-
-impl crate::conformance::Fixture for Memcached {
-    fn start() -> Memcached {
-        Memcached(MemcachedServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-}
+crate::conformance::server_fixture!(Memcached(MemcachedServer));
 
 crate::conformance::suite!(Memcached);
 crate::ctl_suite::suite!(Memcached);

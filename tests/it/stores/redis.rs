@@ -3,22 +3,7 @@
 
 use crate::util::*;
 
-struct Redis(RedisServer);
-
-impl crate::conformance::Fixture for Redis {
-    fn start() -> Redis {
-        Redis(RedisServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-}
+crate::conformance::server_fixture!(Redis(RedisServer));
 
 crate::conformance::suite!(Redis);
 crate::ctl_suite::suite!(Redis);

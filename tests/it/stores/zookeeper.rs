@@ -7,22 +7,7 @@ use crate::util::zookeeper::ZooKeeper;
 /// The session timeout cronlock asks for, which the test servers grant.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
-struct Zk(ZooKeeper);
-
-impl crate::conformance::Fixture for Zk {
-    fn start() -> Zk {
-        Zk(ZooKeeper::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-}
+crate::conformance::server_fixture!(Zk(ZooKeeper));
 
 crate::conformance::suite!(Zk);
 crate::ctl_suite::suite!(Zk);

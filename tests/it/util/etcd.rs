@@ -10,6 +10,71 @@ use std::time::Duration;
 use super::pki::Pki;
 use super::{find_program, free_port, log_tail, wait_until, TempDir};
 
+/// One etcd member's command line, shared by the one-member fixture and
+/// the three-member cluster (`super::etcd_cluster`).
+pub struct MemberCommand<'a> {
+    /// `--name`.
+    pub name: &'a str,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// The client URL it listens on and advertises.
+    pub client: String,
+    /// The peer URL it listens on and advertises.
+    pub peer: String,
+    /// `--initial-cluster`: `name=peer-url,...`.
+    pub initial_cluster: String,
+    /// `--heartbeat-interval` and `--election-timeout`, in milliseconds.
+    pub timing_ms: (u32, u32),
+    /// Where its output goes (appended).
+    pub log: PathBuf,
+}
+
+impl MemberCommand<'_> {
+    /// The `etcd` command for this member, without fsync, quiet but for its log.
+    pub fn command(&self) -> Command {
+        let program = find_program("etcd", &[]).expect("etcd not found: scripts/test.sh installs etcd-server");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        let mut command = Command::new(program);
+        command
+            .args(["--name", self.name, "--data-dir"])
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &self.client,
+                "--advertise-client-urls",
+                &self.client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer,
+                "--initial-advertise-peer-urls",
+                &self.peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .arg("--heartbeat-interval")
+            .arg(self.timing_ms.0.to_string())
+            .arg("--election-timeout")
+            .arg(self.timing_ms.1.to_string())
+            .arg("--unsafe-no-fsync")
+            .env_remove("ETCDCTL_API")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        command
+    }
+}
+
+/// Starts a member's command.
+pub fn spawn(mut command: Command) -> Child {
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("etcd: {e} (scripts/test.sh installs etcd-server)"))
+}
+
 /// An `etcd` of our own (never port 2379), a one-member cluster.
 pub struct Etcd {
     pub port: u16,
@@ -83,47 +148,36 @@ impl Etcd {
     }
 
     fn launch(&mut self) {
-        let program = find_program("etcd", &[]).expect("etcd not found: scripts/test.sh installs etcd-server");
-        let log_path = self.dir.join("etcd.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut command = Command::new(program);
+        let mut member = MemberCommand {
+            name: "test",
+            data_dir: self.dir.join("data"),
+            client: format!("{scheme}://127.0.0.1:{}", self.port),
+            peer: peer.clone(),
+            initial_cluster: format!("test={peer}"),
+            // A short election timeout makes etcd's smallest lease 1 s (it
+            // is 2 s with the defaults), so RELEASE=0 means what it says.
+            timing_ms: (10, 100),
+            log: self.dir.join("etcd.log"),
+        }
+        .command();
         if let Some(clients) = self.tls {
             let tls = self.dir.join("tls");
-            command
+            member
                 .arg("--cert-file")
                 .arg(tls.join("server.crt"))
                 .arg("--key-file")
                 .arg(tls.join("server.key"));
             if clients == ClientCertificates::Required {
-                command
+                member
                     .arg("--client-cert-auth")
                     .arg("--trusted-ca-file")
                     .arg(tls.join("ca.crt"));
             }
         }
-        let process = command
-            .args(["--name", "test", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("test={peer}")])
-            // A short election timeout makes etcd's smallest lease 1 s (it
-            // is 2 s with the defaults), so RELEASE=0 means what it says.
-            .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
-            .arg("--unsafe-no-fsync")
-            .env_remove("ETCDCTL_API")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("etcd: {e} (scripts/test.sh installs etcd-server)"));
+        let process = spawn(member);
+        let log_path = self.dir.join("etcd.log");
         let process = self.process.insert(process);
         let (port, tls) = (self.port, self.tls.map(|_| self.dir.join("tls")));
         wait_until(Duration::from_secs(20), "etcd to answer", || {

@@ -3,15 +3,14 @@
 //! when dropped; members can be killed, stopped (SIGSTOP) and brought back
 //! with their data, and the current leader found.
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::etcd::plain_etcdctl;
-use super::{find_program, free_port, log_tail, wait_until, TempDir};
+use super::etcd::{plain_etcdctl, spawn, MemberCommand};
+use super::{free_port, log_tail, wait_until, TempDir};
 
 /// One member: its name in `--initial-cluster`, its ports, its process
 /// while it runs.
@@ -69,7 +68,6 @@ impl EtcdCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let program = find_program("etcd", &[]).expect("etcd not found: scripts/test.sh installs etcd-server");
         let initial: Vec<String> = self
             .members
             .iter()
@@ -78,23 +76,14 @@ impl EtcdCluster {
         // The same for all three, and unlike any other cluster's.
         let token = format!("cronlock-test-{}", self.members[0].peer_port);
         let member = &self.members[i];
-        let log_path = self.dir.join(&format!("{}.log", member.name));
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
-        let client = format!("http://127.0.0.1:{}", member.port);
-        let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let process = Command::new(program)
-            .args(["--name", &member.name, "--data-dir"])
-            .arg(self.dir.join(&member.name))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        let mut command = MemberCommand {
+            name: &member.name,
+            data_dir: self.dir.join(&member.name),
+            client: format!("http://127.0.0.1:{}", member.port),
+            peer: format!("http://127.0.0.1:{}", member.peer_port),
             // Read only on the first start; a restarted member finds its
             // cluster in its data directory.
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-token", &token])
+            initial_cluster: initial.join(","),
             // Fast elections, so a test that kills the leader waits about
             // a second for the next one instead of etcd's default 1-2 s
             // timeout plus pre-vote rounds. Not as fast as the one-member
@@ -102,14 +91,12 @@ impl EtcdCluster {
             // and a member starved of CPU for 100 ms would start elections
             // nobody asked for. The smallest lease is still 1 s (etcd
             // makes it 1.5 election timeouts, rounded up to a second).
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .arg("--unsafe-no-fsync")
-            .env_remove("ETCDCTL_API")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("etcd: {e} (scripts/test.sh installs etcd-server)"));
+            timing_ms: (50, 500),
+            log: self.dir.join(&format!("{}.log", member.name)),
+        }
+        .command();
+        command.args(["--initial-cluster-token", &token]);
+        let process = spawn(command);
         let member = &mut self.members[i];
         member.process = Some(process);
         member.stopped = false;

@@ -194,13 +194,7 @@ impl<'a> Session<'a> {
     /// One try at `cmd` within `limit` (redirects followed, no reconnect
     /// loop): for lease renewals, which must give up before the lease ends.
     pub fn query_once(&mut self, cmd: &Cmd, limit: Duration) -> Result<Reply, Unconfirmed> {
-        let timeout = Some(
-            self.target
-                .connection
-                .timeout
-                .map_or(limit, |t| t.min(limit))
-                .max(Duration::from_millis(1)),
-        );
+        let timeout = Some(self.target.connection.timeout_within(limit));
         let result = self.send_following_redirects(&cmd.get_packed_command(), timeout);
         let (message, maybe_sent) = match result {
             Ok(value) => return Ok(value),
