@@ -73,6 +73,11 @@ if [ ! -x target/lockex/bin/lockex ] && PYENV_VERSION=2.7.18 python2 -c '' 2>/de
     echo "test.sh: could not install lockex; the lockex tests are skipped" >&2
 fi
 [ ! -x target/lockex/bin/lockex ] || export CRONLOCK_TEST_LOCKEX="$PWD/target/lockex"
+# coolock and tooz (Python 2), for tests/it/tooz/: installed under target/ by
+# scripts/coolock-install.sh, which says why when it cannot; without them
+# those tests print why and pass.
+scripts/coolock-install.sh target/coolock
+[ ! -x target/coolock/bin/coolock ] || export CRONLOCK_TEST_COOLOCK="$PWD/target/coolock"
 
 # moto's DynamoDB emulator for tests/it/stores/dynamodb.rs, in a virtualenv of
 # its own (tests/it/util/dynamodb.rs finds it there), made once.

@@ -26,20 +26,28 @@ pub enum KeyStyle {
     Lockex,
     /// lock-exec: CRONLOCK_KEY as given, since lock-exec takes every name from `-k`.
     LockExec,
+    /// coolock: tooz's lock on CRONLOCK_KEY (default `coolock`), one name
+    /// for every command; each store takes it as tooz's driver does.
+    Tooz,
 }
 
 impl KeyStyle {
     /// Every style, in the order the documentation lists them.
-    pub const ALL: [KeyStyle; 5] = [
+    pub const ALL: [KeyStyle; 6] = [
         KeyStyle::Cronlock,
         KeyStyle::Golock,
         KeyStyle::Sera,
         KeyStyle::Lockex,
         KeyStyle::LockExec,
+        KeyStyle::Tooz,
     ];
 
     /// The style a CRONLOCK_KEY_STYLE value names, if any.
     pub fn parse(value: &str) -> Option<KeyStyle> {
+        if value == "coolock" {
+            // The tool's name, for those who think of the lock as coolock's.
+            return Some(KeyStyle::Tooz);
+        }
         KeyStyle::ALL.into_iter().find(|style| style.name() == value)
     }
 
@@ -51,6 +59,7 @@ impl KeyStyle {
             KeyStyle::Sera => "sera",
             KeyStyle::Lockex => "lockex",
             KeyStyle::LockExec => "lock-exec",
+            KeyStyle::Tooz => "tooz",
         }
     }
 
@@ -61,7 +70,7 @@ impl KeyStyle {
         match self {
             KeyStyle::Cronlock | KeyStyle::Golock => prefix,
             KeyStyle::Lockex => LOCKEX_PATH,
-            KeyStyle::Sera | KeyStyle::LockExec => b"",
+            KeyStyle::Sera | KeyStyle::LockExec | KeyStyle::Tooz => b"",
         }
     }
 }
@@ -77,6 +86,11 @@ impl KeyStyle {
 ///
 /// lockex's `--lockid` takes the place of the hash under the same lock path,
 /// so under `lockex` a CRONLOCK_KEY plays `--lockid` and gives `/lockex/<key>`.
+///
+/// coolock locks one name whatever the command (`--lock`, default
+/// `coolock`), so under `tooz` the key is CRONLOCK_KEY or `coolock`, without
+/// the prefix: each store turns that name into tooz's own key, path or
+/// lock, as tooz's driver for it does.
 pub fn styled_key(
     style: KeyStyle,
     prefix: &[u8],
@@ -96,6 +110,7 @@ pub fn styled_key(
             [LOCKEX_PATH, id.as_bytes()].concat()
         }
         (KeyStyle::LockExec, Some(key)) => key.to_vec(),
+        (KeyStyle::Tooz, key) => key.unwrap_or(TOOZ_DEFAULT_NAME).to_vec(),
         (KeyStyle::LockExec, None) => bail!(
             "CRONLOCK_KEY_STYLE=lock-exec needs CRONLOCK_KEY: lock-exec names every lock with -k, so give the same name"
         ),
@@ -130,6 +145,9 @@ fn space_joined(args: &[OsString]) -> Vec<u8> {
     }
     out
 }
+
+/// coolock's lock name when neither `--lock` nor `lock:` gives one.
+pub const TOOZ_DEFAULT_NAME: &[u8] = b"coolock";
 
 /// lockex's default `--lockpath` is `lockex` and it builds `/<lockpath>/<id>`.
 const LOCKEX_PATH: &[u8] = b"/lockex/";

@@ -438,6 +438,13 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let node = raw.take("node").unwrap_or_else(crate::lock::owner::host_name);
     let url = raw.take("url");
     let store = store_settings(&mut raw, url.as_deref())?;
+    // tooz's lock expires where it has an expiry and is kept by heartbeats:
+    // renewed as lease mode does, so that tooz's peers stay out while the
+    // command runs (see docs/stores/tooz.md).
+    let lease = match (key_style, store.row().tooz) {
+        (KeyStyle::Tooz, crate::store::Tooz::Expires(seconds)) => lease.or(Some(seconds)),
+        _ => lease,
+    };
     Ok(Config {
         store,
         grace,

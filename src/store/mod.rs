@@ -29,6 +29,7 @@ use std::fmt;
 use anyhow::{anyhow, bail, Result};
 
 use crate::config::{url, Config, Shared};
+use crate::key::KeyStyle;
 use crate::lock::LockStore;
 use crate::report::Report;
 
@@ -40,6 +41,22 @@ pub enum Binary {
     /// `cronlock-stores`, which `cronlock` starts for it.
     Stores,
 }
+
+/// How tooz's driver for a store keeps its lock (`CRONLOCK_KEY_STYLE=tooz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tooz {
+    /// tooz has no driver for this store.
+    NoDriver,
+    /// For as long as a connection or session lives (nothing to renew).
+    Session,
+    /// With an expiry of this many seconds, which tooz's heartbeat renews
+    /// (coolock never calls it): cronlock renews it while the command runs,
+    /// as lease mode does, unless `CRONLOCK_LEASE` sets another time.
+    Expires(i64),
+}
+
+/// Opens a store from its settings (`T`, its target).
+type Opener<T> = for<'a> fn(&'a Config, &'a T, &'a Report) -> Result<Box<dyn LockStore + 'a>>;
 
 /// Reads a store's settings: the URL's scheme and what follows `://`.
 type Settings = fn(&str, &str, &mut Shared) -> Result<Store>;
@@ -55,6 +72,8 @@ pub struct Row {
     pub carried_by: Binary,
     /// Whose clock the lock's times are read on (for `CRONLOCK_NTPDATE`'s note).
     pub clock: &'static str,
+    /// How tooz's driver for this store keeps its lock.
+    pub tooz: Tooz,
     /// Its settings parser; `None` when this build left the store out.
     settings: Option<Settings>,
 }
@@ -79,9 +98,11 @@ macro_rules! stores {
             schemes: [$($scheme:literal),+],
             carried_by: $binary:ident,
             clock: $clock:literal,
+            tooz: $tooz:expr,
             built: cfg($cfg:meta),
             settings: $settings:expr,
             open: $open:expr,
+            open_tooz: $open_tooz:expr,
         }
     )*) => {
         /// Where locks live: the settings of the store `CRONLOCK_URL` names.
@@ -101,6 +122,7 @@ macro_rules! stores {
                 schemes: &[$($scheme),+],
                 carried_by: Binary::$binary,
                 clock: $clock,
+                tooz: $tooz,
                 settings: {
                     #[cfg($cfg)]
                     let settings: Option<Settings> = Some(|scheme, rest, shared| {
@@ -136,15 +158,24 @@ macro_rules! stores {
         /// store; else only those `cronlock` carries, so that the others'
         /// clients are not linked into it).
         fn open_with<'a, const ALL: bool>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+            let row = config.store.row();
+            if config.key_style == KeyStyle::Tooz && row.tooz == Tooz::NoDriver {
+                bail!("CRONLOCK_KEY_STYLE=tooz: tooz (and so coolock) has no driver for the {} store", row.kind);
+            }
             match &config.store {
                 $(
                     #[cfg($cfg)]
                     Store::$variant(target) if ALL || light!($binary) => {
-                        ($open)(config, &**target, report)
+                        let open: Opener<$target> = if config.key_style == KeyStyle::Tooz {
+                            $open_tooz
+                        } else {
+                            $open
+                        };
+                        open(config, &**target, report)
                     }
                 )*
                 #[allow(unreachable_patterns)]
-                other => bail!("the {} store is run by cronlock-stores", other.row().kind),
+                _ => bail!("the {} store is run by cronlock-stores", row.kind),
             }
         }
     };
@@ -157,9 +188,11 @@ stores! {
         schemes: ["redis", "rediss"],
         carried_by: Cronlock,
         clock: "the Redis server's clock",
+        tooz: Tooz::Expires(30),
         built: cfg(all()),
         settings: |scheme, rest, shared| redis::settings::parse(Some((scheme, rest)), shared),
-        open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?)),
+        open_tooz: not_tooz,
     }
     /// A table and `GET_LOCK` names in MySQL or MariaDB.
     Mysql(mysql::settings::MysqlTarget) {
@@ -167,9 +200,11 @@ stores! {
         schemes: ["mysql", "mariadb"],
         carried_by: Stores,
         clock: "the MySQL server's clock",
+        tooz: Tooz::Session,
         built: cfg(feature = "mysql"),
         settings: |_, rest, shared| mysql::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?)),
+        open_tooz: not_tooz,
     }
     /// A table in PostgreSQL.
     Postgres(postgres::settings::PostgresTarget) {
@@ -177,9 +212,11 @@ stores! {
         schemes: ["postgres", "postgresql"],
         carried_by: Stores,
         clock: "the PostgreSQL server's clock",
+        tooz: Tooz::Session,
         built: cfg(feature = "postgres"),
         settings: |_, rest, shared| postgres::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?)),
+        open_tooz: not_tooz,
     }
     /// A memcached server.
     Memcached(memcached::settings::MemcachedTarget) {
@@ -187,9 +224,11 @@ stores! {
         schemes: ["memcached"],
         carried_by: Cronlock,
         clock: "the memcached server's clock",
+        tooz: Tooz::Expires(30),
         built: cfg(all()),
         settings: |_, rest, shared| memcached::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report)) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report))),
+        open_tooz: not_tooz,
     }
     /// An etcd cluster.
     Etcd(etcd::settings::EtcdTarget) {
@@ -197,9 +236,11 @@ stores! {
         schemes: ["etcd", "etcds"],
         carried_by: Cronlock,
         clock: "etcd's lease timers, counted by its leader",
+        tooz: Tooz::Expires(30),
         built: cfg(all()),
         settings: etcd::settings::parse,
-        open: |_, target, report| Ok(Box::new(etcd::EtcdLock::new(target, report)?) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(etcd::EtcdLock::new(target, report)?)),
+        open_tooz: not_tooz,
     }
     /// A ZooKeeper ensemble.
     ZooKeeper(zookeeper::settings::ZooKeeperTarget) {
@@ -207,11 +248,11 @@ stores! {
         schemes: ["zookeeper"],
         carried_by: Stores,
         clock: "the ZooKeeper server's clock",
+        tooz: Tooz::Session,
         built: cfg(feature = "zookeeper"),
         settings: |_, rest, shared| zookeeper::settings::parse(rest, shared),
-        open: |config, target, report| {
-            Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?) as Box<dyn LockStore>)
-        },
+        open: |config, target, report| Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?)),
+        open_tooz: not_tooz,
     }
     /// Items in a DynamoDB table.
     DynamoDb(dynamodb::settings::DynamoTarget) {
@@ -219,9 +260,11 @@ stores! {
         schemes: ["dynamodb"],
         carried_by: Stores,
         clock: "this host's clock; keep it synchronised",
+        tooz: Tooz::NoDriver,
         built: cfg(feature = "dynamodb"),
         settings: |_, rest, shared| dynamodb::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(dynamodb::DynamoLock::new(target, report)?) as Box<dyn LockStore>),
+        open: |_, target, report| Ok(Box::new(dynamodb::DynamoLock::new(target, report)?)),
+        open_tooz: not_tooz,
     }
     /// Lock files in a local directory.
     Directory(directory::settings::DirectoryTarget) {
@@ -229,12 +272,21 @@ stores! {
         schemes: ["file"],
         carried_by: Cronlock,
         clock: "this host's clock, which every run of this directory shares",
+        tooz: Tooz::Session,
         built: cfg(all()),
         settings: |_, rest, _| directory::settings::parse(rest),
-        open: |_, target: &directory::settings::DirectoryTarget, _| {
-            Ok(Box::new(directory::DirectoryLock::new(&target.path)?) as Box<dyn LockStore>)
-        },
+        open: |_, target, _| Ok(Box::new(directory::DirectoryLock::new(&target.path)?)),
+        open_tooz: |_, target, _| Ok(Box::new(directory::tooz::ToozFileLock::new(&target.path)?)),
     }
+}
+
+/// The opener of a store without tooz's lock, for its row's `open_tooz`
+/// (a store tooz has no driver for is refused before it gets here).
+fn not_tooz<'a, T>(config: &'a Config, _: &'a T, _: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+    bail!(
+        "CRONLOCK_KEY_STYLE=tooz is not supported by the {} store yet",
+        config.store.row().kind
+    )
 }
 
 /// The store `url` names, its settings read by its row's parser; Redis,

@@ -12,6 +12,7 @@
 //! the new one alone).
 
 pub mod settings;
+pub mod tooz;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

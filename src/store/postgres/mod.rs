@@ -323,8 +323,8 @@ impl<'a> PostgresLock<'a> {
             config.connect_timeout(limit);
         }
         let result = match self.tls.clone() {
-            Some(tls) => self.runtime.block_on(within(limit, open(config, tls))),
-            None => self.runtime.block_on(within(limit, open(config, NoTls))),
+            Some(tls) => self.runtime.block_on(within(limit, connect_client(config, tls))),
+            None => self.runtime.block_on(within(limit, connect_client(config, NoTls))),
         };
         result.map_err(|err| match err {
             Timed::Out => Failure::Retry(format!("no answer within {}s", limit.unwrap_or_default().as_secs())),
@@ -854,7 +854,7 @@ async fn within<T, E>(
 
 /// Connects and leaves the connection's task on the runtime, which drives
 /// it whenever a request is waited for.
-async fn open<T>(config: tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+async fn connect_client<T>(config: tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,

@@ -3,6 +3,7 @@
 //! runs the built `cronlock` with a clean environment.
 #![allow(dead_code)]
 
+pub mod coolock;
 pub mod dynamodb;
 pub mod etcd;
 pub mod etcd_cluster;

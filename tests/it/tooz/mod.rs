@@ -1,0 +1,133 @@
+//! `CRONLOCK_KEY_STYLE=tooz` against the real coolock (tooz 1.67.2), both
+//! ways, on every store where both run: a coolock holder keeps cronlock out
+//! (exit 200, or a wait with `CRONLOCK_WAIT`), and a cronlock holder makes
+//! coolock give up. The functions here are the checks; each store's file
+//! calls them with its server (`env` points cronlock at it, `url` is the
+//! tooz URL coolock is given for the same server).
+
+mod directory;
+
+use crate::util::coolock::Coolock;
+use crate::util::*;
+
+/// The coolock install, or skip the test (it prints why and passes).
+macro_rules! coolock_or_skip {
+    () => {
+        match crate::util::coolock::Coolock::installed() {
+            Ok(coolock) => coolock,
+            Err(why) => {
+                println!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use coolock_or_skip;
+
+/// `env` with the tooz style and the lock name `name`.
+pub fn tooz_env(env: &[(String, String)], name: &str) -> Vec<(String, String)> {
+    with(env, &[("CRONLOCK_KEY_STYLE", "tooz"), ("CRONLOCK_KEY", name)])
+}
+
+/// While coolock holds `name`, cronlock exits 200 without running its
+/// command; once coolock has released, cronlock takes the lock.
+pub fn a_coolock_holder_keeps_cronlock_out(coolock: &Coolock, env: &[(String, String)], url: &str) {
+    let home = TempDir::new("coolock-holds");
+    let holder = coolock.hold(url, "nightly", &home);
+    let marker = home.join("cronlock-ran");
+    let touch = format!("touch {}", marker.display());
+    run(&tooz_env(env, "nightly"), &["sh", "-c", &touch]).expect(200);
+    assert!(!marker.exists(), "cronlock ran while coolock held the lock");
+    // Another name is another lock.
+    run(&tooz_env(env, "other"), &["true"]).expect(0);
+    holder.finish();
+    run(
+        &with(&tooz_env(env, "nightly"), &[("CRONLOCK_GRACE", "-1")]),
+        &["sh", "-c", &touch],
+    )
+    .expect(0);
+    assert!(marker.exists(), "cronlock runs once coolock has released");
+}
+
+/// With `CRONLOCK_WAIT`, cronlock waits for coolock's lock and then runs.
+pub fn a_waiting_cronlock_runs_after_coolock(coolock: &Coolock, env: &[(String, String)], url: &str) {
+    let home = TempDir::new("coolock-wait");
+    let holder = coolock.hold(url, "nightly", &home);
+    let marker = home.join("cronlock-ran");
+    let waiter = cronlock(&with(
+        &tooz_env(env, "nightly"),
+        &[("CRONLOCK_WAIT", "60"), ("CRONLOCK_GRACE", "-1")],
+    ))
+    .args(["sh", "-c", &format!("touch {}", marker.display())])
+    .spawn()
+    .unwrap();
+    assert!(!marker.exists(), "cronlock ran while coolock held the lock");
+    holder.finish();
+    let output = waiter.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(marker.exists());
+}
+
+/// While cronlock holds `name`, coolock gives up (exit 0, its command not
+/// run); once cronlock has released, coolock runs.
+pub fn a_cronlock_holder_keeps_coolock_out(coolock: &Coolock, env: &[(String, String)], url: &str) {
+    let home = TempDir::new("cronlock-holds");
+    let gated = Gated::new(&home, "cronlock");
+    let holder = cronlock(&with(&tooz_env(env, "nightly"), &[("CRONLOCK_GRACE", "-1")]))
+        .args(["sh", "-c", &gated.script])
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    let marker = home.join("coolock-ran");
+    let touch = format!("touch {}", marker.display());
+    coolock.run(url, "nightly", &touch, &home);
+    assert!(!marker.exists(), "coolock ran while cronlock held the lock");
+    let log = std::fs::read_to_string(Coolock::log(&home)).unwrap_or_default();
+    assert!(log.contains("Did not acquire lock"), "coolock's log:\n{log}");
+    gated.open();
+    let output = holder.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    coolock.run(url, "nightly", &touch, &home);
+    assert!(marker.exists(), "coolock runs once cronlock has released");
+}
+
+/// Makes the three both-ways tests for a store: `$setup` is an expression
+/// giving `(server, env, url)`, where `server` keeps the server alive.
+#[allow(unused_macros)]
+macro_rules! both_ways {
+    ($setup:expr) => {
+        #[test]
+        fn a_coolock_holder_keeps_cronlock_out() {
+            let coolock = crate::tooz::coolock_or_skip!();
+            let (_server, env, url) = $setup;
+            crate::tooz::a_coolock_holder_keeps_cronlock_out(&coolock, &env, &url);
+        }
+
+        #[test]
+        fn a_waiting_cronlock_runs_after_coolock() {
+            let coolock = crate::tooz::coolock_or_skip!();
+            let (_server, env, url) = $setup;
+            crate::tooz::a_waiting_cronlock_runs_after_coolock(&coolock, &env, &url);
+        }
+
+        #[test]
+        fn a_cronlock_holder_keeps_coolock_out() {
+            let coolock = crate::tooz::coolock_or_skip!();
+            let (_server, env, url) = $setup;
+            crate::tooz::a_cronlock_holder_keeps_coolock_out(&coolock, &env, &url);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_ways;
