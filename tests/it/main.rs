@@ -34,3 +34,4 @@ mod sentinel;
 mod supervise;
 mod syslog;
 mod tls;
+mod watch;
