@@ -54,6 +54,7 @@ cargo metadata --no-deps --format-version 1 | grep -q '"name":"cronlockctl"' && 
   echo ./usr/share/man/man1/cronlock-stores.1.gz
   echo ./usr/share/doc/cronlock/README.md
   echo ./usr/share/doc/cronlock/docs/performance.md
+  echo ./usr/share/doc/cronlock/docs/watching.md
   for doc in docs/stores/*.md; do echo "./usr/share/doc/cronlock/$doc"; done
   echo ./usr/share/doc/cronlock/changelog.Debian.gz
   echo ./usr/share/doc/cronlock/changelog.gz
@@ -163,6 +164,7 @@ name="$(basename "$tarball" .tar.gz)"
   echo "$name/share/doc/cronlock/LICENSE"
   echo "$name/share/doc/cronlock/README.md"
   echo "$name/share/doc/cronlock/docs/performance.md"
+  echo "$name/share/doc/cronlock/docs/watching.md"
   for doc in docs/stores/*.md; do echo "$name/share/doc/cronlock/$doc"; done
   echo "$name/share/doc/cronlock/examples/cronlock.conf"
   echo "$name/share/man/man1/cronlock.1"

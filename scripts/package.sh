@@ -119,7 +119,7 @@ install -m 644 "$docs"/man/man5/*.5 "$stage/share/man/man5/"
 install -m 644 README.md LICENSE CHANGELOG.md "$stage/share/doc/cronlock/"
 # The README links these by their path beside it.
 install -d "$stage/share/doc/cronlock/docs/stores"
-install -m 644 docs/performance.md "$stage/share/doc/cronlock/docs/"
+install -m 644 docs/performance.md docs/watching.md "$stage/share/doc/cronlock/docs/"
 install -m 644 docs/stores/*.md "$stage/share/doc/cronlock/docs/stores/"
 install -m 644 "$docs/cronlock.conf" "$stage/share/doc/cronlock/examples/"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \

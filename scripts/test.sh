@@ -37,6 +37,9 @@ case "$(cc -print-file-name=libc.a 2>/dev/null)" in /*) ;; *) need+=(libc6-dev) 
 # skipped, not failed: the glibc build is tested either way.
 want=()
 [ "$(uname -s)" != Linux ] || command -v musl-gcc >/dev/null || want+=(musl-tools)
+# promtool (Debian ships it with the prometheus package) checks the metrics
+# files in tests/it/watch.rs; without it a Rust parser alone reads them.
+command -v promtool >/dev/null || want+=(prometheus)
 # The package test (scripts/package-test.sh) runs where dpkg is: lintian,
 # man (man-db) to render the pages with warnings on, python3 for
 # scripts/docs.py. package.sh installs cargo-deb with cargo when missing.
@@ -57,7 +60,7 @@ if [ "$(( ${#need[@]} + ${#want[@]} ))" -gt 0 ] && command -v apt-get >/dev/null
   fi
   if [ "${#want[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null ||
-      echo "test.sh: could not install ${want[*]}; the musl build or the package is not tested" >&2
+      echo "test.sh: could not install ${want[*]}; the musl build, the package or promtool's check of the metrics is not tested" >&2
   fi
 fi
 

@@ -24,6 +24,7 @@ use crate::lock::{Claim, Feature, Keep, LockStore, Release};
 use crate::process::signals;
 use crate::process::supervise::{self, Ended, Job};
 use crate::report::syslog::{Event, Syslog};
+use crate::report::watcher::{self, Watcher};
 use crate::report::Report;
 use crate::speed::startup;
 use crate::store;
@@ -39,7 +40,7 @@ pub const ALL_STORES: &str = "cronlock-stores";
 /// and the exit status to return from C's `main`.
 pub fn main(args: &[OsString], open: Opener, all_stores: bool) -> i32 {
     let outcome = run(args, open, all_stores).unwrap_or_else(|err| {
-        let _ = writeln!(std::io::stderr(), "cronlock: {err:#}");
+        watcher::early_error(args, &err);
         Outcome::Error
     });
     i32::from(outcome.code())
@@ -48,6 +49,9 @@ pub fn main(args: &[OsString], open: Opener, all_stores: bool) -> i32 {
 /// Runs cronlock with `args` (the command), opening stores with `open`;
 /// `all_stores`: this binary carries every store, else a store it lacks
 /// is left to [`ALL_STORES`] beside it, before anything is printed or taken.
+/// Once the settings are read, the run's end (an error too) is told to
+/// what watches it (`report::watcher`); only an error that comes back here
+/// is left for the caller to print.
 pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome> {
     startup::standard_fds()?;
     startup::ignore_sigpipe();
@@ -55,8 +59,22 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
     // must not leave a taken lock with no command behind it.
     signals::block()?;
     let config = config::load(std::env::vars_os(), &Search::standard())?;
+    let mut watcher = Watcher::new(&config, args);
+    let result = run_configured(args, open, all_stores, &config, &mut watcher);
+    let lost = matches!(&result, Err(err) if err.is::<LeaseLost>());
+    watcher.finish(result, lost)
+}
+
+/// The run once its settings are read.
+fn run_configured(
+    args: &[OsString],
+    open: Opener,
+    all_stores: bool,
+    config: &Config,
+    watcher: &mut Watcher,
+) -> Result<Outcome> {
     if !all_stores && config.store.row().carried_by != store::Binary::Cronlock {
-        return Err(exec_all_stores(args, &config));
+        return Err(exec_all_stores(args, config));
     }
     let report = Report {
         verbose: config.verbose,
@@ -91,6 +109,7 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
         args,
         utf8,
     )?;
+    watcher.key(&key);
     if config.show_key {
         let mut line = b"cronlock: key ".to_vec();
         line.extend_from_slice(&key);
@@ -98,7 +117,7 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
         let _ = std::io::stderr().write_all(&line);
     }
 
-    let mut store = open(&config, &report)?;
+    let mut store = open(config, &report)?;
     for (feature, asked) in [
         (Feature::Lease, config.lease.is_some()),
         (Feature::Hold, config.hold > 0),
@@ -113,14 +132,14 @@ pub fn run(args: &[OsString], open: Opener, all_stores: bool) -> Result<Outcome>
     }
     let syslog = config.syslog.as_ref().and_then(|(facility, path)| {
         Syslog::open(path, *facility, "cronlock")
-            .map_err(|err| {
-                let _ = writeln!(std::io::stderr(), "cronlock: warning: {err}; going on without syslog");
-            })
+            .map_err(|err| watcher.warn(&format!("{err}; going on without syslog")))
             .ok()
     });
-    let result = run_with(store.as_mut(), &config, &report, args, &key);
-    if let Some(syslog) = &syslog {
-        let command = join(args);
+    watcher.set_syslog(syslog);
+    let result = run_with(store.as_mut(), config, &report, args, &key, watcher);
+    // In JSON mode syslog has had each event; the line of old is for text.
+    if let Some(syslog) = watcher.syslog().filter(|_| !watcher.json()) {
+        let command = crate::lock::owner::command_line(args);
         let (event, status) = match &result {
             Ok(Outcome::ResetDone) => return result,
             Ok(Outcome::Held) => (Event::Held, Outcome::Held.code()),
@@ -157,6 +176,7 @@ fn run_with(
     report: &Report,
     args: &[OsString],
     key: &[u8],
+    watcher: &mut Watcher,
 ) -> Result<Outcome> {
     let shown = String::from_utf8_lossy(key);
     if config.reset {
@@ -186,13 +206,17 @@ fn run_with(
         wait: Duration::from_secs(config.wait),
         slots: config.concurrency,
     };
-    let mut lease = match take::take(store, &claim, plan, report)? {
-        Taken::Held { expires_in: 0 } => {
-            report.info(format_args!("lock {shown} is held, expiring now"));
-            return Ok(Outcome::Held);
-        }
-        Taken::Held { expires_in } => {
-            report.info(format_args!("lock {shown} is held (expires in {expires_in}s)"));
+    let taken = take::take(store, &claim, plan, report, &mut |expires_in| {
+        watcher.waiting(expires_in)
+    })?;
+    let mut lease = match taken {
+        Taken::Held { expires_in, waited } => {
+            if expires_in == 0 {
+                report.info(format_args!("lock {shown} is held, expiring now"));
+            } else {
+                report.info(format_args!("lock {shown} is held (expires in {expires_in}s)"));
+            }
+            watcher.held(expires_in, waited);
             return Ok(Outcome::Held);
         }
         Taken::Stopped(signal) => {
@@ -201,19 +225,15 @@ fn run_with(
         }
         Taken::Ours {
             lease,
-            expired_ago: None,
+            expired_ago,
+            waited,
         } => {
-            report.info(format_args!("lock {} acquired", String::from_utf8_lossy(&lease.key)));
-            lease
-        }
-        Taken::Ours {
-            lease,
-            expired_ago: Some(ago),
-        } => {
-            report.info(format_args!(
-                "lock {} had expired {ago}s ago; taken over",
-                String::from_utf8_lossy(&lease.key)
-            ));
+            let taken = String::from_utf8_lossy(&lease.key);
+            match expired_ago {
+                None => report.info(format_args!("lock {taken} acquired")),
+                Some(ago) => report.info(format_args!("lock {taken} had expired {ago}s ago; taken over")),
+            }
+            watcher.taken(waited);
             lease
         }
     };
@@ -241,6 +261,7 @@ fn run_with(
         }
     };
 
+    watcher.ended(ended == Ended::TimedOut, config.timeout);
     let mut lease_lost = None;
     let outcome = match ended {
         Ended::LockLost(why) => {
@@ -253,7 +274,7 @@ fn run_with(
         Ended::NotExecutable => Outcome::NotExecutable,
         Ended::TimedOut => {
             let mut line = b"emergency: had to kill '".to_vec();
-            line.extend_from_slice(&join(args));
+            line.extend_from_slice(&crate::lock::owner::command_line(args));
             line.extend_from_slice(format!("' after {}s timeout\n", config.timeout).as_bytes());
             let mut stdout = std::io::stdout();
             let _ = stdout.write_all(&line).and_then(|()| stdout.flush());
@@ -275,6 +296,9 @@ fn run_with(
         ))
         .into());
     }
+    if let Ok(release) = &released {
+        watcher.released(outcome, release);
+    }
     match released {
         Ok(Release::Kept { until }) => report.info(format_args!("lock {shown} kept until {until} (grace)")),
         Ok(Release::Dropped) => report.info(format_args!("lock {shown} released")),
@@ -287,18 +311,6 @@ fn run_with(
         }
     }
     Ok(outcome)
-}
-
-/// The arguments joined by spaces, as `'${@}'` expands inside a string.
-fn join(args: &[OsString]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, arg) in args.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(arg.as_bytes());
-    }
-    out
 }
 
 /// Replaces this process with [`ALL_STORES`] from the same directory, with

@@ -136,14 +136,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 /// The arguments joined by single spaces, with no echo option parsing and no
 /// newline: what golock and sera hash and lockex starts from.
 fn space_joined(args: &[OsString]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (index, arg) in args.iter().enumerate() {
-        if index > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(arg.as_bytes());
-    }
-    out
+    crate::lock::owner::command_line(args)
 }
 
 /// coolock's lock name when neither `--lock` nor `lock:` gives one.

@@ -7,6 +7,9 @@
 
 pub mod file;
 pub mod url;
+mod watch;
+
+pub use watch::{LogFormat, PingUrl, Watch};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -70,11 +73,14 @@ pub const KNOWN: &[&str] = &[
     "TLS_KEY_FILE",
     "TLS_SERVER_NAME",
     "URL",
+    "PING_URL",
+    "METRICS_DIR",
+    "LOG_FORMAT",
 ];
 
 /// Settings that hold or may hold a password: their values never appear in a
 /// message.
-const SECRET: &[&str] = &["AUTH", "SENTINEL_AUTH", "URL"];
+const SECRET: &[&str] = &["AUTH", "SENTINEL_AUTH", "URL", "PING_URL"];
 
 /// The variables as strings, keyed as envy maps them (`CRONLOCK_REDIS_TIMEOUT`
 /// → `redis_timeout`). Typed parsing happens afterwards so that every message
@@ -240,6 +246,8 @@ pub struct Config {
     pub exported: Vec<(String, String)>,
     /// Notes to show with verbose output (e.g. ignored lines of the file).
     pub notes: Vec<String>,
+    /// Pings, metrics and JSON lines for the systems that watch cron.
+    pub watch: Watch,
 }
 
 /// Where to look for a config file when `CRONLOCK_CONFIG` is not set.
@@ -436,6 +444,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let key = raw.take("key");
     let prefix = raw.take("prefix").unwrap_or_else(|| "cronlock.".to_string());
     let node = raw.take("node").unwrap_or_else(crate::lock::owner::host_name);
+    let watch = watch::read(&mut raw)?;
     let url = raw.take("url");
     let store = store_settings(&mut raw, url.as_deref())?;
     // tooz's lock expires where it has an expiry and is kept by heartbeats:
@@ -468,6 +477,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         file,
         exported,
         notes,
+        watch,
     })
 }
 

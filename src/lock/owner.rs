@@ -16,18 +16,24 @@ use std::os::unix::ffi::OsStrExt;
 /// The record for a run on `node`, by process `pid`, started at `start`
 /// (unix seconds, this host's clock), running `args`.
 pub fn record(node: &str, pid: u32, start: i64, args: &[OsString]) -> String {
-    let mut command = Vec::new();
-    for (i, arg) in args.iter().enumerate() {
-        if i > 0 {
-            command.push(b' ');
-        }
-        command.extend_from_slice(arg.as_bytes());
-    }
+    let command = command_line(args);
     let mut out = String::from("{\"node\":");
     json_string(&mut out, node.as_bytes());
     let _ = write!(out, ",\"pid\":{pid},\"start\":{start},\"command\":");
     json_string(&mut out, &command);
     out.push('}');
+    out
+}
+
+/// The arguments joined by spaces, as `'${@}'` expands inside a string.
+pub fn command_line(args: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(arg.as_bytes());
+    }
     out
 }
 

@@ -45,19 +45,31 @@ pub enum Taken {
         lease: Lease,
         /// How many seconds ago a stale holder's time ran out, when we took it over.
         expired_ago: Option<i64>,
+        /// From the first try to the one that took it: the time spent waiting.
+        waited: Duration,
     },
     /// Every slot is held, and the wait (if any) is over; the soonest expiry
     /// of any slot is `expires_in` seconds away.
     Held {
         /// Seconds until the soonest slot may be taken over.
         expires_in: i64,
+        /// From the first try to giving up.
+        waited: Duration,
     },
     /// A terminating signal arrived while we slept; nothing is held.
     Stopped(Signal),
 }
 
-/// Takes a slot of `claim.key` as `plan` says.
-pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Report) -> Result<Taken> {
+/// Takes a slot of `claim.key` as `plan` says. `on_wait` hears once, with
+/// the seconds until the soonest slot may be taken over, that every slot
+/// is held and the wait for one begins.
+pub fn take(
+    store: &mut dyn LockStore,
+    claim: &Claim,
+    plan: Plan,
+    report: &Report,
+    on_wait: &mut dyn FnMut(i64),
+) -> Result<Taken> {
     let mut random = Random::seeded();
     if !plan.jitter.is_zero() {
         let pause = random.up_to(plan.jitter);
@@ -66,8 +78,10 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
             return Ok(Taken::Stopped(signal));
         }
     }
-    let deadline = Instant::now() + plan.wait;
+    let first_try = Instant::now();
+    let deadline = first_try + plan.wait;
     let mut pause = FIRST_PAUSE;
+    let mut waiting = false;
     loop {
         let tried_at = Instant::now();
         let soonest = match store.acquire_slot(claim, plan.slots)? {
@@ -76,6 +90,7 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
                 return Ok(Taken::Ours {
                     lease,
                     expired_ago: None,
+                    waited: tried_at - first_try,
                 });
             }
             Acquire::TakenOver { mut lease, expired_ago } => {
@@ -83,13 +98,22 @@ pub fn take(store: &mut dyn LockStore, claim: &Claim, plan: Plan, report: &Repor
                 return Ok(Taken::Ours {
                     lease,
                     expired_ago: Some(expired_ago),
+                    waited: tried_at - first_try,
                 });
             }
             Acquire::Held { expires_in } => expires_in,
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
-            return Ok(Taken::Held { expires_in: soonest });
+            return Ok(Taken::Held {
+                expires_in: soonest,
+                waited: now - first_try,
+            });
+        }
+        if !waiting {
+            waiting = true;
+            on_wait(soonest);
         }
         // A holder in its grace has a known end: no need to try before it.
         // A running one ends whenever it ends: back off, with jitter so

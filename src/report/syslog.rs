@@ -230,14 +230,20 @@ impl Syslog {
     /// Returns whether the daemon took it; a failure is for the caller to
     /// ignore, since the run must not depend on syslog.
     pub fn send(&self, event: Event, key: &[u8], command: &[u8], status: Option<i32>) -> bool {
-        let mut line = String::with_capacity(128);
-        let _ = write!(line, "<{}>", priority(self.facility, event));
+        self.send_message(event.severity(), &message(event, key, command, status))
+    }
+
+    /// Sends one line with `message` (one line already, such as a JSON
+    /// event) at `severity` (0 to 7). Returns whether the daemon took it.
+    pub fn send_message(&self, severity: u8, message: &str) -> bool {
+        let mut line = String::with_capacity(64 + message.len());
+        let _ = write!(line, "<{}>", self.facility.code() * 8 + (severity & 7));
         if let Some(stamp) = local_stamp(SystemTime::now()) {
             line.push_str(&stamp);
             line.push(' ');
         }
         let _ = write!(line, "{}[{}]: ", self.tag, std::process::id());
-        line.push_str(&message(event, key, command, status));
+        line.push_str(message);
         self.deliver(line.as_bytes())
     }
 

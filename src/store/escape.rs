@@ -1,7 +1,8 @@
 //! The %XX escaping that the directory, memcached and ZooKeeper stores use
 //! to turn any key into a file name, wire key or node name, and back for
 //! cronlockctl. Which bytes stay as they are differs per store; the escape
-//! and its reverse are the same everywhere.
+//! and its reverse are the same everywhere. [`file_name`] is also the name
+//! of a key's metrics file (`report::metrics`).
 
 /// `key` with every byte that `keep` (given its position) refuses written
 /// as `%XX` in upper-case hex. `keep` must refuse `%` and every non-ASCII
@@ -17,6 +18,20 @@ pub fn escape(key: &[u8], keep: impl Fn(usize, u8) -> bool) -> String {
             name.push(char::from(HEX[usize::from(byte >> 4)]));
             name.push(char::from(HEX[usize::from(byte & 15)]));
         }
+    }
+    name
+}
+
+/// A file name for any key: letters, digits, `_`, `-` and (but first) `.`
+/// as they are, the rest %-escaped, and very long keys shortened with their
+/// md5 so the name fits any file system.
+pub fn file_name(key: &[u8]) -> String {
+    let mut name = escape(key, |i, b| {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
+    });
+    if name.len() > 200 {
+        name.truncate(160);
+        name.push_str(&format!("~{:x}", md5::compute(key)));
     }
     name
 }

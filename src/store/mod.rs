@@ -233,7 +233,7 @@ stores! {
     /// An etcd cluster.
     Etcd(etcd::settings::EtcdTarget) {
         kind: "etcd",
-        schemes: ["etcd", "etcds"],
+        schemes: ["etcd", "etcds", "etcd3", "etcd3+http"],
         carried_by: Cronlock,
         clock: "etcd's lease timers, counted by its leader",
         tooz: Tooz::Expires(30),
@@ -245,7 +245,7 @@ stores! {
     /// A ZooKeeper ensemble.
     ZooKeeper(zookeeper::settings::ZooKeeperTarget) {
         kind: "zookeeper",
-        schemes: ["zookeeper"],
+        schemes: ["zookeeper", "kazoo"],
         carried_by: Stores,
         clock: "the ZooKeeper server's clock",
         tooz: Tooz::Session,

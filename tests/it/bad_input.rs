@@ -75,6 +75,11 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("TLS_KEY_FILE", ["ok", "error", "error", "error", "error", "error"]),
     ("TLS_SERVER_NAME", ["ok", "error", "error", "error", "error", "error"]),
     ("URL", ["ok", "error", "error", "error", "error", "error"]),
+    ("PING_URL", ["ok", "error", "error", "error", "error", "error"]),
+    // Any path is taken; one that cannot be written is a warning, and the
+    // exit status stays the command's.
+    ("METRICS_DIR", ["ok", "ok", "ok", "ok", "ok", "error"]),
+    ("LOG_FORMAT", ["ok", "error", "error", "error", "error", "error"]),
 ];
 
 fn outcome(redis: &RedisServer, name: &str, value: &[u8]) -> (String, String) {

@@ -35,3 +35,4 @@ mod supervise;
 mod syslog;
 mod tls;
 mod tooz;
+mod watch;

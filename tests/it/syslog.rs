@@ -2,12 +2,23 @@
 //! the test binds in place of /dev/log.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::*;
 
-fn receive(socket: &UnixDatagram) -> String {
+/// A datagram socket bound in `dir` in place of /dev/log, and its path;
+/// a read waits up to 10 s.
+pub fn daemon(dir: &TempDir) -> (PathBuf, UnixDatagram) {
+    let path = dir.join("log.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (path, socket)
+}
+
+/// The next line the daemon received.
+pub fn receive(socket: &UnixDatagram) -> String {
     let mut buffer = [0u8; 4096];
     let n = socket.recv(&mut buffer).expect("a syslog line within the timeout");
     String::from_utf8_lossy(&buffer[..n]).to_string()
@@ -17,9 +28,7 @@ fn receive(socket: &UnixDatagram) -> String {
 fn each_event_sends_one_line_with_key_command_and_status() {
     let redis = RedisServer::start();
     let dir = TempDir::new("syslog");
-    let path = dir.join("log.sock");
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (path, socket) = daemon(&dir);
     let env = with(
         &redis.env(),
         &[
@@ -112,9 +121,7 @@ fn a_missing_syslog_socket_is_one_warning_and_the_run_goes_on() {
 #[test]
 fn the_directory_store_logs_its_events_too() {
     let dir = TempDir::new("syslog-dir");
-    let path = dir.join("log.sock");
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (path, socket) = daemon(&dir);
     let env = vec![
         (
             "CRONLOCK_URL".to_string(),

@@ -23,6 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
+use super::escape::file_name;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Seen};
 
 /// Lock files in one directory.
@@ -282,19 +283,6 @@ fn seen(key: Vec<u8>, mut file: File) -> Seen {
 /// name shortened with its md5 stands for itself).
 fn key_of_file(name: &str) -> Vec<u8> {
     super::escape::unescape(name.as_bytes())
-}
-
-/// A file name for any key: safe bytes as they are, the rest %-escaped, and
-/// very long keys shortened with their md5 so the name fits any file system.
-fn file_name(key: &[u8]) -> String {
-    let mut name = super::escape::escape(key, |i, b| {
-        b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
-    });
-    if name.len() > 200 {
-        name.truncate(160);
-        name.push_str(&format!("~{:x}", md5::compute(key)));
-    }
-    name
 }
 
 #[cfg(test)]

@@ -24,18 +24,17 @@
 //! of the lock recipe (`super`) is safe to apply twice; each one says why.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use rustls::{ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use super::settings::EtcdTarget;
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
+use crate::net::transport::{self, OpenError, Stream};
 use crate::process::signals;
 use crate::report::Report;
 
@@ -76,47 +75,8 @@ const MAX_ROUNDS: u32 = 10;
 /// (no limit): failover needs an end, and this is that setting's default.
 const FAILOVER_WITHOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.flush(),
-        }
-    }
-}
-
-impl Transport {
-    /// The socket beneath, for its timeouts.
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(s) => &s.sock,
-        }
-    }
-}
-
 struct Connection {
-    reader: BufReader<Transport>,
+    reader: BufReader<Stream>,
     /// `host:port`, for the Host header and messages.
     authority: String,
     /// The member's place in the URL's list.
@@ -385,49 +345,15 @@ impl<'a> Gateway<'a> {
         }
     }
 
-    fn connect_one(&self, host: &str, port: u16, timeout: Option<Duration>) -> Result<Transport> {
-        let addresses = (host, port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {host:?}"))?;
-        let mut last = None;
-        let mut tcp = None;
-        for address in addresses {
-            let attempt = match timeout {
-                Some(t) => TcpStream::connect_timeout(&address, t),
-                None => TcpStream::connect(address),
-            };
-            match attempt {
-                Ok(stream) => {
-                    tcp = Some(stream);
-                    break;
-                }
-                Err(err) => last = Some(err),
-            }
-        }
-        let tcp = match (tcp, last) {
-            (Some(tcp), _) => tcp,
-            (None, Some(err)) => return Err(err.into()),
-            (None, None) => bail!("{host:?} resolves to no address"),
-        };
-        // Requests are small and each waits for its answer: no Nagle delay.
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(timeout)?;
-        tcp.set_write_timeout(timeout)?;
-        let Some(setup) = &self.tls else {
-            return Ok(Transport::Plain(tcp));
-        };
-        let mut tcp = tcp;
-        let mut session = setup.client(host)?;
-        while session.is_handshaking() {
-            if let Err(err) = session.complete_io(&mut tcp) {
-                let why = match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                    Some(tls_error) => tls::explain(tls_error),
-                    None => format!("TLS handshake failed ({err}); does the member speak TLS on this port?"),
-                };
-                bail!(why);
-            }
-        }
-        Ok(Transport::Tls(Box::new(StreamOwned::new(session, tcp))))
+    fn connect_one(&self, host: &str, port: u16, timeout: Option<Duration>) -> Result<Stream> {
+        transport::open(host, port, self.tls.as_ref(), timeout).map_err(|err| match err {
+            OpenError::Tcp(err) => err.into(),
+            OpenError::Setup(err) => err,
+            OpenError::Handshake(io) => match transport::rustls_error(&io) {
+                Some(tls_error) => anyhow!(tls::explain(tls_error)),
+                None => anyhow!("TLS handshake failed ({io}); does the member speak TLS on this port?"),
+            },
+        })
     }
 }
 
@@ -476,7 +402,7 @@ fn exchange(
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             anyhow!("no answer within {}", seconds(timeout.unwrap_or_default()))
         }
-        _ => match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        _ => match transport::rustls_error(&err) {
             Some(tls_error) => anyhow!(tls::explain(tls_error)),
             None => anyhow!(err),
         },
@@ -487,16 +413,13 @@ fn exchange(
     // (A zero timeout would be refused: what is left of a renewal's time
     // may round down to nothing.)
     let socket_timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-    transport
-        .tcp()
-        .set_read_timeout(socket_timeout)
-        .and_then(|()| transport.tcp().set_write_timeout(socket_timeout))?;
+    transport.set_timeout(socket_timeout)?;
     transport
         .write_all(request.as_bytes())
         .and_then(|()| transport.flush())
         .map_err(explain)?;
 
-    let plain = matches!(connection.reader.get_ref(), Transport::Plain(_));
+    let plain = connection.reader.get_ref().is_plain();
     let reader = &mut connection.reader;
     let mut line = String::new();
     read_line(reader, &mut line).map_err(|err| match err.kind() {
@@ -578,7 +501,7 @@ fn seconds(d: Duration) -> String {
 }
 
 /// One line, failing on a closed connection instead of returning nothing.
-fn read_line(reader: &mut BufReader<Transport>, line: &mut String) -> io::Result<()> {
+fn read_line(reader: &mut BufReader<Stream>, line: &mut String) -> io::Result<()> {
     let mut bytes = Vec::new();
     let n = reader.by_ref().take(8192).read_until(b'\n', &mut bytes)?;
     if n == 0 {

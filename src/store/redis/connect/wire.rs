@@ -6,13 +6,11 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
-
-use rustls::{ClientConnection, StreamOwned};
 
 use super::reply::{self, ReadError, Reply};
 use crate::net::tls::{self, TlsSetup};
+use crate::net::transport::{self, OpenError};
 
 /// Why a connection could not be used.
 #[derive(Debug)]
@@ -45,28 +43,20 @@ impl fmt::Display for WireError {
     }
 }
 
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
 /// The socket, remembering why TLS last failed: the reply parser keeps
 /// only an error's text, and a server that rejects our client certificate
 /// (TLS 1.3 does so after the handshake) must be told apart from a
 /// dropped connection.
 struct Stream {
-    transport: Transport,
+    transport: transport::Stream,
     tls_failure: Option<String>,
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = match &mut self.transport {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.read(buf),
-        };
+        let result = self.transport.read(buf);
         if let Err(err) = &result {
-            if let Some(tls_error) = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            if let Some(tls_error) = transport::rustls_error(err) {
                 self.tls_failure = Some(tls::explain(tls_error));
             }
         }
@@ -76,16 +66,10 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.transport {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(s) => s.write(buf),
-        }
+        self.transport.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.transport {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.flush(),
-        }
+        self.transport.flush()
     }
 }
 
@@ -107,11 +91,11 @@ impl Connection {
     /// read and write afterwards), and completes the TLS handshake if
     /// `tls` is given.
     pub fn open(host: &str, port: u16, tls: Option<&TlsSetup>, timeout: Option<Duration>) -> Result<Self, WireError> {
-        let tcp = connect_tcp(host, port, timeout).map_err(WireError::Connect)?;
-        let transport = match tls {
-            None => Transport::Plain(tcp),
-            Some(setup) => Transport::Tls(Box::new(handshake(setup, host, tcp, timeout)?)),
-        };
+        let transport = transport::open(host, port, tls, timeout).map_err(|err| match err {
+            OpenError::Tcp(err) => WireError::Connect(err),
+            OpenError::Setup(err) => WireError::Fatal(format!("{err:#}")),
+            OpenError::Handshake(err) => WireError::Fatal(handshake_failure(&err, timeout)),
+        })?;
         let stream = Stream {
             transport,
             tls_failure: None,
@@ -144,12 +128,7 @@ impl Connection {
         if self.timeout == timeout {
             return Ok(());
         }
-        let tcp = match &self.stream.get_ref().transport {
-            Transport::Plain(tcp) => tcp,
-            Transport::Tls(stream) => &stream.sock,
-        };
-        tcp.set_read_timeout(timeout)?;
-        tcp.set_write_timeout(timeout)?;
+        self.stream.get_ref().transport.set_timeout(timeout)?;
         self.timeout = timeout;
         Ok(())
     }
@@ -202,10 +181,7 @@ impl Connection {
         if let Some(why) = &self.stream.get_ref().tls_failure {
             return WireError::Fatal(why.clone());
         }
-        if self.fresh
-            && matches!(self.stream.get_ref().transport, Transport::Plain(_))
-            && speaks_tls(&self.host, self.port, self.timeout)
-        {
+        if self.fresh && self.stream.get_ref().transport.is_plain() && speaks_tls(&self.host, self.port, self.timeout) {
             return WireError::Fatal(
                 "the server speaks TLS on this port and closed our plain connection; set CRONLOCK_TLS=yes (or use a rediss:// CRONLOCK_URL)"
                     .to_string(),
@@ -215,54 +191,20 @@ impl Connection {
     }
 }
 
-/// TCP connect, trying each address the host resolves to.
-pub(super) fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> io::Result<TcpStream> {
-    let mut last = None;
-    for addr in (host, port).to_socket_addrs()? {
-        let attempt = match timeout {
-            Some(timeout) => TcpStream::connect_timeout(&addr, timeout),
-            None => TcpStream::connect(addr),
-        };
-        match attempt {
-            Ok(tcp) => {
-                tcp.set_nodelay(true)?;
-                tcp.set_read_timeout(timeout)?;
-                tcp.set_write_timeout(timeout)?;
-                return Ok(tcp);
-            }
-            Err(err) => last = Some(err),
+/// The handshake's failure in words: rustls's verdict, or what the socket
+/// saw (no answer, a closed connection).
+fn handshake_failure(err: &io::Error, timeout: Option<Duration>) -> String {
+    match (transport::rustls_error(err), err.kind()) {
+        (Some(tls_error), _) => tls::explain(tls_error),
+        (None, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => format!(
+            "no TLS handshake answer within {}s; does the server speak TLS on this port?",
+            timeout.map_or(0, |t| t.as_secs())
+        ),
+        (None, io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+            "the server closed the connection during the TLS handshake; does it speak TLS on this port, and does it want a client certificate?".to_string()
         }
+        (None, _) => format!("TLS handshake failed: {err}"),
     }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("'{host}' resolves to no address"))))
-}
-
-/// Runs the TLS handshake to the end so that its failures are reported as
-/// what they are, not as a broken first command.
-fn handshake(
-    setup: &TlsSetup,
-    host: &str,
-    mut tcp: TcpStream,
-    timeout: Option<Duration>,
-) -> Result<StreamOwned<ClientConnection, TcpStream>, WireError> {
-    let mut session = setup.client(host).map_err(|err| WireError::Fatal(format!("{err:#}")))?;
-    while session.is_handshaking() {
-        if let Err(err) = session.complete_io(&mut tcp) {
-            let inner = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            let why = match (inner, err.kind()) {
-                (Some(tls_error), _) => tls::explain(tls_error),
-                (None, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => format!(
-                    "no TLS handshake answer within {}s; does the server speak TLS on this port?",
-                    timeout.map_or(0, |t| t.as_secs())
-                ),
-                (None, io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
-                    "the server closed the connection during the TLS handshake; does it speak TLS on this port, and does it want a client certificate?".to_string()
-                }
-                (None, _) => format!("TLS handshake failed: {err}"),
-            };
-            return Err(WireError::Fatal(why));
-        }
-    }
-    Ok(StreamOwned::new(session, tcp))
 }
 
 /// How long [`speaks_tls`] waits for an answer.
@@ -283,7 +225,7 @@ fn speaks_tls(host: &str, port: u16, timeout: Option<Duration>) -> bool {
         // A TLS server answers a ClientHello at once; a plain one waits for a
         // line that never comes, so the question gets at most a second.
         let limit = timeout.unwrap_or(PROBE_LIMIT).min(PROBE_LIMIT);
-        let mut tcp = connect_tcp(host, port, Some(limit))?;
+        let mut tcp = transport::connect_tcp(host, port, Some(limit))?;
         while session.wants_write() {
             session.write_tls(&mut tcp)?;
         }
