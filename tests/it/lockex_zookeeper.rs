@@ -20,13 +20,7 @@ fn lockex_dir() -> Result<PathBuf, String> {
     if !dir.join("bin/lockex").is_file() {
         return Err(format!("{}/bin/lockex is missing", dir.display()));
     }
-    let python = Command::new("python2")
-        .env("PYENV_VERSION", "2.7.18")
-        .args(["-c", "import sys"])
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        return Err("python2 is not installed".into());
-    }
+    python2_installed()?;
     Ok(dir)
 }
 

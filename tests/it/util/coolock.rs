@@ -33,13 +33,7 @@ impl Coolock {
         if !dir.join("bin/coolock").is_file() {
             return Err(format!("{}/bin/coolock is missing", dir.display()));
         }
-        let python = Command::new("python2")
-            .env("PYENV_VERSION", "2.7.18")
-            .args(["-c", "import sys"])
-            .status();
-        if !python.is_ok_and(|s| s.success()) {
-            return Err("python2 is not installed".into());
-        }
+        super::python2_installed()?;
         Ok(Coolock { dir })
     }
 

@@ -208,6 +208,19 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Python 2.7 (as pyenv's 2.7.18), which lockex and coolock run on; or why not.
+pub fn python2_installed() -> Result<(), String> {
+    let python = Command::new("python2")
+        .env("PYENV_VERSION", "2.7.18")
+        .args(["-c", "import sys"])
+        .status();
+    if python.is_ok_and(|s| s.success()) {
+        Ok(())
+    } else {
+        Err("python2 is not installed".into())
+    }
+}
+
 /// Polls `check` until it holds, failing the test after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
