@@ -108,13 +108,20 @@ fn run_configured(
         env_bytes("LC_CTYPE").as_deref(),
         env_bytes("LANG").as_deref(),
     );
-    let key = key::styled_key(
+    let mut key = key::styled_key(
         config.key_style,
         config.prefix.as_bytes(),
         config.key.as_deref().map(str::as_bytes),
         args,
         utf8,
     )?;
+    // One lock per scheduled slot: the fire time is part of its name.
+    let scheduled = config
+        .slot
+        .map(|slot| config::slot::scheduled(config::slot::now(), slot));
+    if let Some(at) = scheduled {
+        key.extend_from_slice(format!("@{at}").as_bytes());
+    }
     watcher.key(&key);
     if config.show_key {
         let mut line = b"cronlock: key ".to_vec();
@@ -142,7 +149,7 @@ fn run_configured(
             .ok()
     });
     watcher.set_syslog(syslog);
-    let result = run_with(store.as_mut(), config, &report, args, &key, watcher);
+    let result = run_with(store.as_mut(), config, &report, args, &key, scheduled, watcher);
     // In JSON mode syslog has had each event; the line of old is for text.
     if let Some(syslog) = watcher.syslog().filter(|_| !watcher.json()) {
         let command = crate::lock::owner::command_line(args);
@@ -182,6 +189,7 @@ fn run_with(
     report: &Report,
     args: &[OsString],
     key: &[u8],
+    scheduled: Option<i64>,
     watcher: &mut Watcher,
 ) -> Result<Outcome> {
     let shown = String::from_utf8_lossy(key);
@@ -244,6 +252,14 @@ fn run_with(
         }
     };
     let shown = String::from_utf8_lossy(&lease.key).into_owned();
+    let mut env = config.exported.clone();
+    if let Some(at) = scheduled {
+        // As Kubernetes annotates a CronJob's run with its scheduled time.
+        env.push((
+            "CRONLOCK_SCHEDULED_TIME".to_string(),
+            crate::report::clock::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(at.max(0) as u64)),
+        ));
+    }
 
     // Told to stop while taking the lock: give it back without running.
     let ended = match signals::take_pending_termination() {
@@ -254,7 +270,7 @@ fn run_with(
         None => {
             let job = Job {
                 argv: args,
-                env: &config.exported,
+                env: &env,
                 timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
                 kill_after: Duration::from_secs(config.kill_after),
             };
@@ -288,10 +304,15 @@ fn run_with(
         }
     };
 
+    // With CRONLOCK_SLOT the lock is kept at least until its slot ends.
+    let grace = match (scheduled, config.slot) {
+        (Some(at), Some(slot)) => config.grace.max(at + slot as i64 - started - 1),
+        _ => config.grace,
+    };
     let released = store.release(
         &lease,
         Keep {
-            grace: config.grace,
+            grace,
             hold: config.hold,
         },
     );

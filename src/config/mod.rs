@@ -6,6 +6,7 @@
 //! because the original applies its defaults with `[ -z "$VAR" ]`.
 
 pub mod file;
+pub mod slot;
 pub mod url;
 mod watch;
 
@@ -76,6 +77,7 @@ pub const KNOWN: &[&str] = &[
     "PING_URL",
     "METRICS_DIR",
     "LOG_FORMAT",
+    "SLOT",
 ];
 
 /// Settings that hold or may hold a password: their values never appear in a
@@ -231,6 +233,8 @@ pub struct Config {
     pub concurrency: u32,
     /// Sleep a random 0..N seconds before trying, in milliseconds (`CRONLOCK_JITTER`).
     pub jitter_ms: u64,
+    /// One run per scheduled slot of this many seconds (`CRONLOCK_SLOT`).
+    pub slot: Option<u64>,
     /// Log lock events to the local syslog with this facility (`CRONLOCK_SYSLOG`,
     /// `CRONLOCK_SYSLOG_FACILITY`), through this socket (`CRONLOCK_SYSLOG_SOCKET`).
     pub syslog: Option<(Facility, PathBuf)>,
@@ -414,6 +418,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let wait = seconds("WAIT", raw.get("wait"), 0, 0)? as u64;
     let concurrency = integer("CONCURRENCY", raw.get("concurrency"), 1, 1, 1000)? as u32;
     let jitter_ms = seconds("JITTER", raw.get("jitter"), 0, 0)? as u64 * 1000;
+    let slot = slot::parse(raw.get("slot"))?;
     let facility = match raw.get("syslog_facility") {
         None => Facility::User,
         Some(name) => Facility::parse(name).ok_or_else(|| {
@@ -450,6 +455,13 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     // tooz's lock expires where it has an expiry and is kept by heartbeats:
     // renewed as lease mode does, so that tooz's peers stay out while the
     // command runs (see docs/stores/tooz.md).
+    if slot.is_some() && !matches!(key_style, KeyStyle::Cronlock | KeyStyle::Golock) {
+        bail!(
+            "CRONLOCK_SLOT puts the fire time in the lock's name, which {} hosts would not share; \
+             use it with CRONLOCK_KEY_STYLE=cronlock or golock",
+            key_style.name()
+        );
+    }
     let lease = match (key_style, store.row().tooz) {
         (KeyStyle::Tooz, crate::store::Tooz::Expires(seconds)) => lease.or(Some(seconds)),
         _ => lease,
@@ -470,6 +482,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         wait,
         concurrency,
         jitter_ms,
+        slot,
         syslog,
         node,
         key_style,

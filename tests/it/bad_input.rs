@@ -54,6 +54,7 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("WAIT", ["ok", "error", "error", "error", "error", "error"]),
     ("CONCURRENCY", ["ok", "error", "error", "error", "error", "error"]),
     ("JITTER", ["ok", "error", "error", "error", "error", "error"]),
+    ("SLOT", ["ok", "error", "error", "error", "error", "error"]),
     ("NODE", ["ok", "ok", "ok", "ok", "ok", "error"]),
     ("SYSLOG", ["ok", "error", "error", "error", "error", "error"]),
     // Facility and socket while syslog is off are an error.

@@ -31,6 +31,7 @@ mod lockex_zookeeper;
 mod postgres;
 mod round_trips;
 mod sentinel;
+mod slot;
 mod supervise;
 mod syslog;
 mod tls;
