@@ -228,7 +228,9 @@ stores! {
         built: cfg(all()),
         settings: |_, rest, shared| memcached::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report))),
-        open_tooz: not_tooz,
+        open_tooz: |config, target, report| {
+            Ok(Box::new(memcached::tooz::ToozMemcachedLock::new(target, report, &config.node)))
+        },
     }
     /// An etcd cluster.
     Etcd(etcd::settings::EtcdTarget) {

@@ -83,7 +83,10 @@ impl<'a> ToozRedisLock<'a> {
         match reply {
             Reply::Array(values) => Ok(values),
             Reply::Int(n) => Ok(vec![Reply::Int(n)]),
-            other => bail!("{}: unexpected reply to the lock script: {other:?}", self.session.describe()),
+            other => bail!(
+                "{}: unexpected reply to the lock script: {other:?}",
+                self.session.describe()
+            ),
         }
     }
 }
@@ -102,7 +105,11 @@ impl LockStore for ToozRedisLock<'_> {
             Err(err) => {
                 // AUTH went with the script, which a server without a
                 // password ran anyway: give back what it may have taken.
-                if let Some(AuthRejected { reply: Reply::Array(values), .. }) = err.downcast_ref() {
+                if let Some(AuthRejected {
+                    reply: Reply::Array(values),
+                    ..
+                }) = err.downcast_ref()
+                {
                     if int(values, 0).ok() == Some(1) {
                         let gone = Keep { grace: -1, hold: 0 };
                         let _ = self.release(&Lease::new(claim.key, 0, 0), gone);
@@ -126,7 +133,12 @@ impl LockStore for ToozRedisLock<'_> {
     }
 
     fn release(&mut self, lease: &Lease, keep: Keep) -> Result<Release> {
-        let args = [self.token.clone(), lease.start.to_string(), keep.grace.to_string(), keep.hold.to_string()];
+        let args = [
+            self.token.clone(),
+            lease.start.to_string(),
+            keep.grace.to_string(),
+            keep.hold.to_string(),
+        ];
         let reply = self.eval(RELEASE, &lease.key, &args, Retry::Idempotent)?;
         match int(&reply, 0)? {
             1 => Ok(Release::Kept { until: int(&reply, 2)? }),
@@ -145,7 +157,11 @@ impl LockStore for ToozRedisLock<'_> {
     /// answer was lost (it left our token in place), so `after_unknown`
     /// needs no special case.
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
-        let cmd = self.command(RENEW, &lease.key, &[self.token.clone(), seconds.saturating_mul(1000).to_string()]);
+        let cmd = self.command(
+            RENEW,
+            &lease.key,
+            &[self.token.clone(), seconds.saturating_mul(1000).to_string()],
+        );
         let reply = match self.session.query_once(&cmd, limit) {
             Ok(reply) => self.values(reply),
             Err(Unconfirmed { message, maybe_sent }) => return Renewal::Unconfirmed { message, maybe_sent },
