@@ -192,7 +192,7 @@ stores! {
         built: cfg(all()),
         settings: |scheme, rest, shared| redis::settings::parse(Some((scheme, rest)), shared),
         open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(redis::tooz::ToozRedisLock::new(target, report)?)),
     }
     /// A table and `GET_LOCK` names in MySQL or MariaDB.
     Mysql(mysql::settings::MysqlTarget) {
@@ -228,7 +228,9 @@ stores! {
         built: cfg(all()),
         settings: |_, rest, shared| memcached::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report))),
-        open_tooz: not_tooz,
+        open_tooz: |config, target, report| {
+            Ok(Box::new(memcached::tooz::ToozMemcachedLock::new(target, report, &config.node)))
+        },
     }
     /// An etcd cluster.
     Etcd(etcd::settings::EtcdTarget) {

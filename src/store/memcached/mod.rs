@@ -28,6 +28,7 @@
 //! says so at the start of every run; the README has the details.
 
 pub mod settings;
+pub mod tooz;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -55,18 +56,29 @@ const MAX_ROUNDS: u32 = 10;
 
 /// Locks in memcached.
 pub struct MemcachedLock<'a> {
-    target: &'a MemcachedTarget,
-    report: &'a Report,
-    connection: Option<Connection>,
+    link: Link<'a>,
+    own: Own,
+}
+
+/// What this run writes into its lock's value.
+struct Own {
     /// Ours, written into every value this run stores.
     token: String,
     /// Who runs the command, kept beside the expiry when known.
     owner: Option<String>,
 }
 
+/// The way to one memcached server, shared by cronlock's lock and tooz's:
+/// one connection, opened on first use and again after a failure.
+pub(super) struct Link<'a> {
+    target: &'a MemcachedTarget,
+    report: &'a Report,
+    connection: Option<Connection>,
+}
+
 /// Why a request failed.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// Could not connect; nothing was sent.
     Connect(String),
     /// The connection broke after a request may have been sent.
@@ -88,7 +100,17 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// An item as `gets` returns it.
+/// An item as `gets` returns it, its value not yet read.
+pub(super) struct RawItem {
+    /// The flags it was stored with.
+    pub(super) flags: u32,
+    /// Its value.
+    pub(super) value: Vec<u8>,
+    /// memcached's compare-and-swap unique.
+    pub(super) cas: u64,
+}
+
+/// An item of cronlock's own, as `gets` returns it.
 struct Item {
     /// The expiry it says, or 0 when it is not a number (stale, as the
     /// original's bash arithmetic would read it).
@@ -101,9 +123,30 @@ struct Item {
     owner: Option<String>,
 }
 
+impl From<RawItem> for Item {
+    /// "<expiry> <token>[ <owner>]"; an expiry that is not a number reads as 0.
+    fn from(raw: RawItem) -> Item {
+        let mut words = raw.value.split(|&b| b == b' ');
+        let expiry = words
+            .next()
+            .and_then(|w| std::str::from_utf8(w).ok())
+            .and_then(|w| w.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        let token = words.next().unwrap_or_default().to_vec();
+        let rest: Vec<&[u8]> = words.collect();
+        let owner = (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest.join(&b' ')).into_owned());
+        Item {
+            expiry,
+            token,
+            cas: raw.cas,
+            owner,
+        }
+    }
+}
+
 /// What a storage command answered.
 #[derive(Debug, PartialEq, Eq)]
-enum Stored {
+pub(super) enum Stored {
     /// `STORED`.
     Yes,
     /// `NOT_STORED`, `EXISTS` or `NOT_FOUND`: someone changed the key first.
@@ -119,18 +162,22 @@ impl<'a> MemcachedLock<'a> {
             target.host, target.port
         ));
         MemcachedLock {
-            target,
-            report,
-            connection: None,
-            token: crate::net::random::token(),
-            owner: None,
+            link: Link::new(target, report),
+            own: Own {
+                token: crate::net::random::token(),
+                owner: None,
+            },
         }
     }
 
-    fn describe(&self) -> String {
-        format!("memcached at '{}' port '{}'", self.target.host, self.target.port)
+    /// Runs `step` with what this run writes, through [`Link::with_retries`].
+    fn with_retries<T>(&mut self, mut step: impl FnMut(&Own, &mut Connection) -> Result<T, Failure>) -> Result<T> {
+        let own = &self.own;
+        self.link.with_retries(|connection| step(own, connection))
     }
+}
 
+impl Own {
     /// The item's value; `ended`: when the command ended, for the owner record.
     fn value(&self, expiry: i64, ended: Option<i64>) -> Vec<u8> {
         let mut value = format!("{expiry} {}", self.token).into_bytes();
@@ -148,19 +195,35 @@ impl<'a> MemcachedLock<'a> {
     fn ours(&self, item: &Item) -> bool {
         item.token == self.token.as_bytes()
     }
+}
+
+impl<'a> Link<'a> {
+    /// A link to `target`; nothing is sent until the first step.
+    pub(super) fn new(target: &'a MemcachedTarget, report: &'a Report) -> Link<'a> {
+        Link {
+            target,
+            report,
+            connection: None,
+        }
+    }
+
+    /// The server, for messages.
+    pub(super) fn describe(&self) -> String {
+        format!("memcached at '{}' port '{}'", self.target.host, self.target.port)
+    }
 
     /// Runs `step` on a connection, reconnecting after a connection failure
-    /// with the original's linear backoff. Every step starts by reading the
-    /// key and recognises our own token, so running it again after an
-    /// answer was lost is safe.
-    fn with_retries<T>(&mut self, mut step: impl FnMut(&Self, &mut Connection) -> Result<T, Failure>) -> Result<T> {
+    /// with the original's linear backoff. Every step must start by reading
+    /// the key and recognise what it wrote itself, so that running it again
+    /// after an answer was lost is safe.
+    pub(super) fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Connection) -> Result<T, Failure>) -> Result<T> {
         let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         loop {
             let opened = match self.connection.take() {
                 Some(connection) => Ok(connection),
                 None => Connection::open(&self.target.host, self.target.port, self.target.connection.timeout),
             };
-            let result = opened.and_then(|mut connection| step(self, &mut connection).map(|value| (value, connection)));
+            let result = opened.and_then(|mut connection| step(&mut connection).map(|value| (value, connection)));
             let err = match result {
                 Ok((value, connection)) => {
                     self.connection = Some(connection);
@@ -177,6 +240,49 @@ impl<'a> MemcachedLock<'a> {
                 Failure::Connect(message) | Failure::InFlight(message) => message,
             };
             reconnects.after(&self.describe(), &message)?;
+        }
+    }
+
+    /// Lease mode's one try within `limit`: `step` reads the key and, while
+    /// it is still ours, rewrites it with a new expiry (setting its flag
+    /// once the write is sent) and says until when, or `None` when the
+    /// lock is no longer ours.
+    pub(super) fn renew(
+        &mut self,
+        limit: Duration,
+        step: impl FnOnce(&mut Connection, &mut bool) -> Result<Option<i64>, Failure>,
+    ) -> Renewal {
+        let timeout = Some(self.target.connection.timeout_within(limit));
+        let mut sent = false;
+        let opened = match self.connection.take() {
+            Some(connection) => Ok(connection),
+            None => Connection::open(&self.target.host, self.target.port, timeout),
+        };
+        let result = opened.and_then(|mut connection| {
+            connection.set_timeout(timeout)?;
+            let renewed = step(&mut connection, &mut sent)?;
+            // The renewal is done; a socket that cannot take its old timeout
+            // back fails the next request, which reconnects.
+            let _ = connection.set_timeout(self.target.connection.timeout);
+            Ok((renewed, connection))
+        });
+        match result {
+            Ok((renewed, connection)) => {
+                self.connection = Some(connection);
+                match renewed {
+                    Some(expires_at) => Renewal::Renewed { expires_at },
+                    None => Renewal::Lost,
+                }
+            }
+            Err(
+                Failure::Connect(message)
+                | Failure::InFlight(message)
+                | Failure::Fatal(message)
+                | Failure::Busy(message),
+            ) => Renewal::Unconfirmed {
+                message: format!("{}: {message}", self.describe()),
+                maybe_sent: sent,
+            },
         }
     }
 }
@@ -218,7 +324,7 @@ fn seen(key: Vec<u8>, now: i64, item: Item) -> Seen {
 
 /// The expiry argument for an item that should live until `until` (server
 /// time), the server's clock reading `now`.
-fn exptime(until: i64, now: i64) -> i64 {
+pub(super) fn exptime(until: i64, now: i64) -> i64 {
     let ttl = until - now;
     if ttl > RELATIVE_LIMIT {
         until
@@ -234,7 +340,7 @@ impl LockStore for MemcachedLock<'_> {
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
         let key = wire_key(claim.key);
-        self.owner = claim.owner.map(str::to_string);
+        self.own.owner = claim.owner.map(str::to_string);
         // What we last tried to write, in case its answer was lost.
         let mut tried: Option<Acquire> = None;
         self.with_retries(|store, connection| {
@@ -281,9 +387,7 @@ impl LockStore for MemcachedLock<'_> {
                 // Someone else wrote first: look again (it is theirs now).
                 tried = None;
             }
-            Err(Failure::Fatal(format!(
-                "the lock kept changing under us ({MAX_ROUNDS} tries)"
-            )))
+            Err(changing())
         })
     }
 
@@ -316,9 +420,7 @@ impl LockStore for MemcachedLock<'_> {
                     return Ok(outcome);
                 }
             }
-            Err(Failure::Fatal(format!(
-                "the lock kept changing under us ({MAX_ROUNDS} tries)"
-            )))
+            Err(changing())
         })
     }
 
@@ -354,61 +456,24 @@ impl LockStore for MemcachedLock<'_> {
     /// The token also settles a renewal whose answer was lost (it leaves
     /// our token in place), so `after_unknown` needs no special case.
     fn renew(&mut self, lease: &Lease, seconds: i64, _after_unknown: bool, limit: Duration) -> Renewal {
-        let timeout = Some(self.target.connection.timeout_within(limit));
         let key = wire_key(&lease.key);
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => match Connection::open(&self.target.host, self.target.port, timeout) {
-                Ok(connection) => connection,
-                Err(
-                    Failure::Connect(message)
-                    | Failure::InFlight(message)
-                    | Failure::Fatal(message)
-                    | Failure::Busy(message),
-                ) => {
-                    return Renewal::Unconfirmed {
-                        message: format!("{}: {message}", self.describe()),
-                        maybe_sent: false,
-                    }
-                }
-            },
-        };
-        let mut sent = false;
-        let result = connection.set_timeout(timeout).map_err(Failure::from).and_then(|()| {
+        let own = &self.own;
+        self.link.renew(limit, |connection, sent| {
             let (now, item) = connection.look(&key)?;
-            let Some(item) = item.filter(|item| self.ours(item)) else {
+            let Some(item) = item.filter(|item| own.ours(item)) else {
                 return Ok(None);
             };
             let expires_at = now + seconds + 1;
-            let value = self.value(expires_at, None);
-            sent = true;
+            let value = own.value(expires_at, None);
+            *sent = true;
             let stored = connection.store(b"cas", &key, &value, exptime(expires_at + 1, now), Some(item.cas))?;
             Ok((stored == Stored::Yes).then_some(expires_at))
-        });
-        match result {
-            Ok(renewed) => {
-                let _ = connection.set_timeout(self.target.connection.timeout);
-                self.connection = Some(connection);
-                match renewed {
-                    Some(expires_at) => Renewal::Renewed { expires_at },
-                    None => Renewal::Lost,
-                }
-            }
-            Err(
-                Failure::Connect(message)
-                | Failure::InFlight(message)
-                | Failure::Fatal(message)
-                | Failure::Busy(message),
-            ) => Renewal::Unconfirmed {
-                message: format!("{}: {message}", self.describe()),
-                maybe_sent: sent,
-            },
-        }
+        })
     }
 }
 
 /// One connection, speaking the text protocol.
-struct Connection {
+pub(super) struct Connection {
     stream: BufReader<TcpStream>,
     timeout: Option<Duration>,
 }
@@ -480,14 +545,42 @@ impl Connection {
 
     /// `stats` and `gets` in one round trip: the server's clock, and the
     /// item if there is one.
-    fn look(&mut self, key: &[u8]) -> Result<(i64, Option<Item>), Failure> {
+    pub(super) fn look_raw(&mut self, key: &[u8]) -> Result<(i64, Option<RawItem>), Failure> {
         let mut request = b"stats\r\ngets ".to_vec();
         request.extend_from_slice(key);
         request.extend_from_slice(b"\r\n");
         self.send(&request)?;
         let now = self.server_time()?;
-        let item = self.item()?;
+        let item = self.raw_item()?;
         Ok((now, item))
+    }
+
+    /// [`Connection::look_raw`], the item read as cronlock's own.
+    fn look(&mut self, key: &[u8]) -> Result<(i64, Option<Item>), Failure> {
+        let (now, raw) = self.look_raw(key)?;
+        Ok((now, raw.map(Item::from)))
+    }
+
+    /// The seconds the item `key` has left (`mg <key> t`, memcached 1.6 and
+    /// later): `Some(-1)` for an item that never expires, `None` when
+    /// there is no such item or the server has no meta commands.
+    pub(super) fn ttl(&mut self, key: &[u8]) -> Result<Option<i64>, Failure> {
+        let mut request = b"mg ".to_vec();
+        request.extend_from_slice(key);
+        request.extend_from_slice(b" t\r\n");
+        self.send(&request)?;
+        let line = self.line()?;
+        if line == b"ERROR" || line == b"EN" {
+            return Ok(None);
+        }
+        let Some(flags) = line.strip_prefix(b"HD") else {
+            return Err(reply_error(&line));
+        };
+        Ok(flags
+            .split(|&b| b == b' ')
+            .find_map(|flag| flag.strip_prefix(b"t"))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse().ok()))
     }
 
     /// Every item's key, by `lru_crawler metadump all`, whose lines read
@@ -536,7 +629,7 @@ impl Connection {
         }
     }
 
-    fn item(&mut self) -> Result<Option<Item>, Failure> {
+    fn raw_item(&mut self) -> Result<Option<RawItem>, Failure> {
         let header = self.line()?;
         if header == b"END" {
             return Ok(None);
@@ -549,7 +642,8 @@ impl Connection {
                 .and_then(|f| std::str::from_utf8(f).ok())
                 .and_then(|f| f.parse::<u64>().ok())
         };
-        let (Some(&b"VALUE"), Some(bytes), Some(cas)) = (fields.first(), number(3), number(4)) else {
+        let (Some(&b"VALUE"), Some(flags), Some(bytes), Some(cas)) = (fields.first(), number(2), number(3), number(4))
+        else {
             return Err(reply_error(&header));
         };
         let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -567,24 +661,14 @@ impl Connection {
         if self.line()? != b"END" {
             return Err(not_memcached(b"more than one item for one key"));
         }
-        let mut words = value.split(|&b| b == b' ');
-        let expiry = words
-            .next()
-            .and_then(|w| std::str::from_utf8(w).ok())
-            .and_then(|w| w.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        let token = words.next().unwrap_or_default().to_vec();
-        let rest: Vec<&[u8]> = words.collect();
-        let owner = (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest.join(&b' ')).into_owned());
-        Ok(Some(Item {
-            expiry,
-            token,
+        Ok(Some(RawItem {
+            flags: u32::try_from(flags).unwrap_or(u32::MAX),
+            value,
             cas,
-            owner,
         }))
     }
 
-    /// `add` (cas: None) or `cas`.
+    /// `add` (cas: None) or `cas`, with flags 0.
     fn store(
         &mut self,
         verb: &[u8],
@@ -593,10 +677,22 @@ impl Connection {
         expiry: i64,
         cas: Option<u64>,
     ) -> Result<Stored, Failure> {
+        self.store_flagged(verb, key, (0, value), expiry, cas)
+    }
+
+    /// `add` (cas: None) or `cas` of `value` with its flags.
+    pub(super) fn store_flagged(
+        &mut self,
+        verb: &[u8],
+        key: &[u8],
+        (flags, value): (u32, &[u8]),
+        expiry: i64,
+        cas: Option<u64>,
+    ) -> Result<Stored, Failure> {
         let mut request = verb.to_vec();
         request.push(b' ');
         request.extend_from_slice(key);
-        request.extend_from_slice(format!(" 0 {expiry} {}", value.len()).as_bytes());
+        request.extend_from_slice(format!(" {flags} {expiry} {}", value.len()).as_bytes());
         if let Some(cas) = cas {
             request.extend_from_slice(format!(" {cas}").as_bytes());
         }
@@ -612,7 +708,7 @@ impl Connection {
         }
     }
 
-    fn delete(&mut self, key: &[u8]) -> Result<bool, Failure> {
+    pub(super) fn delete(&mut self, key: &[u8]) -> Result<bool, Failure> {
         let mut request = b"delete ".to_vec();
         request.extend_from_slice(key);
         request.extend_from_slice(b"\r\n");
@@ -624,6 +720,11 @@ impl Connection {
             _ => Err(reply_error(&line)),
         }
     }
+}
+
+/// Others kept writing the key between our read and our write.
+pub(super) fn changing() -> Failure {
+    Failure::Fatal(format!("the lock kept changing under us ({MAX_ROUNDS} tries)"))
 }
 
 /// memcached's own error replies (`SERVER_ERROR out of memory ...`) are

@@ -34,11 +34,14 @@ macro_rules! lock_script {
 
 const ACQUIRE: &str = lock_script!("lua/take.lua", "lua/acquire.lua");
 const SLOTS: &str = lock_script!("lua/take.lua", "lua/slots.lua");
-const RELEASE: &str = lock_script!("lua/release.lua");
+const RELEASE: &str = lock_script!("lua/keep.lua", "lua/release.lua");
 const RESET: &str = lock_script!("lua/reset.lua");
 const RENEW: &str = lock_script!("lua/renew.lua");
 const INSPECT: &str = lock_script!("lua/inspect.lua");
 const SCAN: &str = lock_script!("lua/scan.lua");
+
+// After the scripts' macro, which its scripts use too.
+pub mod tooz;
 
 /// Locks in Redis.
 pub struct RedisLock<'a> {

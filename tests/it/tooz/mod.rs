@@ -6,6 +6,10 @@
 //! tooz URL coolock is given for the same server).
 
 mod directory;
+mod memcached;
+mod redis;
+
+use std::time::{Duration, Instant};
 
 use crate::util::coolock::Coolock;
 use crate::util::*;
@@ -64,13 +68,7 @@ pub fn a_waiting_cronlock_runs_after_coolock(coolock: &Coolock, env: &[(String, 
     .unwrap();
     assert!(!marker.exists(), "cronlock ran while coolock held the lock");
     holder.finish();
-    let output = waiter.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    expect_success(waiter);
     assert!(marker.exists());
 }
 
@@ -91,15 +89,49 @@ pub fn a_cronlock_holder_keeps_coolock_out(coolock: &Coolock, env: &[(String, St
     let log = std::fs::read_to_string(Coolock::log(&home)).unwrap_or_default();
     assert!(log.contains("Did not acquire lock"), "coolock's log:\n{log}");
     gated.open();
-    let output = holder.wait_with_output().unwrap();
+    expect_success(holder);
+    coolock.run(url, "nightly", &touch, &home);
+    assert!(marker.exists(), "coolock runs once cronlock has released");
+}
+
+/// Waits for a cronlock run and expects exit 0 (its stderr if not).
+fn expect_success(child: std::process::Child) {
+    let output = child.wait_with_output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    coolock.run(url, "nightly", &touch, &home);
-    assert!(marker.exists(), "coolock runs once cronlock has released");
+}
+
+/// Runs a gated holder of `nightly` with `more` settings, calls `check`
+/// while its command runs, then lets it finish and expects exit 0.
+pub fn while_held(env: &[(String, String)], more: &[(&str, &str)], check: impl FnOnce(Instant)) {
+    let tmp = TempDir::new("tooz-holder");
+    let gated = Gated::new(&tmp, "holder");
+    let spawned = Instant::now();
+    let holder = cronlock(&with(&tooz_env(env, "nightly"), more))
+        .args(["sh", "-c", &gated.script])
+        .spawn()
+        .unwrap();
+    gated.wait_started();
+    check(spawned);
+    gated.open();
+    expect_success(holder);
+}
+
+/// With `CRONLOCK_LEASE=3`, the holder's key still has a second or more
+/// left (`left`, which panics when the key is gone) `after` its run was
+/// spawned, which only renewals can do when `after` is past the first
+/// lease's end (plus the store's rounding).
+pub fn renewals_keep_the_key(env: &[(String, String)], after: Duration, mut left: impl FnMut() -> Duration) {
+    while_held(env, &[("CRONLOCK_LEASE", "3"), ("CRONLOCK_GRACE", "-1")], |spawned| {
+        wait_until(Duration::from_secs(15), "the key to outlive its first lease", || {
+            let left = left();
+            spawned.elapsed() > after && left >= Duration::from_secs(1)
+        });
+    });
 }
 
 /// Makes the three both-ways tests for a store: `$setup` is an expression

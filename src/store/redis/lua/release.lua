@@ -12,10 +12,7 @@ if current and current ~= ARGV[4] then
   -- rewrites the value with its own, slightly earlier, expiry).
   if value > ours or now > ours then return {-1, now} end
 end
--- GRACE counts from the start, HOLD from the end (now); the later one wins.
-local keep_until = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 1
-local hold = tonumber(ARGV[5])
-if hold > 0 and now + hold + 1 > keep_until then keep_until = now + hold + 1 end
+local keep_until = kept_until(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5]))
 -- Our owner record goes with the lock (best effort, as in acquire.lua).
 local owner = KEYS[1] .. ':owner'
 -- Waiters (CRONLOCK_WAIT) leave a marker; wake the longest-blocked one with
