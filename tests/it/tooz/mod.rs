@@ -6,6 +6,7 @@
 //! tooz URL coolock is given for the same server).
 
 mod directory;
+mod etcd;
 
 use crate::util::coolock::Coolock;
 use crate::util::*;
