@@ -14,10 +14,16 @@ pub fn token() -> String {
 /// A random (version 4) UUID as 32 hex digits without dashes, as Python's
 /// `uuid.uuid4().hex` gives it to kazoo's lock recipe.
 pub fn uuid4_hex() -> String {
+    hex(&uuid4())
+}
+
+/// A random (version 4) UUID's 16 bytes, as Python's `uuid.uuid4().bytes`
+/// gives them to tooz's etcd3gw lock as its value.
+pub fn uuid4() -> [u8; 16] {
     let mut bytes = random_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    hex(&bytes)
+    bytes
 }
 
 /// 16 bytes from the operating system. Where it has none to give (a

@@ -242,7 +242,7 @@ stores! {
         built: cfg(all()),
         settings: etcd::settings::parse,
         open: |_, target, report| Ok(Box::new(etcd::EtcdLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(etcd::tooz::ToozEtcdLock::new(target, report)?)),
     }
     /// A ZooKeeper ensemble.
     ZooKeeper(zookeeper::settings::ZooKeeperTarget) {

@@ -27,6 +27,7 @@
 
 mod gateway;
 pub mod settings;
+pub mod tooz;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,39 +53,6 @@ impl<'a> EtcdLock<'a> {
             gateway: Gateway::new(target, report)?,
             owner: String::new(),
         })
-    }
-
-    /// Grants a lease of `ttl` seconds. Sent twice (a retry at another
-    /// member after a lost answer), it grants two: the one we never hear of
-    /// carries no key and expires on its own.
-    fn grant(&mut self, ttl: i64) -> Result<i64> {
-        let answer = self
-            .gateway
-            .call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }), None)?;
-        match int(answer.get("ID")) {
-            0 => Err(anyhow!(
-                "etcd granted no lease: {}",
-                answer
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no ID in the answer")
-            )),
-            id => Ok(id),
-        }
-    }
-
-    /// Revokes `id` (deleting the keys attached to it); false if it was gone
-    /// already, which is also what a retry of a revoke that was applied
-    /// finds: the callers then look at the lock itself.
-    fn revoke(&mut self, id: i64) -> Result<bool> {
-        match self
-            .gateway
-            .call("/v3/lease/revoke", &json!({ "ID": id.to_string() }), None)
-        {
-            Ok(_) => Ok(true),
-            Err(err) if lease_not_found(&err) => Ok(false),
-            Err(err) => Err(err),
-        }
     }
 
     /// The recipe's transaction: `my_key` is put on `lease` unless it
@@ -141,14 +109,6 @@ impl<'a> EtcdLock<'a> {
         })
     }
 
-    /// Seconds left on `lease` (0 when it is expiring or gone).
-    fn time_to_live(&mut self, lease: i64) -> Result<i64> {
-        let answer = self
-            .gateway
-            .call("/v3/lease/timetolive", &json!({ "ID": lease.to_string() }), None)?;
-        Ok(int(answer.get("TTL")).max(0))
-    }
-
     fn owner_exists(&mut self, name: &[u8]) -> Result<bool> {
         let prefix = prefix_of(name);
         let body = json!({
@@ -188,7 +148,7 @@ impl EtcdLock<'_> {
             let now = now();
             let expires_at = match lease {
                 0 => None,
-                lease => Some(now + self.time_to_live(lease)?),
+                lease => Some(now + self.gateway.time_to_live(lease)?),
             };
             let value = unb64(kv.get("value"));
             let owner = (!value.is_empty()).then(|| String::from_utf8_lossy(&value).into_owned());
@@ -202,6 +162,58 @@ impl EtcdLock<'_> {
             });
         }
         Ok(found)
+    }
+}
+
+/// The lease requests, which tooz's lock (`tooz.rs`) shares with the recipe.
+impl Gateway<'_> {
+    /// Grants a lease of `ttl` seconds. Sent twice (a retry at another
+    /// member after a lost answer), it grants two: the one we never hear of
+    /// carries no key and expires on its own.
+    fn grant(&mut self, ttl: i64) -> Result<i64> {
+        let answer = self.call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }), None)?;
+        match int(answer.get("ID")) {
+            0 => Err(anyhow!(
+                "etcd granted no lease: {}",
+                answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no ID in the answer")
+            )),
+            id => Ok(id),
+        }
+    }
+
+    /// Revokes `id` (deleting the keys attached to it); false if it was gone
+    /// already, which is also what a retry of a revoke that was applied
+    /// finds: the callers then look at the lock itself.
+    fn revoke(&mut self, id: i64) -> Result<bool> {
+        match self.call("/v3/lease/revoke", &json!({ "ID": id.to_string() }), None) {
+            Ok(_) => Ok(true),
+            Err(err) if lease_not_found(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Seconds left on `lease` (0 when it is expiring or gone).
+    fn time_to_live(&mut self, lease: i64) -> Result<i64> {
+        let answer = self.call("/v3/lease/timetolive", &json!({ "ID": lease.to_string() }), None)?;
+        Ok(int(answer.get("TTL")).max(0))
+    }
+
+    /// Sets `id`'s TTL back to the one it was granted, within `limit`;
+    /// sent twice, it does so twice.
+    fn keep_alive(&mut self, id: i64, limit: Duration) -> Renewal {
+        let answer = match self.call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }), Some(limit)) {
+            Ok(answer) => answer,
+            Err(err) => return unconfirmed(err),
+        };
+        match int(answer.get("result").and_then(|r| r.get("TTL"))) {
+            ttl if ttl > 0 => Renewal::Renewed {
+                expires_at: now() + ttl,
+            },
+            _ => Renewal::Lost,
+        }
     }
 }
 
@@ -302,7 +314,7 @@ impl LockStore for EtcdLock<'_> {
         let name = claim.key;
         let start = now();
         let expires_at = start + claim.release + 1;
-        let id = self.grant(claim.release + 1)?;
+        let id = self.gateway.grant(claim.release + 1)?;
         let my_key = key_of(name, id);
         self.owner = claim.owner.unwrap_or("").to_string();
         let owner_record = self.owner.clone();
@@ -310,17 +322,17 @@ impl LockStore for EtcdLock<'_> {
             Ok(txn) => txn,
             Err(err) => {
                 // Our key, if it was written, goes with the lease.
-                let _ = self.revoke(id);
+                let _ = self.gateway.revoke(id);
                 return Err(err);
             }
         };
         match taken.first_in_line(&my_key) {
             Err(owner) => {
                 // Not first in line: leave the line, as `TryLock` does.
-                self.revoke(id)?;
+                self.gateway.revoke(id)?;
                 let expires_in = match owner.lease {
                     0 => i64::MAX,
-                    lease => self.time_to_live(lease)?,
+                    lease => self.gateway.time_to_live(lease)?,
                 };
                 Ok(Acquire::Held { expires_in })
             }
@@ -338,7 +350,7 @@ impl LockStore for EtcdLock<'_> {
         let until = keep.until(lease.start, now);
         if until <= now {
             // Revoking the lease deletes our key with it.
-            if self.revoke(id)? {
+            if self.gateway.revoke(id)? {
                 return Ok(Release::Dropped);
             }
             return Ok(if self.owner_exists(&lease.key)? {
@@ -349,13 +361,13 @@ impl LockStore for EtcdLock<'_> {
         }
         // The key moves to a lease that lasts the grace; its create
         // revision, and so its place in line, stays.
-        let kept = self.grant(until - now)?;
+        let kept = self.gateway.grant(until - now)?;
         let my_key = key_of(&lease.key, id);
         let record = crate::lock::owner::with_ended(&self.owner, now);
         let txn = match self.put_and_find_owner(&lease.key, &my_key, rev, kept, &record) {
             Ok(txn) => txn,
             Err(err) => {
-                let _ = self.revoke(kept);
+                let _ = self.gateway.revoke(kept);
                 return Err(err);
             }
         };
@@ -363,13 +375,13 @@ impl LockStore for EtcdLock<'_> {
         if !txn.succeeded && !first {
             // Our key had expired (or was reset) and someone else is in
             // line first: put back nothing.
-            self.revoke(kept)?;
-            let _ = self.revoke(id);
+            self.gateway.revoke(kept)?;
+            let _ = self.gateway.revoke(id);
             return Ok(Release::NotOurs);
         }
         // Reset while we ran and nobody else came: the grace is claimed
         // again, as the original script does.
-        self.revoke(id)?;
+        self.gateway.revoke(id)?;
         Ok(Release::Kept { until })
     }
 
@@ -409,32 +421,21 @@ impl LockStore for EtcdLock<'_> {
             }
         };
         let my_key = key_of(&lease.key, id);
-        let unconfirmed = |err: anyhow::Error| Renewal::Unconfirmed {
-            message: format!("{err:#}"),
-            maybe_sent: true,
-        };
         // A reset deletes the key but leaves the lease: look for the key first.
         let body = json!({ "key": b64(&my_key), "count_only": true });
         match self.gateway.call("/v3/kv/range", &body, Some(limit)) {
-            Ok(answer) if int(answer.get("count")) == 0 => return Renewal::Lost,
-            Ok(_) => {}
-            Err(err) => return unconfirmed(err),
+            Ok(answer) if int(answer.get("count")) == 0 => Renewal::Lost,
+            Ok(_) => self.gateway.keep_alive(id, limit),
+            Err(err) => unconfirmed(err),
         }
-        // A keep-alive sets the TTL back to the granted RELEASE + 1 (the
-        // lease); sent twice, it does so twice.
-        let answer = match self
-            .gateway
-            .call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }), Some(limit))
-        {
-            Ok(answer) => answer,
-            Err(err) => return unconfirmed(err),
-        };
-        match int(answer.get("result").and_then(|r| r.get("TTL"))) {
-            ttl if ttl > 0 => Renewal::Renewed {
-                expires_at: now() + ttl,
-            },
-            _ => Renewal::Lost,
-        }
+    }
+}
+
+/// A renewal whose request may have been sent but got no answer.
+fn unconfirmed(err: anyhow::Error) -> Renewal {
+    Renewal::Unconfirmed {
+        message: format!("{err:#}"),
+        maybe_sent: true,
     }
 }
 

@@ -6,6 +6,7 @@
 //! tooz URL coolock is given for the same server).
 
 mod directory;
+mod etcd;
 mod memcached;
 mod redis;
 
