@@ -31,7 +31,7 @@ pub mod settings;
 pub mod tooz;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -480,34 +480,12 @@ pub(super) struct Connection {
 
 impl Connection {
     fn open(host: &str, port: u16, timeout: Option<Duration>) -> Result<Connection, Failure> {
-        let addresses = (host, port)
-            .to_socket_addrs()
-            .map_err(|err| Failure::Connect(format!("cannot resolve '{host}': {err}")))?;
-        let mut last = None;
-        for address in addresses {
-            let tcp = match timeout {
-                Some(limit) => TcpStream::connect_timeout(&address, limit),
-                None => TcpStream::connect(address),
-            };
-            match tcp {
-                Ok(tcp) => {
-                    let _ = tcp.set_nodelay(true);
-                    tcp.set_read_timeout(timeout)
-                        .map_err(|e| Failure::Connect(e.to_string()))?;
-                    tcp.set_write_timeout(timeout)
-                        .map_err(|e| Failure::Connect(e.to_string()))?;
-                    return Ok(Connection {
-                        stream: BufReader::with_capacity(4096, tcp),
-                        timeout,
-                    });
-                }
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(Failure::Connect(last.map_or_else(
-            || format!("'{host}' has no address"),
-            |err| err.to_string(),
-        )))
+        let tcp = crate::net::transport::connect_tcp(host, port, timeout)
+            .map_err(|err| Failure::Connect(err.to_string()))?;
+        Ok(Connection {
+            stream: BufReader::with_capacity(4096, tcp),
+            timeout,
+        })
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
