@@ -254,7 +254,7 @@ stores! {
         built: cfg(feature = "zookeeper"),
         settings: |_, rest, shared| zookeeper::settings::parse(rest, shared),
         open: |config, target, report| Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |config, target, report| Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?)),
     }
     /// Items in a DynamoDB table.
     DynamoDb(dynamodb::settings::DynamoTarget) {

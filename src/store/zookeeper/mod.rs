@@ -66,8 +66,18 @@
 //! under kazoo's Lock on the sibling `/lockex/<id>-__lock__` (the gate),
 //! so a lease is only created while fewer than N exist, whichever tool
 //! counts.
+//!
+//! `CRONLOCK_KEY_STYLE=tooz`: kazoo 2.9's Lock recipe, as tooz 1.67.2 (and
+//! so coolock) takes it: an ephemeral sequential `<uuid hex>__lock__<10
+//! digits>` under `/tooz/locks/<name>` with the node name as data; only
+//! children named so contend, and the lowest holds the lock (`tooz.rs`).
+//! The recipe itself, in both versions, is in `kazoo.rs`. As with lockex,
+//! the lock ends with the command (or the session), and cronlockctl shows
+//! it as held while it has contenders.
 
+mod kazoo;
 pub mod settings;
+mod tooz;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,6 +95,7 @@ use crate::key::KeyStyle;
 use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
+use kazoo::{Recipe, LOCK_MARK};
 use settings::ZooKeeperTarget;
 
 /// The session timeout asked for. A SIGKILLed holder's lock is free this
@@ -113,8 +124,6 @@ const LOCKEX_ROOT: &str = "/lockex";
 const OWNER_LIMIT: usize = 64 * 1024;
 /// Rounds of read-and-decide before a contended acquire gives up.
 const ROUNDS: usize = 20;
-/// kazoo's marker between a contender node's uuid and its sequence.
-const LOCK_MARK: &str = "__lock__";
 /// How long a semaphore's take waits for its gate. A contender that counts
 /// holds it for a few round trips; a blocking lockex holds it while it
 /// waits for a lease (every lease is taken then), and a killed contender
@@ -124,10 +133,23 @@ const LOCK_MARK: &str = "__lock__";
 /// moment.
 const GATE_WAIT: Duration = Duration::from_secs(5);
 
+/// Whose lock the store takes (`CRONLOCK_KEY_STYLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// cronlock's own record under [`ROOT`], whatever the key's style.
+    Record,
+    /// lockex's: kazoo 2.2's Lock in `/lockex/<id>` (the key).
+    Lockex,
+    /// tooz's: kazoo 2.9's Lock in `/tooz/locks/<name>`.
+    Tooz,
+}
+
 /// The store: connects on the first request.
 pub struct ZooKeeperLock<'a> {
     target: &'a ZooKeeperTarget,
-    lockex: bool,
+    style: Style,
+    /// `CRONLOCK_NODE`, the data of tooz's contender node.
+    node: &'a str,
     report: &'a Report,
     session: Option<Session>,
     /// The hold check found the session lost or unconfirmed for too long,
@@ -159,10 +181,15 @@ struct Session {
 impl<'a> ZooKeeperLock<'a> {
     /// Checks what can be checked without a server.
     pub fn new(config: &'a Config, target: &'a ZooKeeperTarget, report: &'a Report) -> Result<ZooKeeperLock<'a>> {
-        let lockex = config.key_style == KeyStyle::Lockex;
+        let style = match config.key_style {
+            KeyStyle::Lockex => Style::Lockex,
+            KeyStyle::Tooz => Style::Tooz,
+            _ => Style::Record,
+        };
         Ok(ZooKeeperLock {
             target,
-            lockex,
+            style,
+            node: &config.node,
             report,
             session: None,
             hold_lost: false,
@@ -343,53 +370,37 @@ impl<'a> ZooKeeperLock<'a> {
         }
     }
 
-    fn acquire_lockex(&mut self, claim: &Claim) -> Result<Acquire> {
-        let dir = String::from_utf8_lossy(claim.key).into_owned();
-        let prefix = format!("{}{LOCK_MARK}", crate::net::random::uuid4_hex());
-        let data = format!("{}:{}", hostname(), std::process::id());
+    /// Where the lock on `key` lives, and which kazoo's recipe takes it,
+    /// in the lockex and tooz styles; `None` in cronlock's own.
+    fn kazoo_dir(&self, key: &[u8]) -> Result<Option<(String, Recipe)>> {
+        Ok(match self.style {
+            Style::Record => None,
+            Style::Lockex => Some((String::from_utf8_lossy(key).into_owned(), Recipe::Kazoo22)),
+            Style::Tooz => Some((tooz::lock_dir(key)?, Recipe::Kazoo29)),
+        })
+    }
+
+    /// kazoo's lock on `dir`, as lockex (with `host:pid` as its node's data)
+    /// or tooz (with the node name) takes it.
+    fn acquire_kazoo(&mut self, claim: &Claim, dir: &str, recipe: Recipe) -> Result<Acquire> {
+        let data = match self.style {
+            Style::Tooz => self.node.to_string(),
+            _ => format!("{}:{}", hostname(), std::process::id()),
+        };
         let session = self.session()?;
-        session.ensure(&dir)?;
-        let (stat, sequence) = session
-            .call(
-                session
-                    .client
-                    .create(&format!("{dir}/{prefix}"), data.as_bytes(), &ephemeral_sequential()),
-            )
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("creating a contender under {dir}"))?;
-        let name = format!("{prefix}{sequence}");
-        let (children, pool) = session.call_pair(session.client.list_children(&dir), session.client.get_data(&dir))?;
         // kazoo's Lock does not look, but a plain lock among a semaphore's
         // leases neither counts as one for its holders nor sees them: with
         // either tool, more than N would run. Refused, as a different N is.
-        if let Ok((data, _)) = pool {
-            if let Some(leases) = kazoo_leases(&data).filter(|&n| n != 1) {
-                let _ = session.call(session.client.delete(&format!("{dir}/{name}"), None));
-                bail!(
-                    "CRONLOCK_CONCURRENCY=1 does not match: {dir} is lockex's semaphore of {leases} leases \
-                     (--concurrent {leases}), which its plain lock does not count; set \
-                     CRONLOCK_CONCURRENCY={leases}, or delete {dir} while no copy runs"
-                );
-            }
-        }
-        let mut children = children?;
-        // kazoo sorts by what follows "__lock__" (by the name from its 8th
-        // byte when there is none): every child is a contender.
-        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
-        if children.first() == Some(&name) {
-            let start = seconds(stat.ctime);
-            let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
-            lease.token = Some(name);
-            return Ok(Acquire::Taken(lease));
-        }
-        match session.call(session.client.delete(&format!("{dir}/{name}"), None)) {
-            Ok(()) | Err(ZkError::NoNode) => {}
-            Err(err) => return Err(anyhow!(err).context(format!("removing {dir}/{name}"))),
-        }
-        // lockex's lock has no expiry: a holder is reported as a fresh one.
-        Ok(Acquire::Held {
-            expires_in: claim.release,
-        })
+        let not_a_pool = |pool: &[u8]| match kazoo_leases(pool).filter(|&n| n != 1) {
+            Some(leases) if recipe == Recipe::Kazoo22 => bail!(
+                "CRONLOCK_CONCURRENCY=1 does not match: {dir} is lockex's semaphore of {leases} leases \
+                 (--concurrent {leases}), which its plain lock does not count; set \
+                 CRONLOCK_CONCURRENCY={leases}, or delete {dir} while no copy runs"
+            ),
+            _ => Ok(()),
+        };
+        let taken = session.try_kazoo_lock(dir, data.as_bytes(), recipe, not_a_pool)?;
+        Ok(kazoo_outcome(claim, taken))
     }
 
     /// `lockex --concurrent N`: a lease of kazoo's Semaphore on the pool
@@ -418,23 +429,31 @@ impl<'a> ZooKeeperLock<'a> {
             Ok(()) | Err(ZkError::NoNode) => {}
             Err(err) => return Err(anyhow!(err).context(format!("leaving {entered}"))),
         }
-        match taken? {
-            Some((name, stat)) => {
-                let start = seconds(stat.ctime);
-                let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
-                lease.token = Some(name);
-                Ok(Acquire::Taken(lease))
-            }
-            // lockex's leases have no expiry: held as a fresh lock is.
-            None => Ok(Acquire::Held {
-                expires_in: claim.release,
-            }),
-        }
+        Ok(kazoo_outcome(claim, taken?))
     }
 
-    fn lockex_node(lease: &Lease) -> Result<String> {
+    /// Our contender node in the lockex and tooz styles.
+    fn kazoo_node(&self, lease: &Lease) -> Result<String> {
         let name = lease.token.as_deref().ok_or_else(|| anyhow!("no contender node"))?;
-        Ok(format!("{}/{name}", String::from_utf8_lossy(&lease.key)))
+        let (dir, _) = self.kazoo_dir(&lease.key)?.ok_or_else(|| anyhow!("not a kazoo lock"))?;
+        Ok(format!("{dir}/{name}"))
+    }
+}
+
+/// A kazoo lock's or lease's take: our node's name and stat when we hold
+/// it. kazoo's locks and leases have no expiry, so a holder is reported as
+/// a fresh one.
+fn kazoo_outcome(claim: &Claim, taken: Option<(String, Stat)>) -> Acquire {
+    match taken {
+        Some((name, stat)) => {
+            let start = seconds(stat.ctime);
+            let mut lease = Lease::new(claim.key, start, start + claim.release + 1);
+            lease.token = Some(name);
+            Acquire::Taken(lease)
+        }
+        None => Acquire::Held {
+            expires_in: claim.release,
+        },
     }
 }
 
@@ -499,25 +518,30 @@ impl LockStore for ZooKeeperLock<'_> {
 
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
-            Feature::Hold if self.lockex => {
-                Some("with CRONLOCK_KEY_STYLE=lockex the lock is lockex's, which ends with the command")
-            }
-            _ => None,
+            Feature::Hold => match self.style {
+                Style::Record => None,
+                Style::Lockex => {
+                    Some("with CRONLOCK_KEY_STYLE=lockex the lock is lockex's, which ends with the command")
+                }
+                Style::Tooz => Some(
+                    "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's (kazoo's lock recipe), which ends with the command",
+                ),
+            },
+            Feature::Lease => None,
         }
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
-        if self.lockex {
-            self.acquire_lockex(claim)
-        } else {
-            self.acquire_default(claim)
+        match self.kazoo_dir(claim.key)? {
+            Some((dir, recipe)) => self.acquire_kazoo(claim, &dir, recipe),
+            None => self.acquire_default(claim),
         }
     }
 
     /// In the lockex style, lockex's semaphore: N leases of one pool, not N
     /// keys (see the module's notes).
     fn acquire_slot(&mut self, claim: &Claim, slots: u32) -> Result<Acquire> {
-        if self.lockex && slots > 1 {
+        if self.style == Style::Lockex && slots > 1 {
             self.acquire_lockex_lease(claim, slots)
         } else {
             crate::lock::slot_by_slot(self, claim, slots)
@@ -528,15 +552,17 @@ impl LockStore for ZooKeeperLock<'_> {
         if self.hold_lost {
             return Ok(Release::NotOurs);
         }
-        if !self.lockex {
-            return self.release_default(lease, keep);
-        }
+        let peer = match self.style {
+            Style::Record => return self.release_default(lease, keep),
+            Style::Lockex => "lockex",
+            Style::Tooz => "tooz",
+        };
         if keep.grace >= 0 {
             self.report.info(format_args!(
-                "CRONLOCK_KEY_STYLE=lockex: no grace period, the lock ends with the command as lockex's does"
+                "CRONLOCK_KEY_STYLE={peer}: no grace period, the lock ends with the command as {peer}'s does"
             ));
         }
-        let node = Self::lockex_node(lease)?;
+        let node = self.kazoo_node(lease)?;
         let session = self.session()?;
         match session.call(session.client.delete(&node, None)) {
             Ok(()) => Ok(Release::Dropped),
@@ -546,10 +572,10 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
-        let lockex = self.lockex;
+        let kazoo = self.kazoo_dir(key)?;
         let session = self.session()?;
-        if lockex {
-            return session.lockex_holder(key);
+        if let Some((dir, recipe)) = kazoo {
+            return session.kazoo_holder(key, &dir, recipe);
         }
         let Some(found) = session.read_default(key)? else {
             return Ok(None);
@@ -559,22 +585,33 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     /// The locks of the configured style: under `/cronlock` by default,
-    /// under `/lockex` in the lockex style.
+    /// under `/lockex` in the lockex style, under `/tooz/locks` in tooz's
+    /// (only the names without a `/`).
     fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
-        let lockex = self.lockex;
+        let style = self.style;
         let session = self.session()?;
-        let root = if lockex { LOCKEX_ROOT } else { ROOT };
+        let root = match style {
+            Style::Record => ROOT,
+            Style::Lockex => LOCKEX_ROOT,
+            Style::Tooz => tooz::LOCKS,
+        };
         let names = match session.call(session.client.list_children(root)) {
             Ok(names) => names,
             Err(ZkError::NoNode) => return Ok(Vec::new()),
             Err(err) => return Err(anyhow!(err).context(format!("listing {root}"))),
         };
         let mut found = Vec::new();
-        if lockex {
+        if style == Style::Lockex {
             for name in names {
                 let key = format!("{LOCKEX_ROOT}/{name}").into_bytes();
                 if key.starts_with(prefix) {
-                    found.extend(session.lockex_holder(&key)?);
+                    found.extend(session.kazoo_holder(&key, &format!("{root}/{name}"), Recipe::Kazoo22)?);
+                }
+            }
+        } else if style == Style::Tooz {
+            for name in names {
+                if name.as_bytes().starts_with(prefix) {
+                    found.extend(session.kazoo_holder(name.as_bytes(), &format!("{root}/{name}"), Recipe::Kazoo29)?);
                 }
             }
         } else {
@@ -593,22 +630,10 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
-        let lockex = self.lockex;
+        let kazoo = self.kazoo_dir(key)?;
         let session = self.session()?;
-        if lockex {
-            let dir = String::from_utf8_lossy(key).into_owned();
-            let children = match session.call(session.client.list_children(&dir)) {
-                Ok(children) => children,
-                Err(ZkError::NoNode) => return Ok(false),
-                Err(err) => return Err(anyhow!(err).context(format!("listing {dir}"))),
-            };
-            for child in &children {
-                match session.call(session.client.delete(&format!("{dir}/{child}"), None)) {
-                    Ok(()) | Err(ZkError::NoNode) => {}
-                    Err(err) => return Err(anyhow!(err).context(format!("deleting {dir}/{child}"))),
-                }
-            }
-            return Ok(!children.is_empty());
+        if let Some((dir, _)) = kazoo {
+            return session.clear_kazoo_lock(&dir);
         }
         let node = node_path(key);
         match session.call(session.client.delete(&format!("{node}/run"), None)) {
@@ -673,8 +698,8 @@ impl LockStore for ZooKeeperLock<'_> {
     /// A renewal also proves the session alive: a lost session has lost its
     /// ephemeral node, which is lease loss.
     fn renew(&mut self, lease: &Lease, seconds_: i64, _after_unknown: bool, _limit: Duration) -> Renewal {
-        let result = if self.lockex {
-            Self::lockex_node(lease).and_then(|node| {
+        let result = if self.style != Style::Record {
+            self.kazoo_node(lease).and_then(|node| {
                 let session = self.session()?;
                 let ours = session.client.session_id().0;
                 match session.call(session.client.check_stat(&node)) {
@@ -814,36 +839,6 @@ impl Session {
         Ok(Some(Found { data, stat, run }))
     }
 
-    /// A lockex-style lock: held while it has contenders, by the lowest (in
-    /// kazoo's order), whose data (`host:pid`) names it. lockex's lock has
-    /// no expiry; its holder is live for as long as its node exists.
-    fn lockex_holder(&self, key: &[u8]) -> Result<Option<Seen>> {
-        let dir = String::from_utf8_lossy(key).into_owned();
-        let mut children = match self.call(self.client.list_children(&dir)) {
-            Ok(children) => children,
-            Err(ZkError::NoNode) => return Ok(None),
-            Err(err) => return Err(anyhow!(err).context(format!("listing {dir}"))),
-        };
-        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
-        // A loser removes its node again, so a child may be gone when read:
-        // the next one is then the lowest.
-        for child in &children {
-            let data = match self.call(self.client.get_data(&format!("{dir}/{child}"))) {
-                Ok((data, _)) => data,
-                Err(ZkError::NoNode) => continue,
-                Err(err) => return Err(anyhow!(err).context(format!("reading {dir}/{child}"))),
-            };
-            return Ok(Some(Seen {
-                key: key.to_vec(),
-                expires_at: None,
-                now: self.now()?,
-                owner: (!data.is_empty()).then(|| String::from_utf8_lossy(&data).into_owned()),
-                running: Some(true),
-            }));
-        }
-        Ok(None)
-    }
-
     /// Creates kazoo's lease pool `pool` with `slots` as its data, or checks
     /// the number an existing one holds as kazoo does: data that is not a
     /// number is ignored, a different number refused.
@@ -875,7 +870,7 @@ impl Session {
     /// path once it is the lowest, `None` (our node removed) when the time
     /// is up.
     fn enter_gate(&self, gate: &str, data: &str) -> Result<Option<String>> {
-        let prefix = format!("{}{LOCK_MARK}", crate::net::random::uuid4_hex());
+        let prefix = kazoo::prefix();
         let (_, sequence) = self
             .call(
                 self.client
@@ -887,8 +882,7 @@ impl Session {
         let ours = format!("{gate}/{name}");
         let deadline = Instant::now() + GATE_WAIT;
         loop {
-            let mut children = self.call(self.client.list_children(gate))?;
-            children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
+            let children = Recipe::Kazoo22.contenders(self.call(self.client.list_children(gate))?);
             let index = children
                 .iter()
                 .position(|child| *child == name)
@@ -1224,14 +1218,6 @@ fn key_of_node(name: &str) -> Vec<u8> {
     super::escape::unescape(name.as_bytes())
 }
 
-/// kazoo 2.2's sort key: `c[c.find("__lock__") + 8:]` (`find` is -1 when absent).
-fn kazoo_key(child: &str) -> &str {
-    let from = child
-        .find(LOCK_MARK)
-        .map_or(LOCK_MARK.len() - 1, |i| i + LOCK_MARK.len());
-    child.get(from..).unwrap_or("")
-}
-
 /// The number kazoo's Semaphore reads from a pool's data, Python 2's
 /// `int(data.decode("utf-8"))` (spaces around and a sign allowed); `None`
 /// where that fails, data kazoo ignores.
@@ -1264,19 +1250,6 @@ mod tests {
             let path = node_path(key);
             assert_eq!(key_of_node(&path[ROOT.len() + 1..]), key, "{path}");
         }
-    }
-
-    #[test]
-    fn contenders_sort_as_kazoo_sorts_them() {
-        let mut children = [
-            "ffff__lock__0000000003",
-            "0000__lock__0000000010",
-            "aaaa__lock__0000000001",
-        ];
-        children.sort_by(|a, b| kazoo_key(a).cmp(kazoo_key(b)));
-        assert_eq!(children[0], "aaaa__lock__0000000001");
-        // Python: "no-mark-here"[-1 + 8:]
-        assert_eq!(kazoo_key("no-mark-here"), "-here");
     }
 
     fn stat(ctime_secs: i64, ephemeral_owner: i64) -> Stat {

@@ -9,6 +9,8 @@ mod directory;
 mod etcd;
 mod memcached;
 mod redis;
+#[cfg(feature = "zookeeper")]
+mod zookeeper;
 
 use std::time::{Duration, Instant};
 

@@ -348,3 +348,128 @@ impl Drop for Ensemble {
         }
     }
 }
+
+/// A plain ZooKeeper client of the test's own (the store's client crate),
+/// to read and write nodes as another program would. Its runtime is driven
+/// by a thread of its own, so that its session (and its ephemeral nodes)
+/// stays alive between requests; the thread stops when it is dropped.
+#[cfg(feature = "zookeeper")]
+pub struct Client {
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
+    client: Option<zookeeper_client::Client>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "zookeeper")]
+impl ZooKeeper {
+    /// A plain client with a session on this server.
+    pub fn client(&self) -> Client {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (driver, stopped) = (Arc::clone(&runtime), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            driver.block_on(async move {
+                while !stopped.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        });
+        let cluster = format!("127.0.0.1:{}", self.port);
+        let client = runtime
+            .block_on(zookeeper_client::Client::connect(&cluster))
+            .unwrap_or_else(|e| panic!("a session on {cluster}: {e}"));
+        Client {
+            runtime,
+            client: Some(client),
+            stop,
+        }
+    }
+}
+
+#[cfg(feature = "zookeeper")]
+impl Client {
+    fn run<T>(&self, request: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .expect("zookeeper answers within 10 s")
+        })
+    }
+
+    fn zk(&self) -> &zookeeper_client::Client {
+        self.client.as_ref().expect("the client lives until dropped")
+    }
+
+    /// The children of `path`, sorted; none when it does not exist.
+    pub fn children(&self, path: &str) -> Vec<String> {
+        match self.run(self.zk().list_children(path)) {
+            Ok(mut children) => {
+                children.sort();
+                children
+            }
+            Err(zookeeper_client::Error::NoNode) => Vec::new(),
+            Err(e) => panic!("listing {path}: {e}"),
+        }
+    }
+
+    /// The data of `path`, or `None` when it does not exist.
+    pub fn data(&self, path: &str) -> Option<Vec<u8>> {
+        match self.run(self.zk().get_data(path)) {
+            Ok((data, _)) => Some(data),
+            Err(zookeeper_client::Error::NoNode) => None,
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
+
+    /// Creates `path` and its parents as empty persistent nodes where missing.
+    pub fn ensure(&self, path: &str) {
+        let options = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+        let ends = path.match_indices('/').map(|(i, _)| i).filter(|&i| i > 0);
+        for prefix in ends.map(|i| &path[..i]).chain([path]) {
+            match self.run(self.zk().create(prefix, b"", &options)) {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                Err(e) => panic!("creating {prefix}: {e}"),
+            }
+        }
+    }
+
+    /// Creates an ephemeral sequential node `<prefix><10 digits>` of this
+    /// session with `data`, and returns its path.
+    pub fn create_ephemeral_sequential(&self, prefix: &str, data: &[u8]) -> String {
+        let options = zookeeper_client::CreateMode::EphemeralSequential.with_acls(zookeeper_client::Acls::anyone_all());
+        let (_, sequence) = self
+            .run(self.zk().create(prefix, data, &options))
+            .unwrap_or_else(|e| panic!("creating {prefix}: {e}"));
+        format!("{prefix}{sequence}")
+    }
+
+    /// Deletes `path`.
+    pub fn delete(&self, path: &str) {
+        self.run(self.zk().delete(path, None))
+            .unwrap_or_else(|e| panic!("deleting {path}: {e}"));
+    }
+}
+
+#[cfg(feature = "zookeeper")]
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The session closes once the client's last handle is gone, in a
+        // round trip the driving thread serves; the server then drops its
+        // ephemeral nodes at once rather than a session timeout later.
+        if let Some(client) = self.client.take() {
+            let mut watcher = client.state_watcher();
+            drop(client);
+            self.runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(2), watcher.changed()).await;
+            });
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
