@@ -204,7 +204,7 @@ stores! {
         built: cfg(feature = "mysql"),
         settings: |_, rest, shared| mysql::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(mysql::tooz::ToozMysqlLock::new(target, report)?)),
     }
     /// A table in PostgreSQL.
     Postgres(postgres::settings::PostgresTarget) {
