@@ -216,7 +216,7 @@ stores! {
         built: cfg(feature = "postgres"),
         settings: |_, rest, shared| postgres::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(postgres::tooz::ToozPostgresLock::new(target, report)?)),
     }
     /// A memcached server.
     Memcached(memcached::settings::MemcachedTarget) {
