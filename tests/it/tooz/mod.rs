@@ -6,6 +6,8 @@
 //! tooz URL coolock is given for the same server).
 
 mod directory;
+mod mysql;
+mod postgres;
 
 use crate::util::coolock::Coolock;
 use crate::util::*;
