@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::config::Connection;
+use crate::lock::{Feature, Keep};
 use crate::report::Report;
 
 /// How long a contender keeps the lock of a run whose connection is gone
@@ -114,6 +115,26 @@ impl HoldCheck {
                 self.lock
             )),
         }
+    }
+}
+
+/// Why tooz's lock on a connection (`GET_LOCK`, the advisory lock) cannot
+/// do `feature`: it lives exactly as long as its session.
+pub fn tooz_lacks(feature: Feature) -> Option<&'static str> {
+    Some(match feature {
+        Feature::Hold => "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's session lock, which ends with the command",
+        Feature::Lease => "tooz's lock lives as long as its connection; there is nothing to renew",
+    })
+}
+
+/// Says, when verbose, that tooz's session lock keeps no grace period: it
+/// goes with the connection at the end of the command, as coolock's does
+/// (coolock's guard time only keeps its own process alive a while).
+pub fn tooz_no_grace(keep: Keep, report: &Report) {
+    if keep.grace >= 0 {
+        report.info(format_args!(
+            "CRONLOCK_KEY_STYLE=tooz: no grace period, the lock ends with the command as tooz's does"
+        ));
     }
 }
 

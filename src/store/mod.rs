@@ -204,7 +204,7 @@ stores! {
         built: cfg(feature = "mysql"),
         settings: |_, rest, shared| mysql::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(mysql::tooz::ToozMysqlLock::new(target, report)?)),
     }
     /// A table in PostgreSQL.
     Postgres(postgres::settings::PostgresTarget) {
@@ -216,7 +216,7 @@ stores! {
         built: cfg(feature = "postgres"),
         settings: |_, rest, shared| postgres::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: |_, target, report| Ok(Box::new(postgres::tooz::ToozPostgresLock::new(target, report)?)),
     }
     /// A memcached server.
     Memcached(memcached::settings::MemcachedTarget) {

@@ -29,6 +29,7 @@
 //! and cronlock hosts exclude each other while a command runs.
 
 pub mod settings;
+pub mod tooz;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -74,14 +75,14 @@ const MAX_LOCK_NAME: usize = 64;
 const MAX_ROW_NAME: usize = 255;
 /// The largest `wait_timeout` MySQL accepts (a year): the connection that
 /// holds the `GET_LOCK` sits idle for as long as the command runs.
-const IDLE_SECONDS: u64 = 31_536_000;
+pub(super) const IDLE_SECONDS: u64 = 31_536_000;
 
 /// Locks in a MySQL or MariaDB table.
 pub struct MysqlLock<'a> {
     target: &'a MysqlTarget,
     report: &'a Report,
     /// The connection that holds our `GET_LOCK` while the command runs.
-    conn: Option<Conn>,
+    pub(super) conn: Option<Conn>,
     /// A separate connection for lease renewals, opened with their time limit.
     renewals: Option<Conn>,
     /// `ssl-mode=preferred` found a server without TLS: plain from then on.
@@ -99,7 +100,7 @@ pub struct MysqlLock<'a> {
 }
 
 /// Why one try failed.
-enum Failure {
+pub(super) enum Failure {
     /// The server could not be reached or the connection broke: try again.
     Retry(String),
     /// The server has too many connections (1040): alive, and free again in
@@ -242,7 +243,7 @@ impl<'a> MysqlLock<'a> {
         })
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!("MySQL at '{}' port '{}'", self.target.host, self.target.port)
     }
 
@@ -268,7 +269,9 @@ impl<'a> MysqlLock<'a> {
         Some(opts)
     }
 
-    fn open(&mut self, timeout: Option<Duration>) -> Result<Conn, Failure> {
+    /// A new connection, within `timeout`: TLS as `ssl-mode` says, the
+    /// greeting's own limit, the read timeout set.
+    pub(super) fn open(&mut self, timeout: Option<Duration>) -> Result<Conn, Failure> {
         let target = self.target;
         self.report.info(format_args!(
             "connecting to mysql at '{}' port '{}'{}",
@@ -313,7 +316,7 @@ impl<'a> MysqlLock<'a> {
     }
 
     /// The main connection, opened if needed.
-    fn conn(&mut self) -> Result<&mut Conn, Failure> {
+    pub(super) fn conn(&mut self) -> Result<&mut Conn, Failure> {
         if self.conn.is_none() {
             self.conn = Some(self.open(self.target.connection.timeout)?);
         }
@@ -330,7 +333,7 @@ impl<'a> MysqlLock<'a> {
 
     /// Runs `step` until it succeeds, reconnecting after connection failures
     /// with the original's linear backoff, within CRONLOCK_RECONNECT_ATTEMPTS.
-    fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Self) -> Result<T, Failure>) -> Result<T> {
+    pub(super) fn with_retries<T>(&mut self, mut step: impl FnMut(&mut Self) -> Result<T, Failure>) -> Result<T> {
         let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         let mut created = false;
         loop {
@@ -399,7 +402,7 @@ impl<'a> MysqlLock<'a> {
     }
 
     /// Sorts a client error into retry or stop, in words a cron log reader can act on.
-    fn classify(&self, err: mysql::Error, connecting: bool) -> Failure {
+    pub(super) fn classify(&self, err: mysql::Error, connecting: bool) -> Failure {
         use mysql::DriverError as D;
         let at = self.describe();
         // A refused certificate comes back as an I/O error of the first read
@@ -894,7 +897,7 @@ fn read_timeout(conn: &Conn, timeout: Option<Duration>) -> nix::Result<()> {
 /// round trip: on an idle connection a server sends nothing but its goodbye
 /// (an error packet, a TLS alert, the end of the stream), so anything to
 /// read, or a hang-up, means it is gone.
-fn ended(conn: &Conn) -> bool {
+pub(super) fn ended(conn: &Conn) -> bool {
     use std::os::fd::AsRawFd;
     let mut watched = [nix::libc::pollfd {
         fd: conn.as_raw_fd(),

@@ -30,6 +30,7 @@
 //! row to its expiry, as Redis would.
 
 pub mod settings;
+pub mod tooz;
 
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -208,7 +209,7 @@ pub fn advisory_hash(key: &[u8]) -> i64 {
 }
 
 /// How a try went wrong.
-enum Failure {
+pub(super) enum Failure {
     /// The connection could not be made or broke; trying again may help.
     Retry(String),
     /// The server has too many clients (53300): alive, and free again in a
@@ -226,7 +227,8 @@ pub struct PostgresLock<'a> {
     report: &'a Report,
     tls: Option<RustlsWithName>,
     runtime: Runtime,
-    client: Option<Client>,
+    /// The connection, opened by the first request.
+    pub(super) client: Option<Client>,
     /// The current connection is the one that took the lock.
     first_connection: bool,
     /// The current connection holds the advisory lock.
@@ -284,7 +286,7 @@ impl<'a> PostgresLock<'a> {
         })
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!("PostgreSQL at '{}' port '{}'", self.target.host, self.target.port)
     }
 
@@ -333,7 +335,7 @@ impl<'a> PostgresLock<'a> {
     }
 
     /// Runs `sql` once on the current connection, connecting first if needed.
-    fn try_query(
+    pub(super) fn try_query(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -370,7 +372,7 @@ impl<'a> PostgresLock<'a> {
 
     /// Runs `sql`, reconnecting with the original's linear backoff. Every
     /// statement here may run twice: each checks our token.
-    fn query(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Failure> {
+    pub(super) fn query(&mut self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Failure> {
         let mut reconnects = Reconnects::of(self.report, &self.target.connection);
         loop {
             let err = match self.try_query(sql, params, self.target.connection.timeout) {
@@ -387,7 +389,8 @@ impl<'a> PostgresLock<'a> {
         }
     }
 
-    fn fatal(&self, failure: Failure) -> anyhow::Error {
+    /// `failure` as the run's error, naming the server.
+    pub(super) fn fatal(&self, failure: Failure) -> anyhow::Error {
         match failure {
             Failure::Fatal(err) if err.downcast_ref::<DbFailure>().is_some() => err.context(self.describe()),
             Failure::Fatal(err) => err,
@@ -704,7 +707,7 @@ impl LockStore for PostgresLock<'_> {
 impl PostgresLock<'_> {
     /// Lets the runtime read what the server sent, so that a connection the
     /// server closed shows as closed.
-    fn connection_closed(&mut self) -> bool {
+    pub(super) fn connection_closed(&mut self) -> bool {
         let Some(client) = self.client.as_ref() else {
             return true;
         };
@@ -749,12 +752,14 @@ fn token() -> String {
     format!("{host}:{}:{nanos}", std::process::id())
 }
 
-fn first(rows: &[Row]) -> Result<&Row> {
+/// The first row of a lock statement's answer.
+pub(super) fn first(rows: &[Row]) -> Result<&Row> {
     rows.first()
         .ok_or_else(|| anyhow!("PostgreSQL returned no row to a lock statement"))
 }
 
-fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, index: usize) -> Result<T> {
+/// Column `index` of `row`.
+pub(super) fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, index: usize) -> Result<T> {
     row.try_get(index)
         .map_err(|err| anyhow!("unexpected answer to a lock statement: {err}"))
 }

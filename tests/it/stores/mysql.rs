@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::util::mariadb::MariaDb;
@@ -61,15 +61,7 @@ fn sera_name(args: &[&str]) -> String {
 /// A second session that takes `GET_LOCK(name)` as sera does and holds it
 /// until killed.
 fn hold_as_sera(server: &MariaDb, name: &str) -> Child {
-    let child = Command::new("mariadb")
-        .args(["--no-defaults", "--batch", "--user=root"])
-        .arg(format!("--socket={}", server.socket().display()))
-        .arg("--execute")
-        .arg(format!("SELECT GET_LOCK('{name}', 0); SELECT SLEEP(120)"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = server.session(&format!("SELECT GET_LOCK('{name}', 0); SELECT SLEEP(120)"));
     wait_until(Duration::from_secs(10), "the sera session to take its lock", || {
         server.sql(&format!("SELECT IS_FREE_LOCK('{name}')")) == "0"
     });
@@ -483,17 +475,9 @@ fn a_holder_whose_get_lock_another_session_takes_kills_its_command() {
     assert_ne!(first, "NULL", "the holder holds no GET_LOCK");
     // One session ends the holder's connection and waits for the name,
     // then keeps it a while.
-    let mut taker = Command::new("mariadb")
-        .args(["--no-defaults", "--batch", "--user=root"])
-        .arg(format!("--socket={}", mysql.0.socket().display()))
-        .arg("--execute")
-        .arg(format!(
-            "KILL {first}; SELECT GET_LOCK('cronlock.lost', 10); SELECT SLEEP(5)"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut taker = mysql.0.session(&format!(
+        "KILL {first}; SELECT GET_LOCK('cronlock.lost', 10); SELECT SLEEP(5)"
+    ));
     holder.expect_hold_lost("cronlock.lost", "another session has taken the name");
     let _ = taker.kill();
     let _ = taker.wait();

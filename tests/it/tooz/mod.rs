@@ -8,6 +8,8 @@
 mod directory;
 mod etcd;
 mod memcached;
+mod mysql;
+mod postgres;
 mod redis;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;

@@ -154,6 +154,24 @@ impl MariaDb {
             .unwrap_or_else(|e| panic!("mariadb -e {sql:?} failed: {e}"))
     }
 
+    /// Runs `sql` as root over the socket in a session that the server
+    /// keeps until the statements end or the client is killed (a second
+    /// session holding a `GET_LOCK`, say); its output is dropped.
+    pub fn session(&self, sql: &str) -> Child {
+        let mut command = client();
+        command
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg("--user=root")
+            .arg("--execute")
+            .arg(sql)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("mariadb: {e} (scripts/test.sh installs mariadb-client)"))
+    }
+
     /// Like [`MariaDb::sql`], with the client's stderr as the error.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         root_sql(&self.socket(), sql)
