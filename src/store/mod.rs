@@ -159,9 +159,6 @@ macro_rules! stores {
         /// clients are not linked into it).
         fn open_with<'a, const ALL: bool>(config: &'a Config, report: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
             let row = config.store.row();
-            if config.key_style == KeyStyle::Tooz && row.tooz == Tooz::NoDriver {
-                bail!("CRONLOCK_KEY_STYLE=tooz: tooz (and so coolock) has no driver for the {} store", row.kind);
-            }
             match &config.store {
                 $(
                     #[cfg($cfg)]
@@ -266,7 +263,7 @@ stores! {
         built: cfg(feature = "dynamodb"),
         settings: |_, rest, shared| dynamodb::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(dynamodb::DynamoLock::new(target, report)?)),
-        open_tooz: not_tooz,
+        open_tooz: no_tooz_driver,
     }
     /// Lock files in a local directory.
     Directory(directory::settings::DirectoryTarget) {
@@ -282,11 +279,12 @@ stores! {
     }
 }
 
-/// The opener of a store without tooz's lock, for its row's `open_tooz`
-/// (a store tooz has no driver for is refused before it gets here).
-fn not_tooz<'a, T>(config: &'a Config, _: &'a T, _: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
+/// The `open_tooz` of a store tooz has no driver for (its row says
+/// `Tooz::NoDriver`): one line saying so.
+#[cfg(feature = "dynamodb")]
+fn no_tooz_driver<'a, T>(config: &'a Config, _: &'a T, _: &'a Report) -> Result<Box<dyn LockStore + 'a>> {
     bail!(
-        "CRONLOCK_KEY_STYLE=tooz is not supported by the {} store yet",
+        "CRONLOCK_KEY_STYLE=tooz: tooz (and so coolock) has no driver for the {} store",
         config.store.row().kind
     )
 }

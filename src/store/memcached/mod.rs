@@ -480,8 +480,8 @@ pub(super) struct Connection {
 
 impl Connection {
     fn open(host: &str, port: u16, timeout: Option<Duration>) -> Result<Connection, Failure> {
-        let tcp = crate::net::transport::connect_tcp(host, port, timeout)
-            .map_err(|err| Failure::Connect(err.to_string()))?;
+        let tcp =
+            crate::net::transport::connect_tcp(host, port, timeout).map_err(|err| Failure::Connect(err.to_string()))?;
         Ok(Connection {
             stream: BufReader::with_capacity(4096, tcp),
             timeout,

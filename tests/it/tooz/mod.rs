@@ -59,21 +59,45 @@ pub fn a_coolock_holder_keeps_cronlock_out(coolock: &Coolock, env: &[(String, St
     assert!(marker.exists(), "cronlock runs once coolock has released");
 }
 
-/// With `CRONLOCK_WAIT`, cronlock waits for coolock's lock and then runs.
+/// With `CRONLOCK_WAIT`, cronlock waits for coolock's lock (its `waiting`
+/// event says it found it held) and runs once coolock has released.
 pub fn a_waiting_cronlock_runs_after_coolock(coolock: &Coolock, env: &[(String, String)], url: &str) {
+    use std::io::{BufRead, BufReader};
     let home = TempDir::new("coolock-wait");
     let holder = coolock.hold(url, "nightly", &home);
     let marker = home.join("cronlock-ran");
-    let waiter = cronlock(&with(
+    let mut waiter = cronlock(&with(
         &tooz_env(env, "nightly"),
-        &[("CRONLOCK_WAIT", "60"), ("CRONLOCK_GRACE", "-1")],
+        // The JSON events say when the waiter has found the lock held.
+        &[
+            ("CRONLOCK_WAIT", "60"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_LOG_FORMAT", "json"),
+        ],
     ))
     .args(["sh", "-c", &format!("touch {}", marker.display())])
+    .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
+    let mut events = BufReader::new(waiter.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let waiting = loop {
+        match events.next() {
+            Some(Ok(line)) if line.contains("\"event\":\"waiting\"") => break true,
+            Some(Ok(line)) => seen.push(line),
+            _ => break false,
+        }
+    };
+    assert!(
+        waiting,
+        "cronlock did not wait for coolock's lock:\n{}",
+        seen.join("\n")
+    );
     assert!(!marker.exists(), "cronlock ran while coolock held the lock");
     holder.finish();
-    expect_success(waiter);
+    let rest: Vec<String> = events.map_while(Result::ok).collect();
+    let status = waiter.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", rest.join("\n"));
     assert!(marker.exists());
 }
 
@@ -168,3 +192,21 @@ macro_rules! both_ways {
 }
 #[allow(unused_imports)]
 pub(crate) use both_ways;
+
+#[test]
+fn a_store_tooz_has_no_driver_for_is_refused_with_one_line() {
+    let refused = run(
+        &[
+            ("CRONLOCK_URL".to_string(), "dynamodb://locks".to_string()),
+            ("CRONLOCK_KEY_STYLE".to_string(), "tooz".to_string()),
+        ],
+        &["true"],
+    );
+    refused.expect(201);
+    assert_eq!(refused.stderr().lines().count(), 1, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("no driver for the dynamodb store"),
+        "{}",
+        refused.stderr()
+    );
+}
