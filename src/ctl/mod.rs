@@ -3,7 +3,11 @@
 //! every store) and names a lock by `--key K` or by the job's command line
 //! after `--`, exactly as it stands in the crontab.
 //!
+//! `migrate coolock` reads coolock's settings instead (see [`migrate`]).
+//!
 //! Exit codes: 0 free (or done), 1 held (or, for `unlock`, no lock), 2 error.
+
+mod migrate;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -28,6 +32,7 @@ Usage:
   cronlockctl [OPTIONS] list                               every lock under CRONLOCK_PREFIX
   cronlockctl [OPTIONS] unlock (--key K | -- COMMAND...)   remove a lock that no run holds
   cronlockctl [OPTIONS] why    (--key K | -- COMMAND...)   what a run now would do, and why
+  cronlockctl migrate coolock [FILE...]                    coolock's settings as a cronlock.conf
 
 Options:
   --key K          the lock's name, as CRONLOCK_KEY would give it
@@ -41,6 +46,11 @@ Settings come from the CRONLOCK_* variables and the config file, as for
 cronlock (CRONLOCK_URL, CRONLOCK_PREFIX, CRONLOCK_KEY_STYLE,
 CRONLOCK_CONCURRENCY...). Exit codes: 0 free, 1 held (unlock: there was no
 lock), 2 error (unlock: refused).
+
+migrate coolock reads coolock's settings files (/etc/coolock, then
+~/.coolock; or the FILEs named, a later one overriding an earlier one) and
+prints the cronlock.conf that takes the same tooz lock; what has no
+equivalent is named in a comment and on stderr.
 ";
 
 /// What the command line asks for.
@@ -49,6 +59,8 @@ struct Request {
     command: String,
     key: Option<String>,
     job: Vec<OsString>,
+    /// The words after `migrate`: the tool, then its settings files.
+    operands: Vec<OsString>,
     json: bool,
     force: bool,
     all_prefixes: bool,
@@ -76,6 +88,7 @@ fn parse(args: &[OsString]) -> Result<Option<Request>> {
             Some(other) if other.starts_with("--key=") => request.key = Some(other["--key=".len()..].to_string()),
             Some(other) if other.starts_with('-') => bail!("unknown option {other:?}; see cronlockctl --help"),
             Some(other) if request.command.is_empty() => request.command = other.to_string(),
+            _ if request.command == "migrate" => request.operands.push(word.clone()),
             _ => bail!("unexpected argument {word:?}; the job's command line goes after --"),
         }
     }
@@ -112,6 +125,13 @@ pub fn main() -> ExitCode {
 }
 
 fn run(request: &Request) -> Result<u8> {
+    // migrate reads coolock's settings, not cronlock's: no store is opened.
+    if request.command == "migrate" {
+        if request.key.is_some() || request.json || !request.job.is_empty() {
+            bail!("migrate takes no --key, --json or command line; see cronlockctl --help");
+        }
+        return migrate::run(&request.operands);
+    }
     let mut config = config::load(std::env::vars_os(), &Search::standard())?;
     if let Some(key) = &request.key {
         config.key = Some(key.clone());

@@ -3,6 +3,8 @@
 //! parsed here, so the documented fields are checked.
 #![allow(dead_code)]
 
+mod migrate;
+
 use serde_json::Value;
 
 use crate::conformance::Fixture;
