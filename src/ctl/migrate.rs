@@ -1038,7 +1038,20 @@ mod tests {
                 .iter()
                 .map(|a| (a.name.as_str(), a.value.as_str()))
                 .collect();
-            crate::config::tests::load_env(&env).unwrap_or_else(|e| panic!("{backend}:\n{}{e:#}", c.text()));
+            let url = c.get("CRONLOCK_URL").expect("a URL");
+            let (scheme, _) = crate::config::url::split(&url).unwrap();
+            let row = crate::store::Row::of_scheme(scheme).expect("a store's scheme");
+            match crate::config::tests::load_env(&env) {
+                Ok(_) => assert!(row.built(), "{backend}: a store built out was read"),
+                // A build without the store's feature refuses it by name.
+                Err(e) if !row.built() => {
+                    assert!(
+                        format!("{e:#}").contains(&format!("cargo feature \"{}\"", row.kind)),
+                        "{e:#}"
+                    )
+                }
+                Err(e) => panic!("{backend}:\n{}{e:#}", c.text()),
+            }
         }
     }
 

@@ -78,6 +78,18 @@ pub struct Row {
     settings: Option<Settings>,
 }
 
+impl Row {
+    /// Whether this build carries the store (its cargo feature was on).
+    pub fn built(&self) -> bool {
+        self.settings.is_some()
+    }
+
+    /// The row whose schemes include `scheme`.
+    pub fn of_scheme(scheme: &str) -> Option<&'static Row> {
+        STORES.iter().find(|row| row.schemes.contains(&scheme))
+    }
+}
+
 /// Whether a row's binary is `cronlock`, as a literal, so that the light
 /// opener's match drops the heavy rows' arms before code is made for them.
 macro_rules! light {
@@ -296,7 +308,7 @@ pub fn settings(url: Option<&str>, shared: &mut Shared) -> Result<Store> {
         return Ok(Store::Redis(Box::new(redis::settings::parse(None, shared)?)));
     };
     let (scheme, rest) = url::split(url)?;
-    let row = STORES.iter().find(|row| row.schemes.contains(&scheme)).ok_or_else(|| {
+    let row = Row::of_scheme(scheme).ok_or_else(|| {
         let schemes: Vec<&str> = STORES.iter().flat_map(|row| row.schemes.iter().copied()).collect();
         anyhow!(
             "CRONLOCK_URL: unknown scheme {scheme:?}; expected one of {}",
