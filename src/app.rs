@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::config::{self, Config, Search};
+use crate::config::{self, Config, FencingMode, Search};
 use crate::exit::Outcome;
 use crate::key;
 use crate::lock::lease::LockKeeper;
 use crate::lock::take::{self, Plan, Taken};
-use crate::lock::{Claim, Feature, Keep, LockStore, Release};
+use crate::lock::{Claim, Feature, Fencing, Keep, LockStore, Release};
 use crate::process::signals;
 use crate::process::supervise::{self, Ended, Job};
 use crate::report::syslog::{Event, Syslog};
@@ -119,6 +119,8 @@ fn run_configured(
     let scheduled = config
         .slot
         .map(|slot| config::slot::scheduled(config::slot::now(), slot));
+    // The fencing counter is the job's: every slot and fire time shares it.
+    let job_key_len = key.len();
     if let Some(at) = scheduled {
         key.extend_from_slice(format!("@{at}").as_bytes());
     }
@@ -143,13 +145,31 @@ fn run_configured(
             );
         }
     }
+    match (config.fencing, store.fencing()) {
+        (FencingMode::Off, _) | (FencingMode::On, Fencing::BestEffort(_)) | (_, Fencing::Durable) => {}
+        (_, Fencing::Unsupported(why)) => {
+            anyhow::bail!("CRONLOCK_FENCING is not supported by the {} store: {why}", store.kind())
+        }
+        (FencingMode::Required, Fencing::BestEffort(why)) => anyhow::bail!(
+            "CRONLOCK_FENCING=required: the {} store's tokens could start again lower: {why}; use on to take them anyway",
+            store.kind()
+        ),
+    }
     let syslog = config.syslog.as_ref().and_then(|(facility, path)| {
         Syslog::open(path, *facility, "cronlock")
             .map_err(|err| watcher.warn(&format!("{err}; going on without syslog")))
             .ok()
     });
     watcher.set_syslog(syslog);
-    let result = run_with(store.as_mut(), config, &report, args, &key, scheduled, watcher);
+    let result = run_with(
+        store.as_mut(),
+        config,
+        &report,
+        args,
+        (&key, job_key_len),
+        scheduled,
+        watcher,
+    );
     // In JSON mode syslog has had each event; the line of old is for text.
     if let Some(syslog) = watcher.syslog().filter(|_| !watcher.json()) {
         let command = crate::lock::owner::command_line(args);
@@ -188,7 +208,7 @@ fn run_with(
     config: &Config,
     report: &Report,
     args: &[OsString],
-    key: &[u8],
+    (key, job_key_len): (&[u8], usize),
     scheduled: Option<i64>,
     watcher: &mut Watcher,
 ) -> Result<Outcome> {
@@ -223,6 +243,7 @@ fn run_with(
     let taken = take::take(store, &claim, plan, report, &mut |expires_in| {
         watcher.waiting(expires_in)
     })?;
+    let mut fenced = Vec::new();
     let mut lease = match taken {
         Taken::Held { expires_in, waited } => {
             if expires_in == 0 {
@@ -247,12 +268,33 @@ fn run_with(
                 None => report.info(format_args!("lock {taken} acquired")),
                 Some(ago) => report.info(format_args!("lock {taken} had expired {ago}s ago; taken over")),
             }
+            if config.fencing != FencingMode::Off {
+                let job_key = &key[..job_key_len];
+                let Some(token) = store.fence(&lease, job_key)? else {
+                    report.info(format_args!(
+                        "lock {taken} was taken over before its fencing token; another run holds it"
+                    ));
+                    watcher.held(0, waited);
+                    return Ok(Outcome::Held);
+                };
+                report.info(format_args!("lock {taken}: fencing token {token}"));
+                fenced = vec![
+                    ("CRONLOCK_FENCING_TOKEN".to_string(), token.to_string()),
+                    (
+                        "CRONLOCK_LOCK_KEY".to_string(),
+                        String::from_utf8_lossy(job_key).into_owned(),
+                    ),
+                    ("CRONLOCK_OWNER".to_string(), owner.clone()),
+                ];
+            }
             watcher.taken(waited);
             lease
         }
     };
     let shown = String::from_utf8_lossy(&lease.key).into_owned();
     let mut env = config.exported.clone();
+    env.extend(fenced);
+    env.extend(store.job_env(&lease));
     if let Some(at) = scheduled {
         // As Kubernetes annotates a CronJob's run with its scheduled time.
         env.push((

@@ -78,6 +78,7 @@ pub const KNOWN: &[&str] = &[
     "METRICS_DIR",
     "LOG_FORMAT",
     "SLOT",
+    "FENCING",
 ];
 
 /// Settings that hold or may hold a password: their values never appear in a
@@ -252,6 +253,31 @@ pub struct Config {
     pub notes: Vec<String>,
     /// Pings, metrics and JSON lines for the systems that watch cron.
     pub watch: Watch,
+    /// A fencing token for the command (`CRONLOCK_FENCING`).
+    pub fencing: FencingMode,
+}
+
+/// `CRONLOCK_FENCING`: whether the command gets a fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FencingMode {
+    /// None (`off`, the default): the run costs what it always did.
+    #[default]
+    Off,
+    /// A token from every store that can give one (`on`).
+    On,
+    /// Only from a store whose tokens survive a lost counter (`required`).
+    Required,
+}
+
+impl FencingMode {
+    fn parse(value: &str) -> Option<FencingMode> {
+        match value.to_ascii_lowercase().as_str() {
+            "off" | "no" | "0" | "false" | "f" => Some(FencingMode::Off),
+            "on" | "yes" | "1" | "true" | "t" => Some(FencingMode::On),
+            "required" => Some(FencingMode::Required),
+            _ => None,
+        }
+    }
 }
 
 /// Where to look for a config file when `CRONLOCK_CONFIG` is not set.
@@ -450,6 +476,11 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let prefix = raw.take("prefix").unwrap_or_else(|| "cronlock.".to_string());
     let node = raw.take("node").unwrap_or_else(crate::lock::owner::host_name);
     let watch = watch::read(&mut raw)?;
+    let fencing = match raw.get("fencing") {
+        None => FencingMode::Off,
+        Some(value) => FencingMode::parse(value)
+            .ok_or_else(|| anyhow!("CRONLOCK_FENCING={value:?}: expected off, on or required"))?,
+    };
     let url = raw.take("url");
     let store = store_settings(&mut raw, url.as_deref())?;
     // tooz's lock expires where it has an expiry and is kept by heartbeats:
@@ -491,6 +522,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         exported,
         notes,
         watch,
+        fencing,
     })
 }
 

@@ -32,6 +32,8 @@ Usage:
   cronlockctl [OPTIONS] list                               every lock under CRONLOCK_PREFIX
   cronlockctl [OPTIONS] unlock (--key K | -- COMMAND...)   remove a lock that no run holds
   cronlockctl [OPTIONS] why    (--key K | -- COMMAND...)   what a run now would do, and why
+  cronlockctl [OPTIONS] fence  [KEY TOKEN | (--key K | -- COMMAND...) TOKEN]
+                                                           exit 0 only if TOKEN is KEY's newest fencing token
   cronlockctl migrate coolock [FILE...]                    coolock's settings as a cronlock.conf
 
 Options:
@@ -46,6 +48,12 @@ Settings come from the CRONLOCK_* variables and the config file, as for
 cronlock (CRONLOCK_URL, CRONLOCK_PREFIX, CRONLOCK_KEY_STYLE,
 CRONLOCK_CONCURRENCY...). Exit codes: 0 free, 1 held (unlock: there was no
 lock), 2 error (unlock: refused).
+
+fence checks a job's CRONLOCK_FENCING_TOKEN before the job writes: exit 0
+while TOKEN is still the newest token of KEY (the job's CRONLOCK_LOCK_KEY),
+1 once a later holder has a newer one. Inside a job run with
+CRONLOCK_FENCING=on, `cronlockctl fence` alone reads both from the job's
+environment.
 
 migrate coolock reads coolock's settings files (/etc/coolock, then
 ~/.coolock; or the FILEs named, a later one overriding an earlier one) and
@@ -88,7 +96,7 @@ fn parse(args: &[OsString]) -> Result<Option<Request>> {
             Some(other) if other.starts_with("--key=") => request.key = Some(other["--key=".len()..].to_string()),
             Some(other) if other.starts_with('-') => bail!("unknown option {other:?}; see cronlockctl --help"),
             Some(other) if request.command.is_empty() => request.command = other.to_string(),
-            _ if request.command == "migrate" => request.operands.push(word.clone()),
+            _ if matches!(request.command.as_str(), "migrate" | "fence") => request.operands.push(word.clone()),
             _ => bail!("unexpected argument {word:?}; the job's command line goes after --"),
         }
     }
@@ -137,6 +145,9 @@ fn run(request: &Request) -> Result<u8> {
         config.key = Some(key.clone());
     }
     let report = Report { verbose: false };
+    if request.command == "fence" {
+        return fence(&config, &report, request);
+    }
     if request.command == "list" {
         let mut store = store::open(&config, &report)?;
         return list(store.as_mut(), &config, request);
@@ -144,18 +155,7 @@ fn run(request: &Request) -> Result<u8> {
     if request.key.is_none() && request.job.is_empty() {
         bail!("name the lock: --key K, or the job's command line after --");
     }
-    let utf8 = key::locale_is_utf8(
-        std::env::var_os("LC_ALL").as_ref().map(|v| v.as_bytes()),
-        std::env::var_os("LC_CTYPE").as_ref().map(|v| v.as_bytes()),
-        std::env::var_os("LANG").as_ref().map(|v| v.as_bytes()),
-    );
-    let key = key::styled_key(
-        config.key_style,
-        config.prefix.as_bytes(),
-        config.key.as_deref().map(str::as_bytes),
-        &request.job,
-        utf8,
-    )?;
+    let key = job_key(&config, request)?;
     if request.command == "key" {
         if request.json {
             println!("{}", json!({ "key": text(&key), "style": config.key_style.name() }));
@@ -178,6 +178,68 @@ fn run(request: &Request) -> Result<u8> {
         "unlock" => unlock(store.as_mut(), &seen, request),
         other => bail!("unknown command {other:?}; see cronlockctl --help"),
     }
+}
+
+/// The key cronlock would use for the job that `request` names.
+fn job_key(config: &Config, request: &Request) -> Result<Vec<u8>> {
+    let utf8 = key::locale_is_utf8(
+        std::env::var_os("LC_ALL").as_ref().map(|v| v.as_bytes()),
+        std::env::var_os("LC_CTYPE").as_ref().map(|v| v.as_bytes()),
+        std::env::var_os("LANG").as_ref().map(|v| v.as_bytes()),
+    );
+    key::styled_key(
+        config.key_style,
+        config.prefix.as_bytes(),
+        config.key.as_deref().map(str::as_bytes),
+        &request.job,
+        utf8,
+    )
+}
+
+/// `fence`: 0 while the token is the key's newest, 1 once it is not.
+fn fence(config: &Config, report: &Report, request: &Request) -> Result<u8> {
+    let named = request.key.is_some() || !request.job.is_empty();
+    let operand = |i: usize| -> Result<&str> {
+        request.operands[i]
+            .to_str()
+            .context("fence: an operand is not valid UTF-8")
+    };
+    let (key, token) = match (named, request.operands.len()) {
+        (true, 1) => (job_key(config, request)?, operand(0)?.to_string()),
+        (false, 2) => (operand(0)?.as_bytes().to_vec(), operand(1)?.to_string()),
+        (false, 0) => {
+            let from_job = |name: &str| {
+                std::env::var(name).with_context(|| {
+                    format!("{name} is not set: give KEY TOKEN, or run inside a job with CRONLOCK_FENCING=on")
+                })
+            };
+            let key = from_job("CRONLOCK_LOCK_KEY")?;
+            (key.into_bytes(), from_job("CRONLOCK_FENCING_TOKEN")?)
+        }
+        _ => bail!("fence takes KEY TOKEN, or --key K (or -- COMMAND...) and TOKEN; see cronlockctl --help"),
+    };
+    let token: u64 = token
+        .parse()
+        .with_context(|| format!("fence: {token:?} is not a fencing token (a whole number)"))?;
+    let mut store = store::open(config, report)?;
+    if let crate::lock::Fencing::Unsupported(why) = store.fencing() {
+        bail!("the {} store has no fencing tokens: {why}", store.kind());
+    }
+    let newest = store.newest_fence(&key)?;
+    if newest == Some(token) {
+        return Ok(0);
+    }
+    let shown = text(&key);
+    match newest {
+        Some(newest) if newest > token => {
+            eprintln!("cronlockctl: fencing token {token} of {shown} is stale: {newest} is newer")
+        }
+        Some(newest) => {
+            eprintln!("cronlockctl: fencing token {token} of {shown} was never given (the newest is {newest})")
+        }
+        None => eprintln!("cronlockctl: no fencing token was ever given for {shown}"),
+    }
+    Ok(1)
 }
 
 /// What a lock's record says now.

@@ -178,6 +178,21 @@ impl Feature {
     }
 }
 
+/// How far a store's fencing tokens (`CRONLOCK_FENCING`) can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fencing {
+    /// The store gives none, for this reason.
+    Unsupported(&'static str),
+    /// They grow for as long as the store keeps its data, but a lost
+    /// counter (an evicted item, a server that keeps nothing on disk) may
+    /// start again lower, for this reason: `CRONLOCK_FENCING=required`
+    /// refuses the store.
+    BestEffort(&'static str),
+    /// They grow as long as the store's data survives (its own revision
+    /// or a counter it writes to disk).
+    Durable,
+}
+
 /// A place where locks live.
 pub trait LockStore {
     /// The store's kind, for messages ("redis", "directory", ...).
@@ -230,6 +245,30 @@ pub trait LockStore {
     fn check_hold(&mut self, lease: &Lease) -> Result<(), String> {
         let _ = lease;
         Ok(())
+    }
+    /// Whether [`LockStore::fence`] works here, and how far to trust it.
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported("it has no fencing tokens yet")
+    }
+    /// `CRONLOCK_FENCING`: the next fencing token of the counter `name`
+    /// (the job's key), taken while `lease` is still ours, so that every
+    /// later holder of the lock gets a larger one. `None`: the lock was
+    /// taken over before the token was (nothing was bumped that a later
+    /// holder could fall behind, or the bump is harmless: see the store).
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let _ = (lease, name);
+        anyhow::bail!("the {} store has no fencing tokens", self.kind())
+    }
+    /// The newest fencing token given for `name`, `None` if none was.
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let _ = name;
+        anyhow::bail!("the {} store has no fencing tokens", self.kind())
+    }
+    /// Variables the command gets beside cronlock's own, where a peer tool
+    /// gives its child some (etcdctl lock's `ETCD_LOCK_KEY`).
+    fn job_env(&self, lease: &Lease) -> Vec<(String, String)> {
+        let _ = lease;
+        Vec::new()
     }
     /// Lease mode: one try, within `limit`, to extend the lock to now +
     /// `seconds` + 1 if it is still ours. `after_unknown`: the previous try

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use nix::sys::signal::Signal;
@@ -39,6 +39,8 @@ const RESET: &str = lock_script!("lua/reset.lua");
 const RENEW: &str = lock_script!("lua/renew.lua");
 const INSPECT: &str = lock_script!("lua/inspect.lua");
 const SCAN: &str = lock_script!("lua/scan.lua");
+const FENCE: &str = lock_script!("lua/fence.lua");
+const FENCE_READ: &str = lock_script!("lua/fence_read.lua");
 
 // After the scripts' macro, which its scripts use too.
 pub mod tooz;
@@ -116,7 +118,7 @@ impl RedisLock<'_> {
             if let Some(Reply::Array(keys)) = page.get(1) {
                 for key in keys {
                     let Reply::Bulk(key) = key else { continue };
-                    let companion = [&b":owner"[..], b":wake", b":waiting"]
+                    let companion = [&b":owner"[..], b":wake", b":waiting", b":fence"]
                         .iter()
                         .any(|tail| key.ends_with(tail));
                     if !companion {
@@ -168,6 +170,22 @@ impl RedisLock<'_> {
                 expires_in: previous_value(&reply) - now,
             }),
             other => bail!("unexpected status {other} from the lock script"),
+        }
+    }
+
+    /// fence.lua on the lock `key` and the `counter`: the token, or `None`
+    /// when the lock no longer holds `ours` (empty: not checked).
+    fn bump_fence(&mut self, key: &[u8], counter: &[u8], ours: &str) -> Result<Option<u64>> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(FENCE).arg(2).arg(key).arg(counter).arg(self.db).arg(ours);
+        // Not idempotent: a second bump would skip a token, which is
+        // harmless, but a bump whose answer was lost gives us none.
+        let reply = self.session.query(&cmd, Retry::OnlyIfUnsent)?;
+        let reply = self.script_reply(reply)?;
+        match (int(&reply, 0)?, reply.get(1)) {
+            (1, Some(Reply::Bulk(token))) => Ok(Some(parse_token(token)?)),
+            (-1, _) => Ok(None),
+            other => bail!("unexpected reply from the fencing script: {other:?}"),
         }
     }
 
@@ -243,6 +261,29 @@ fn masters(ranges: &[Reply]) -> Vec<(String, u16)> {
         }
     }
     nodes
+}
+
+/// The fencing counter of the job key `name`: `{name}:fence`, whose hash
+/// tag puts it in the same Cluster slot as `name` itself (for a name
+/// without braces), so that one script can check the lock and bump it.
+fn fence_counter(name: &[u8]) -> Vec<u8> {
+    let mut counter = Vec::with_capacity(name.len() + 8);
+    counter.push(b'{');
+    counter.extend_from_slice(name);
+    counter.extend_from_slice(b"}:fence");
+    counter
+}
+
+fn parse_token(bytes: &[u8]) -> Result<u64> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "the fencing counter holds {:?}, not a number",
+                String::from_utf8_lossy(bytes)
+            )
+        })
 }
 
 fn int(values: &[Reply], index: usize) -> Result<i64> {
@@ -365,6 +406,41 @@ impl LockStore for RedisLock<'_> {
         }
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::BestEffort(
+            "Redis replicates asynchronously, so after a failover only the servers' clocks keep the tokens growing",
+        )
+    }
+
+    /// One script checks that the lock is ours and bumps the counter. Where
+    /// a Cluster keeps the two on different nodes (a semaphore's slot, a
+    /// CRONLOCK_SLOT fire time, a key with braces), the counter is bumped
+    /// first and the lock checked after: a later holder can only have taken
+    /// the lock after that check, so it bumps later and gets more.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let counter = fence_counter(name);
+        let ours = lease.expires_at.to_string();
+        match self.bump_fence(&lease.key, &counter, &ours) {
+            Err(err) if format!("{err:#}").contains("CROSSSLOT") => {
+                let token = self.bump_fence(&counter, &counter, "")?;
+                let value = self
+                    .session
+                    .query(::redis::cmd("GET").arg(&lease.key[..]), Retry::Idempotent)?;
+                let still_ours = matches!(&value, Reply::Bulk(bytes) if bytes[..] == *ours.as_bytes());
+                Ok(token.filter(|_| still_ours))
+            }
+            other => other,
+        }
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let reply = self.eval(FENCE_READ, &fence_counter(name), &[], Retry::Idempotent)?;
+        match reply.get(1) {
+            Some(Reply::Bulk(bytes)) => Ok(Some(parse_token(bytes)?)),
+            _ => Ok(None),
+        }
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {

@@ -30,6 +30,16 @@ pub trait Fixture {
     }
     /// Stops the server for good; false for a store without one.
     fn stop(&mut self) -> bool;
+    /// `CRONLOCK_FENCING`: `None` where the store refuses it, `Some(true)`
+    /// where its tokens survive a lost counter (it takes `required`),
+    /// `Some(false)` where they may not (it refuses `required`).
+    fn fencing(&self) -> Option<bool> {
+        None
+    }
+    /// Restarts the server with its data kept; false where it cannot.
+    fn restart(&mut self) -> bool {
+        false
+    }
 }
 
 /// A fixture that is a private server and nothing more: the struct
@@ -84,6 +94,8 @@ macro_rules! suite {
             five_started_with_concurrency_two_run_two,
             a_sigkilled_semaphore_holder_frees_its_slot,
             jitter_spreads_starts_within_its_bound,
+            fencing_tokens_grow_over_a_thousand_holders,
+            fencing_tokens_grow_across_a_restart,
         );
     };
     (@tests $fixture:ty: $($name:ident,)*) => {
@@ -625,4 +637,126 @@ pub fn jitter_spreads_starts_within_its_bound(fixture: &mut dyn Fixture) {
     assert!(pauses.iter().all(|&ms| ms <= 1000), "{pauses:?}");
     pauses.dedup();
     assert!(pauses.len() > 1, "every run slept the same: {pauses:?}");
+}
+
+/// How many holders the fencing series has, and how many runs contend.
+const FENCED_HOLDERS: usize = 1000;
+const FENCING_CONTENDERS: usize = 4;
+
+/// `env` for the fencing tests: the lock `fenced`, dropped at each end.
+fn fenced(fixture: &dyn Fixture) -> Vec<(String, String)> {
+    with(
+        &fixture.env(),
+        &[
+            ("CRONLOCK_KEY", "fenced"),
+            ("CRONLOCK_FENCING", "on"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    )
+}
+
+/// Runs `env`'s lock until `holders` runs have held it, from `contenders`
+/// threads at once; returns the tokens in the order the holders ran.
+fn fenced_series(env: &[(String, String)], dir: &TempDir, holders: usize, contenders: usize) -> Vec<u64> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let log = dir.join("tokens");
+    // Appended under the lock: holders never overlap (no takeover of a
+    // running holder here), so the file's order is the holders' order.
+    let script = format!("printf '%s\\n' \"$CRONLOCK_FENCING_TOKEN\" >> {}", log.display());
+    let held = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..contenders {
+            scope.spawn(|| {
+                while held.load(Ordering::SeqCst) < holders {
+                    let result = run(env, &["sh", "-c", &script]);
+                    match result.code() {
+                        0 => {
+                            held.fetch_add(1, Ordering::SeqCst);
+                        }
+                        200 => {}
+                        other => panic!("exit {other}: {}", result.stderr()),
+                    }
+                }
+            });
+        }
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tokens: Vec<u64> = text
+        .lines()
+        .map(|line| line.parse().unwrap_or_else(|_| panic!("not a token: {line:?}")))
+        .collect();
+    assert_eq!(tokens.len(), held.into_inner(), "one token per holder");
+    tokens
+}
+
+#[track_caller]
+fn assert_strictly_increasing(tokens: &[u64]) {
+    if let Some(at) = tokens.windows(2).position(|pair| pair[0] >= pair[1]) {
+        panic!(
+            "holder {} got {} after {}: {:?}",
+            at + 1,
+            tokens[at + 1],
+            tokens[at],
+            &tokens[at.saturating_sub(3)..(at + 4).min(tokens.len())]
+        );
+    }
+}
+
+pub fn fencing_tokens_grow_over_a_thousand_holders(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("fenced");
+    let env = fenced(fixture);
+    let Some(durable) = fixture.fencing() else {
+        let refused = run(&env, &marker(&dir));
+        refused.expect(201);
+        assert!(refused.stderr().contains("CRONLOCK_FENCING"), "{}", refused.stderr());
+        assert_eq!(refused.stderr().trim_end().lines().count(), 1, "{}", refused.stderr());
+        assert_eq!(runs(&dir), 0);
+        return;
+    };
+    let required = run(&with(&env, &[("CRONLOCK_FENCING", "required")]), &["true"]);
+    if durable {
+        required.expect(0);
+    } else {
+        required.expect(201);
+        assert!(required.stderr().contains("required"), "{}", required.stderr());
+        assert_eq!(required.stderr().trim_end().lines().count(), 1, "{}", required.stderr());
+    }
+    let tokens = fenced_series(&env, &dir, FENCED_HOLDERS, FENCING_CONTENDERS);
+    assert!(tokens.len() >= FENCED_HOLDERS);
+    assert_strictly_increasing(&tokens);
+
+    // The job checks its token with cronlockctl, which reads the key and
+    // the token from the job's environment: it is the newest.
+    let checked = dir.join("checked");
+    let check = format!(
+        "{} fence; echo \"$? $CRONLOCK_LOCK_KEY $CRONLOCK_FENCING_TOKEN\" > {}",
+        ctl_bin().display(),
+        checked.display()
+    );
+    run(&env, &["sh", "-c", &check]).expect(0);
+    let line = std::fs::read_to_string(&checked).unwrap();
+    let [code, key, token] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+        panic!("{line:?}");
+    };
+    assert_eq!(code, "0", "the holder's own token is the newest: {line}");
+    let token: u64 = token.parse().unwrap();
+    assert!(token > *tokens.last().unwrap(), "{line}");
+    // Afterwards an older holder's token is refused, the newest is not.
+    ctl(&env, &["fence", key, &tokens.last().unwrap().to_string()]).expect(1);
+    ctl(&env, &["fence", key, &token.to_string()]).expect(0);
+}
+
+pub fn fencing_tokens_grow_across_a_restart(fixture: &mut dyn Fixture) {
+    if fixture.fencing() != Some(true) {
+        return;
+    }
+    let dir = TempDir::new("fenced-restart");
+    let env = fenced(fixture);
+    let mut tokens = fenced_series(&env, &dir, 3, 1);
+    if !fixture.restart() {
+        return;
+    }
+    let after = TempDir::new("fenced-restarted");
+    tokens.extend(fenced_series(&env, &after, 3, 1));
+    assert_strictly_increasing(&tokens);
 }
