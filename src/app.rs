@@ -116,9 +116,7 @@ fn run_configured(
         utf8,
     )?;
     // One lock per scheduled slot: the fire time is part of its name.
-    let scheduled = config
-        .slot
-        .map(|slot| config::slot::scheduled(config::slot::now(), slot));
+    let scheduled = config.slot.map(|slot| slot.fire_time(config::slot::now()));
     // The fencing counter is the job's: every slot and fire time shares it.
     let job_key_len = key.len();
     if let Some(at) = scheduled {
@@ -348,7 +346,7 @@ fn run_with(
 
     // With CRONLOCK_SLOT the lock is kept at least until its slot ends.
     let grace = match (scheduled, config.slot) {
-        (Some(at), Some(slot)) => config.grace.max(at + slot as i64 - started - 1),
+        (Some(at), Some(slot)) => config.grace.max(at + slot.seconds as i64 - started - 1),
         _ => config.grace,
     };
     let released = store.release(

@@ -6,6 +6,7 @@
 //! because the original applies its defaults with `[ -z "$VAR" ]`.
 
 pub mod file;
+pub mod schedule;
 pub mod slot;
 pub mod url;
 mod watch;
@@ -79,6 +80,7 @@ pub const KNOWN: &[&str] = &[
     "LOG_FORMAT",
     "SLOT",
     "FENCING",
+    "SCHEDULE",
 ];
 
 /// Settings that hold or may hold a password: their values never appear in a
@@ -234,8 +236,8 @@ pub struct Config {
     pub concurrency: u32,
     /// Sleep a random 0..N seconds before trying, in milliseconds (`CRONLOCK_JITTER`).
     pub jitter_ms: u64,
-    /// One run per scheduled slot of this many seconds (`CRONLOCK_SLOT`).
-    pub slot: Option<u64>,
+    /// One run per scheduled slot (`CRONLOCK_SLOT`, `CRONLOCK_SCHEDULE`).
+    pub slot: Option<slot::Slot>,
     /// Log lock events to the local syslog with this facility (`CRONLOCK_SYSLOG`,
     /// `CRONLOCK_SYSLOG_FACILITY`), through this socket (`CRONLOCK_SYSLOG_SOCKET`).
     pub syslog: Option<(Facility, PathBuf)>,
@@ -444,7 +446,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
     let wait = seconds("WAIT", raw.get("wait"), 0, 0)? as u64;
     let concurrency = integer("CONCURRENCY", raw.get("concurrency"), 1, 1, 1000)? as u32;
     let jitter_ms = seconds("JITTER", raw.get("jitter"), 0, 0)? as u64 * 1000;
-    let slot = slot::parse(raw.get("slot"))?;
+    let slot = slot::read(raw.get("slot"), raw.get("schedule"))?;
     let facility = match raw.get("syslog_facility") {
         None => Facility::User,
         Some(name) => Facility::parse(name).ok_or_else(|| {

@@ -121,3 +121,41 @@ fn a_semaphore_whose_slots_live_on_several_nodes_takes_them_one_by_one() {
     }
     run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
 }
+
+#[test]
+fn fencing_tokens_grow_whether_or_not_the_counter_shares_the_locks_slot() {
+    let cluster = Cluster::start();
+    let env = with(
+        &node_env(&cluster, 0, "fenced"),
+        &[
+            ("CRONLOCK_CONCURRENCY", "2"),
+            ("CRONLOCK_FENCING", "on"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let counter = "{cronlock.fenced}:fence";
+    assert_eq!(cluster.slot(counter), cluster.slot("cronlock.fenced"));
+    assert_ne!(cluster.slot("cronlock.fenced:2"), cluster.slot("cronlock.fenced"));
+    let dir = TempDir::new("cluster-fence");
+    let token = |name: &str| -> u64 { std::fs::read_to_string(dir.join(name)).unwrap().trim().parse().unwrap() };
+    let save = |name: &str| format!("; echo $CRONLOCK_FENCING_TOKEN > {}", dir.join(name).display());
+    // Slot 1 is the plain key, in the counter's Cluster slot: one script.
+    let first = Gated::new(&dir, "first");
+    let holder = spawn_gated(&env, &first, &save("first"));
+    first.wait_started();
+    // Slot 2 hashes elsewhere (CROSSSLOT): bump, then check the lock.
+    let second = run(&env, &["sh", "-c", &format!("true{}", save("second"))]);
+    second.expect(0);
+    assert!(second.stderr().contains("fencing token"), "{}", second.stderr());
+    first.open();
+    assert!(holder.wait_with_output().unwrap().status.success());
+    // The holder bumped before it ran, the second run after.
+    assert!(token("second") > token("first"));
+    run(&env, &["sh", "-c", &format!("true{}", save("third"))]).expect(0);
+    assert!(token("third") > token("second"));
+    let owner = cluster.owner(cluster.slot(counter));
+    assert_eq!(
+        cluster.nodes[owner].query(&["GET", counter]),
+        token("third").to_string()
+    );
+}

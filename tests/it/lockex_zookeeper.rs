@@ -148,13 +148,28 @@ fn semaphore_of(zk: &ZooKeeper, key: &str, n: u32) -> Vec<(String, String)> {
 }
 
 /// Waits (with a deadline) until `child` has exited, and returns its status.
+/// A minute: lockex looks at its command every 3 s, then closes its kazoo
+/// session, which waits on a ZooKeeper server that shares 2 cores with the
+/// other tests' servers (once over 20 s in CI).
 fn exited(child: &mut Child) -> std::process::ExitStatus {
-    let mut status = None;
-    wait_until(Duration::from_secs(20), "the holder to exit", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status.unwrap()
+    exited_logged(child, None)
+}
+
+/// [`exited`], showing the tail of the holder's `log` if it does not exit.
+fn exited_logged(child: &mut Child, log: Option<&std::path::Path>) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for the holder to exit; its log:\n{}",
+                log.map(log_tail).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -256,7 +271,7 @@ fn a_blocking_lockex_gets_the_lease_cronlock_frees() {
         &["-c", "2", "-i", "job", "--", &gates[2].script],
     )
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(std::fs::File::create(tmp.join("waiter.log")).unwrap())
     .spawn()
     .unwrap();
     // kazoo waits for a lease inside the semaphore's gate, which cronlockctl
@@ -273,7 +288,7 @@ fn a_blocking_lockex_gets_the_lease_cronlock_frees() {
     gates[1].open();
     gates[2].open();
     assert!(exited(&mut holders[1]).success());
-    assert!(exited(&mut waiter).success());
+    assert!(exited_logged(&mut waiter, Some(&tmp.join("waiter.log"))).success());
     run(&semaphore_of(&zk, "job", 2), &["true"]).expect(0);
 }
 

@@ -74,3 +74,68 @@ fn a_slot_with_another_tools_key_style_is_refused() {
         assert_eq!(refused.stderr().lines().count(), 1, "{}", refused.stderr());
     }
 }
+
+#[test]
+fn auto_keys_each_run_by_its_schedules_own_fire_time() {
+    let dir = TempDir::new("slot-auto");
+    // Weekly, Mondays 06:00 in UTC (TZ set): the fire time nearest to now,
+    // whatever day the test runs.
+    let env = vec![
+        (
+            "CRONLOCK_URL".to_string(),
+            format!("file://{}", dir.join("locks").display()),
+        ),
+        ("CRONLOCK_KEY".to_string(), "weekly".to_string()),
+        ("CRONLOCK_SLOT".to_string(), "auto".to_string()),
+        ("CRONLOCK_SCHEDULE".to_string(), "0 6 * * mon".to_string()),
+        ("CRONLOCK_GRACE".to_string(), "-1".to_string()),
+        ("CRONLOCK_SHOW_KEY".to_string(), "yes".to_string()),
+        ("TZ".to_string(), "UTC".to_string()),
+    ];
+    let week = 7 * 86_400;
+    // 1970-01-05, a Monday, 06:00 UTC.
+    let monday = 4 * 86_400 + 6 * 3600;
+    let fire = |now: i64| monday + (now - monday + week / 2).div_euclid(week) * week;
+    loop {
+        let before = fire(unix_now());
+        let seen = dir.join("scheduled");
+        let script = format!("printf %s \"$CRONLOCK_SCHEDULED_TIME\" > {}", seen.display());
+        let first = run(&env, &["sh", "-c", &script]);
+        first.expect(0);
+        let second = run(&env, &["true"]);
+        if fire(unix_now()) != before {
+            // Thursday 18:00 UTC passed between the runs. Again.
+            let _ = std::fs::remove_dir_all(dir.join("locks"));
+            continue;
+        }
+        second.expect(200);
+        assert!(
+            first
+                .stderr()
+                .contains(&format!("cronlock: key cronlock.weekly@{before}\n")),
+            "{}",
+            first.stderr()
+        );
+        let scheduled = std::fs::read_to_string(&seen).unwrap();
+        assert!(scheduled.ends_with("T06:00:00.000Z"), "{scheduled}");
+        break;
+    }
+}
+
+#[test]
+fn auto_without_an_even_schedule_is_refused_with_one_line() {
+    let dir = TempDir::new("slot-auto-bad");
+    let store = format!("file://{}", dir.path().display());
+    for (slot, schedule, why) in [
+        (Some("auto"), None, "needs CRONLOCK_SCHEDULE"),
+        (Some("auto"), Some("0 3 * * 1-5"), "uneven intervals (1d and 3d)"),
+        (Some("auto"), Some("0 3 1 * *"), "days of the month"),
+        (Some("10m"), Some("*/10 * * * *"), "only with CRONLOCK_SLOT=auto"),
+        (None, Some("*/10 * * * *"), "only with CRONLOCK_SLOT=auto"),
+    ] {
+        let mut env = vec![("CRONLOCK_URL".to_string(), store.clone())];
+        env.extend(slot.map(|s| ("CRONLOCK_SLOT".to_string(), s.to_string())));
+        env.extend(schedule.map(|s| ("CRONLOCK_SCHEDULE".to_string(), s.to_string())));
+        expect_refusal(&env, why, &[]);
+    }
+}
