@@ -143,6 +143,12 @@ fn run_configured(
             );
         }
     }
+    if config.history > 0 && !store.keeps_history() {
+        anyhow::bail!(
+            "CRONLOCK_HISTORY is not supported by the {} store: it keeps no run history yet",
+            store.kind()
+        );
+    }
     match (config.fencing, store.fencing()) {
         (FencingMode::Off, _) | (FencingMode::On, Fencing::BestEffort(_)) | (_, Fencing::Durable) => {}
         (_, Fencing::Unsupported(why)) => {
@@ -242,6 +248,7 @@ fn run_with(
         watcher.waiting(expires_in)
     })?;
     let mut fenced = Vec::new();
+    let mut token = None;
     let mut lease = match taken {
         Taken::Held { expires_in, waited } => {
             if expires_in == 0 {
@@ -268,16 +275,17 @@ fn run_with(
             }
             if config.fencing != FencingMode::Off {
                 let job_key = &key[..job_key_len];
-                let Some(token) = store.fence(&lease, job_key)? else {
+                let Some(given) = store.fence(&lease, job_key)? else {
                     report.info(format_args!(
                         "lock {taken} was taken over before its fencing token; another run holds it"
                     ));
                     watcher.held(0, waited);
                     return Ok(Outcome::Held);
                 };
-                report.info(format_args!("lock {taken}: fencing token {token}"));
+                report.info(format_args!("lock {taken}: fencing token {given}"));
+                token = Some(given);
                 fenced = vec![
-                    ("CRONLOCK_FENCING_TOKEN".to_string(), token.to_string()),
+                    ("CRONLOCK_FENCING_TOKEN".to_string(), given.to_string()),
                     (
                         "CRONLOCK_LOCK_KEY".to_string(),
                         String::from_utf8_lossy(job_key).into_owned(),
@@ -356,6 +364,24 @@ fn run_with(
             hold: config.hold,
         },
     );
+    if config.history > 0 {
+        let exit = if lease_lost.is_some() {
+            Outcome::Error.code()
+        } else {
+            outcome.code()
+        };
+        let ended = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let record = crate::lock::owner::run_record(&owner, ended, exit, token);
+        // Like the metrics: what the history could not keep is a warning,
+        // never the run's exit status.
+        if let Err(err) = store.record_run(&key[..job_key_len], &record, exit == 0, config.history) {
+            watcher.warn(&format!(
+                "the run could not be added to the history of {shown}: {err:#}"
+            ));
+        }
+    }
     if let Some(why) = lease_lost {
         let what = if config.lease.is_some() { "lease" } else { "hold" };
         return Err(LeaseLost(format!(

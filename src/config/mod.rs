@@ -81,6 +81,7 @@ pub const KNOWN: &[&str] = &[
     "SLOT",
     "FENCING",
     "SCHEDULE",
+    "HISTORY",
 ];
 
 /// Settings that hold or may hold a password: their values never appear in a
@@ -257,6 +258,8 @@ pub struct Config {
     pub watch: Watch,
     /// A fencing token for the command (`CRONLOCK_FENCING`).
     pub fencing: FencingMode,
+    /// How many of the job's runs the store keeps; 0 for none (`CRONLOCK_HISTORY`).
+    pub history: u32,
 }
 
 /// `CRONLOCK_FENCING`: whether the command gets a fencing token.
@@ -483,6 +486,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         Some(value) => FencingMode::parse(value)
             .ok_or_else(|| anyhow!("CRONLOCK_FENCING={value:?}: expected off, on or required"))?,
     };
+    let history = integer("HISTORY", raw.get("history"), 0, 0, 1000)? as u32;
     let url = raw.take("url");
     let store = store_settings(&mut raw, url.as_deref())?;
     // tooz's lock expires where it has an expiry and is kept by heartbeats:
@@ -525,6 +529,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         notes,
         watch,
         fencing,
+        history,
     })
 }
 

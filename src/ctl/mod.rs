@@ -7,7 +7,9 @@
 //!
 //! Exit codes: 0 free (or done), 1 held (or, for `unlock`, no lock), 2 error.
 
+mod fence;
 mod migrate;
+mod runs;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -34,6 +36,10 @@ Usage:
   cronlockctl [OPTIONS] why    (--key K | -- COMMAND...)   what a run now would do, and why
   cronlockctl [OPTIONS] fence  [KEY TOKEN | (--key K | -- COMMAND...) TOKEN]
                                                            exit 0 only if TOKEN is KEY's newest fencing token
+  cronlockctl [OPTIONS] history (--key K | -- COMMAND... | KEY)
+                                                           the job's last runs, across the fleet
+  cronlockctl [OPTIONS] check  (--key K | -- COMMAND... | KEY) --max-age AGE
+                                                           exit 1 if no run succeeded within AGE
   cronlockctl migrate coolock [FILE...]                    coolock's settings as a cronlock.conf
 
 Options:
@@ -41,6 +47,7 @@ Options:
   --json           one JSON object (one per line for list)
   --force          unlock even a lock whose holder may still run
   --all-prefixes   list every lock, whatever its prefix
+  --max-age AGE    check: 90s, 30m, 1h, 2d
   -h, --help       this text
   -V, --version    the version
 
@@ -55,6 +62,12 @@ while TOKEN is still the newest token of KEY (the job's CRONLOCK_LOCK_KEY),
 CRONLOCK_FENCING=on, `cronlockctl fence` alone reads both from the job's
 environment.
 
+history and check read what the store keeps of a job's runs when the job
+runs with CRONLOCK_HISTORY=N: its last N runs (host, start, end, exit
+status, fencing token) and its last success, however old. check --max-age
+exits 1 when no host has run the job successfully within AGE: the alert for
+a job that every host skipped.
+
 migrate coolock reads coolock's settings files (/etc/coolock, then
 ~/.coolock; or the FILEs named, a later one overriding an earlier one) and
 prints the cronlock.conf that takes the same tooz lock; what has no
@@ -63,15 +76,25 @@ equivalent is named in a comment and on stderr.
 
 /// What the command line asks for.
 #[derive(Debug, Default)]
-struct Request {
+pub(crate) struct Request {
     command: String,
     key: Option<String>,
     job: Vec<OsString>,
-    /// The words after `migrate`: the tool, then its settings files.
+    /// The words after `migrate` (the tool, then its settings files) or
+    /// `fence` (the key and the token).
     operands: Vec<OsString>,
     json: bool,
     force: bool,
     all_prefixes: bool,
+    /// `check --max-age`, in seconds.
+    max_age: Option<u64>,
+}
+
+impl Request {
+    /// Whether the job is named by `--key` or a command line.
+    fn names_a_job(&self) -> bool {
+        self.key.is_some() || !self.job.is_empty()
+    }
 }
 
 fn parse(args: &[OsString]) -> Result<Option<Request>> {
@@ -94,9 +117,18 @@ fn parse(args: &[OsString]) -> Result<Option<Request>> {
                 request.key = Some(value.to_string());
             }
             Some(other) if other.starts_with("--key=") => request.key = Some(other["--key=".len()..].to_string()),
+            Some("--max-age") => {
+                let value = words.next().context("--max-age needs a value, such as 1h")?;
+                request.max_age = Some(runs::age(value.to_str().unwrap_or(""))?);
+            }
+            Some(other) if other.starts_with("--max-age=") => {
+                request.max_age = Some(runs::age(&other["--max-age=".len()..])?);
+            }
             Some(other) if other.starts_with('-') => bail!("unknown option {other:?}; see cronlockctl --help"),
             Some(other) if request.command.is_empty() => request.command = other.to_string(),
-            _ if matches!(request.command.as_str(), "migrate" | "fence") => request.operands.push(word.clone()),
+            _ if matches!(request.command.as_str(), "migrate" | "fence" | "history" | "check") => {
+                request.operands.push(word.clone())
+            }
             _ => bail!("unexpected argument {word:?}; the job's command line goes after --"),
         }
     }
@@ -145,14 +177,17 @@ fn run(request: &Request) -> Result<u8> {
         config.key = Some(key.clone());
     }
     let report = Report { verbose: false };
-    if request.command == "fence" {
-        return fence(&config, &report, request);
+    match request.command.as_str() {
+        "fence" => return fence::run(&config, &report, request),
+        "history" => return runs::history(&config, &report, request),
+        "check" => return runs::check(&config, &report, request),
+        _ => {}
     }
     if request.command == "list" {
         let mut store = store::open(&config, &report)?;
         return list(store.as_mut(), &config, request);
     }
-    if request.key.is_none() && request.job.is_empty() {
+    if !request.names_a_job() {
         bail!("name the lock: --key K, or the job's command line after --");
     }
     let key = job_key(&config, request)?;
@@ -181,7 +216,7 @@ fn run(request: &Request) -> Result<u8> {
 }
 
 /// The key cronlock would use for the job that `request` names.
-fn job_key(config: &Config, request: &Request) -> Result<Vec<u8>> {
+pub(crate) fn job_key(config: &Config, request: &Request) -> Result<Vec<u8>> {
     let utf8 = key::locale_is_utf8(
         std::env::var_os("LC_ALL").as_ref().map(|v| v.as_bytes()),
         std::env::var_os("LC_CTYPE").as_ref().map(|v| v.as_bytes()),
@@ -194,52 +229,6 @@ fn job_key(config: &Config, request: &Request) -> Result<Vec<u8>> {
         &request.job,
         utf8,
     )
-}
-
-/// `fence`: 0 while the token is the key's newest, 1 once it is not.
-fn fence(config: &Config, report: &Report, request: &Request) -> Result<u8> {
-    let named = request.key.is_some() || !request.job.is_empty();
-    let operand = |i: usize| -> Result<&str> {
-        request.operands[i]
-            .to_str()
-            .context("fence: an operand is not valid UTF-8")
-    };
-    let (key, token) = match (named, request.operands.len()) {
-        (true, 1) => (job_key(config, request)?, operand(0)?.to_string()),
-        (false, 2) => (operand(0)?.as_bytes().to_vec(), operand(1)?.to_string()),
-        (false, 0) => {
-            let from_job = |name: &str| {
-                std::env::var(name).with_context(|| {
-                    format!("{name} is not set: give KEY TOKEN, or run inside a job with CRONLOCK_FENCING=on")
-                })
-            };
-            let key = from_job("CRONLOCK_LOCK_KEY")?;
-            (key.into_bytes(), from_job("CRONLOCK_FENCING_TOKEN")?)
-        }
-        _ => bail!("fence takes KEY TOKEN, or --key K (or -- COMMAND...) and TOKEN; see cronlockctl --help"),
-    };
-    let token: u64 = token
-        .parse()
-        .with_context(|| format!("fence: {token:?} is not a fencing token (a whole number)"))?;
-    let mut store = store::open(config, report)?;
-    if let crate::lock::Fencing::Unsupported(why) = store.fencing() {
-        bail!("the {} store has no fencing tokens: {why}", store.kind());
-    }
-    let newest = store.newest_fence(&key)?;
-    if newest == Some(token) {
-        return Ok(0);
-    }
-    let shown = text(&key);
-    match newest {
-        Some(newest) if newest > token => {
-            eprintln!("cronlockctl: fencing token {token} of {shown} is stale: {newest} is newer")
-        }
-        Some(newest) => {
-            eprintln!("cronlockctl: fencing token {token} of {shown} was never given (the newest is {newest})")
-        }
-        None => eprintln!("cronlockctl: no fencing token was ever given for {shown}"),
-    }
-    Ok(1)
 }
 
 /// What a lock's record says now.
@@ -282,7 +271,7 @@ fn owner(seen: &Seen) -> Option<Value> {
         .and_then(|record| serde_json::from_str(record).ok())
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -485,7 +474,7 @@ fn why(
 }
 
 /// A unix time as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(at: i64) -> String {
+pub(crate) fn utc(at: i64) -> String {
     let c = crate::report::clock::Civil::of(at);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",

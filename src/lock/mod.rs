@@ -178,6 +178,15 @@ impl Feature {
     }
 }
 
+/// What a store keeps of a job's runs (`CRONLOCK_HISTORY`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The newest runs, newest first, each one line of JSON.
+    pub runs: Vec<String>,
+    /// The last run that exited 0, however old.
+    pub last_success: Option<String>,
+}
+
 /// How far a store's fencing tokens (`CRONLOCK_FENCING`) can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fencing {
@@ -263,6 +272,23 @@ pub trait LockStore {
     fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
         let _ = name;
         anyhow::bail!("the {} store has no fencing tokens", self.kind())
+    }
+    /// Whether [`LockStore::record_run`] works here (`CRONLOCK_HISTORY`).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+    /// `CRONLOCK_HISTORY`: adds `record` (one line of JSON, see
+    /// `owner::run_record`) to the runs kept for the job key `name`,
+    /// keeping the newest `keep`; a run that `succeeded` is also kept as the
+    /// job's last success, however many runs come after it.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let _ = (name, record, succeeded, keep);
+        anyhow::bail!("the {} store keeps no run history", self.kind())
+    }
+    /// The runs kept for `name`, newest first, and its last success.
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let _ = name;
+        anyhow::bail!("the {} store keeps no run history", self.kind())
     }
     /// Variables the command gets beside cronlock's own, where a peer tool
     /// gives its child some (etcdctl lock's `ETCD_LOCK_KEY`).

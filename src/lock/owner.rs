@@ -46,6 +46,18 @@ pub fn with_ended(record: &str, ended: i64) -> String {
     }
 }
 
+/// The record of a finished run for `CRONLOCK_HISTORY`: the owner record
+/// with when it ended, its exit status and its fencing token (if any):
+/// `{..., "ended":1764460812,"exit":0,"token":17}`.
+pub fn run_record(owner: &str, ended: i64, exit: u8, token: Option<u64>) -> String {
+    let ended = with_ended(owner, ended);
+    let head = ended.strip_suffix('}').unwrap_or(&ended);
+    match token {
+        Some(token) => format!("{head},\"exit\":{exit},\"token\":{token}}}"),
+        None => format!("{head},\"exit\":{exit}}}"),
+    }
+}
+
 /// The host name, the default of `CRONLOCK_NODE`.
 pub fn host_name() -> String {
     host_name_or("unknown")

@@ -68,6 +68,25 @@ pub fn rfc3339(at: SystemTime) -> String {
     )
 }
 
+/// How many seconds east of UTC this host's local time is at `at` (unix
+/// seconds), from the C library's time zone (TZ, /etc/localtime); 0 when
+/// it cannot say.
+pub fn local_offset(at: i64) -> i64 {
+    // time_t, inferred (naming the alias warns on musl, as in syslog.rs):
+    // i64 on every target cronlock builds for, hence the allow.
+    #[allow(clippy::useless_conversion)]
+    let time = at.try_into().unwrap_or_default();
+    // SAFETY: a zeroed `tm` is a valid value of this plain C struct.
+    let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; nothing in cronlock
+    // changes TZ, which localtime_r reads.
+    let converted = unsafe { nix::libc::localtime_r(&time, &mut tm) };
+    if converted.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,21 +118,4 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_millis(1500)), 1.5);
     }
-}
-
-/// How many seconds east of UTC this host's local time is at `at` (unix
-/// seconds), from the C library's time zone (TZ, /etc/localtime); 0 when
-/// it cannot say.
-pub fn local_offset(at: i64) -> i64 {
-    // time_t, inferred (naming the alias warns on musl, as in syslog.rs).
-    let time = at.try_into().unwrap_or_default();
-    // SAFETY: a zeroed `tm` is a valid value of this plain C struct.
-    let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; nothing in cronlock
-    // changes TZ, which localtime_r reads.
-    let converted = unsafe { nix::libc::localtime_r(&time, &mut tm) };
-    if converted.is_null() {
-        return 0;
-    }
-    tm.tm_gmtoff as i64
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, History, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use nix::sys::signal::Signal;
@@ -41,6 +41,8 @@ const INSPECT: &str = lock_script!("lua/inspect.lua");
 const SCAN: &str = lock_script!("lua/scan.lua");
 const FENCE: &str = lock_script!("lua/fence.lua");
 const FENCE_READ: &str = lock_script!("lua/fence_read.lua");
+const HISTORY: &str = lock_script!("lua/history.lua");
+const HISTORY_READ: &str = lock_script!("lua/history_read.lua");
 
 // After the scripts' macro, which its scripts use too.
 pub mod tooz;
@@ -118,7 +120,7 @@ impl RedisLock<'_> {
             if let Some(Reply::Array(keys)) = page.get(1) {
                 for key in keys {
                     let Reply::Bulk(key) = key else { continue };
-                    let companion = [&b":owner"[..], b":wake", b":waiting", b":fence"]
+                    let companion = [&b":owner"[..], b":wake", b":waiting", b":fence", b":succeeded"]
                         .iter()
                         .any(|tail| key.ends_with(tail));
                     if !companion {
@@ -267,11 +269,18 @@ fn masters(ranges: &[Reply]) -> Vec<(String, u16)> {
 /// tag puts it in the same Cluster slot as `name` itself (for a name
 /// without braces), so that one script can check the lock and bump it.
 fn fence_counter(name: &[u8]) -> Vec<u8> {
-    let mut counter = Vec::with_capacity(name.len() + 8);
-    counter.push(b'{');
-    counter.extend_from_slice(name);
-    counter.extend_from_slice(b"}:fence");
-    counter
+    companion(name, b"fence")
+}
+
+/// `{name}:tail`: a key kept for the job `name` beyond its lock, in the
+/// lock's Cluster slot, and outside `list`'s prefix (it starts with a brace).
+fn companion(name: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + tail.len() + 3);
+    key.push(b'{');
+    key.extend_from_slice(name);
+    key.extend_from_slice(b"}:");
+    key.extend_from_slice(tail);
+    key
 }
 
 fn parse_token(bytes: &[u8]) -> Result<u64> {
@@ -441,6 +450,49 @@ impl LockStore for RedisLock<'_> {
             Some(Reply::Bulk(bytes)) => Ok(Some(parse_token(bytes)?)),
             _ => Ok(None),
         }
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    /// A capped list `{name}:runs` and the last success `{name}:succeeded`,
+    /// in one script; neither expires, and a reset leaves both.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(HISTORY)
+            .arg(2)
+            .arg(companion(name, b"runs"))
+            .arg(companion(name, b"succeeded"))
+            .arg(self.db)
+            .arg(record)
+            .arg(i64::from(succeeded))
+            .arg(keep);
+        let reply = self.session.query(&cmd, Retry::OnlyIfUnsent)?;
+        self.script_reply(reply).map(drop)
+    }
+
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(HISTORY_READ)
+            .arg(2)
+            .arg(companion(name, b"runs"))
+            .arg(companion(name, b"succeeded"))
+            .arg(self.db);
+        let reply = self.session.query(&cmd, Retry::Idempotent)?;
+        let reply = self.script_reply(reply)?;
+        let text = |reply: &Reply| match reply {
+            Reply::Bulk(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        };
+        let runs = match reply.get(1) {
+            Some(Reply::Array(runs)) => runs.iter().filter_map(text).collect(),
+            _ => Vec::new(),
+        };
+        Ok(History {
+            runs,
+            last_success: reply.get(2).and_then(text),
+        })
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {

@@ -40,6 +40,11 @@ pub trait Fixture {
     fn restart(&mut self) -> bool {
         false
     }
+    /// Whether the store keeps the runs of `CRONLOCK_HISTORY` (else it
+    /// refuses the setting).
+    fn keeps_history(&self) -> bool {
+        false
+    }
 }
 
 /// A fixture that is a private server and nothing more: the struct
@@ -96,6 +101,7 @@ macro_rules! suite {
             jitter_spreads_starts_within_its_bound,
             fencing_tokens_grow_over_a_thousand_holders,
             fencing_tokens_grow_across_a_restart,
+            history_keeps_the_last_runs_and_the_last_success,
         );
     };
     (@tests $fixture:ty: $($name:ident,)*) => {
@@ -759,4 +765,69 @@ pub fn fencing_tokens_grow_across_a_restart(fixture: &mut dyn Fixture) {
     let after = TempDir::new("fenced-restarted");
     tokens.extend(fenced_series(&env, &after, 3, 1));
     assert_strictly_increasing(&tokens);
+}
+
+pub fn history_keeps_the_last_runs_and_the_last_success(fixture: &mut dyn Fixture) {
+    let dir = TempDir::new("history");
+    let env = with(
+        &fixture.env(),
+        &[("CRONLOCK_KEY", "hist"), ("CRONLOCK_HISTORY", "3"), ("CRONLOCK_GRACE", "-1")],
+    );
+    if !fixture.keeps_history() {
+        let refused = run(&env, &marker(&dir));
+        refused.expect(201);
+        assert!(
+            refused.stderr().contains("CRONLOCK_HISTORY") && refused.stderr().contains("not supported"),
+            "{}",
+            refused.stderr()
+        );
+        assert_eq!(refused.stderr().trim_end().lines().count(), 1, "{}", refused.stderr());
+        assert_eq!(runs(&dir), 0);
+        ctl(&env, &["history", "--key", "hist"]).expect(2);
+        return;
+    }
+    ctl(&env, &["history", "--key", "hist"]).expect(1);
+    ctl(&env, &["check", "--key", "hist", "--max-age", "1h"]).expect(1);
+    let fencing = fixture.fencing().is_some();
+    let first = if fencing {
+        with(&env, &[("CRONLOCK_FENCING", "on")])
+    } else {
+        env.clone()
+    };
+    run(&first, &["true"]).expect(0);
+    for _ in 0..3 {
+        run(&env, &["sh", "-c", "exit 3"]).expect(3);
+    }
+    // Three runs kept, newest first; the success is out of the list but
+    // still the last success.
+    let listed = ctl(&env, &["--json", "history", "--key", "hist"]);
+    listed.expect(0);
+    let lines = listed.json_lines();
+    assert_eq!(lines.len(), 3, "{}", listed.stdout());
+    for line in &lines {
+        assert_eq!(line["exit"], 3, "{line}");
+        assert!(line["ended"].as_i64().unwrap() >= line["start"].as_i64().unwrap(), "{line}");
+        assert_eq!(line["command"], "sh -c exit 3");
+        assert!(line["node"].is_string() && line["pid"].is_u64(), "{line}");
+    }
+    assert!(
+        lines[0]["pid"] != lines[1]["pid"] && lines[1]["pid"] != lines[2]["pid"],
+        "{}",
+        listed.stdout()
+    );
+    let checked = ctl(&env, &["--json", "check", "--key", "hist", "--max-age", "1h"]);
+    checked.expect(0);
+    let last = &checked.json_lines()[0]["last_success"];
+    assert_eq!(last["exit"], 0, "{}", checked.stdout());
+    if fencing {
+        assert!(last["token"].as_u64().is_some(), "{}", checked.stdout());
+    }
+    // Once the success is older than the age asked, check alerts.
+    let ended = last["ended"].as_i64().unwrap();
+    wait_past(ended + 1);
+    let stale = ctl(&env, &["check", "--key", "hist", "--max-age", "1s"]);
+    stale.expect(1);
+    assert!(stale.stdout().contains("no successful run within 1 s"), "{}", stale.stdout());
+    // Another job has none.
+    ctl(&env, &["check", "--key", "never", "--max-age", "1d"]).expect(1);
 }

@@ -23,6 +23,10 @@ impl crate::conformance::Fixture for Redis {
     fn fencing(&self) -> Option<bool> {
         Some(false)
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
 }
 
 crate::conformance::suite!(Redis);
@@ -59,6 +63,10 @@ fn help_and_version() {
         "list",
         "unlock",
         "why",
+        "fence",
+        "history",
+        "check",
+        "--max-age",
         "--json",
         "--force",
         "--all-prefixes",
