@@ -15,6 +15,13 @@
 //! then the first lease is revoked. A crashed holder's key goes when its
 //! lease expires; nothing is ever "taken over".
 //!
+//! `CRONLOCK_FENCING`: the token is etcd's revision, the one counter of the
+//! whole cluster, which every write moves on, which etcd writes to disk
+//! before it answers and never takes back (see [`EtcdLock::fence`] and
+//! [`fence_counter`]). Every run also gives its command `ETCD_LOCK_KEY` and
+//! `ETCD_LOCK_REV`, as `etcdctl lock NAME COMMAND` does (see
+//! [`EtcdLock::job_env`]).
+//!
 //! Why the JSON gateway (`POST /v3/...`, served by every etcd 3.4+ member on
 //! its client port) and not the `etcd-client` crate: that crate generates
 //! its gRPC code at build time with `protoc`, so every build of cronlock
@@ -34,7 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use gateway::{b64, int, unb64, EtcdError, Gateway};
 use settings::EtcdTarget;
@@ -137,6 +144,9 @@ impl EtcdLock<'_> {
         let kvs = answer.get("kvs").and_then(Value::as_array).cloned().unwrap_or_default();
         for kv in kvs {
             let key = unb64(kv.get("key"));
+            if is_fence_counter(&key, int(kv.get("lease"))) {
+                continue;
+            }
             let Some(slash) = key.iter().rposition(|&b| b == b'/') else {
                 continue;
             };
@@ -270,6 +280,33 @@ fn key_of(name: &[u8], lease: i64) -> Vec<u8> {
     key
 }
 
+/// What a job's fencing counter's key ends with.
+const FENCE_SUFFIX: &[u8] = b":fence";
+
+/// The fencing counter of the job key `name`: `NAME:fence`, a key without
+/// a lease (it outlives every lock) whose mod revision is the newest token.
+///
+/// Beside the lock's keys, not among them: a key under `NAME/` that never
+/// goes would be first in line for ever, for `etcdctl lock` too. Under
+/// the same prefix as `NAME`, so that a role granted `CRONLOCK_PREFIX`
+/// (`etcdctl role grant-permission --prefix`) may write it. A lock's key
+/// ends in a lease id in hex, never in `:fence`, so `list` tells them apart.
+/// One case is left: when one job's name is another's followed by `/`
+/// (`cronlock.a` and `cronlock.a/b`), the recipe already counts the second
+/// job's keys as holders of the first's lock while it runs, and its
+/// counter, which stays, then keeps the first lock held for good, though
+/// `cronlockctl` shows it free (`CRONLOCK_RESET=yes` on the first job
+/// deletes it; the second job's tokens still grow, being revisions).
+fn fence_counter(name: &[u8]) -> Vec<u8> {
+    [name, FENCE_SUFFIX].concat()
+}
+
+/// Whether the key `key` on the lease `lease` is a fencing counter rather
+/// than a lock's key (those always have a lease).
+fn is_fence_counter(key: &[u8], lease: i64) -> bool {
+    lease == 0 && key.ends_with(FENCE_SUFFIX)
+}
+
 /// The end of the range of keys starting with `prefix` (etcd's `GetPrefixRangeEnd`).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -385,6 +422,85 @@ impl LockStore for EtcdLock<'_> {
         Ok(Release::Kept { until })
     }
 
+    /// etcd writes every change to disk before it answers, a cluster
+    /// agrees on each revision before it is given, and no revision is
+    /// given twice, across restarts and leader changes. Only a cluster
+    /// restored from an older snapshot starts again lower, unless it is
+    /// restored with `etcdutl snapshot restore --bump-revision`.
+    fn fencing(&self) -> Fencing {
+        Fencing::Durable
+    }
+
+    /// One transaction: if our key still has the create revision our take
+    /// gave it (the recipe's own test of ownership, Go's `Mutex.IsOwner`;
+    /// gone with our lease or a reset, it has none), put the job's counter
+    /// [`fence_counter`]; the token is the transaction's revision, the
+    /// counter's new mod revision. A later holder is first in line only
+    /// once our key is gone, so its transaction comes after ours and gets a
+    /// larger revision.
+    ///
+    /// Applied twice (a retry at another member after a lost answer), the
+    /// second copy bumps the counter again while our key is there, and its
+    /// revision, the one we hear of, is then the newest; when our key went
+    /// in between, it changes nothing, and we stop without a token (the
+    /// first copy's bump came before any later holder's).
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let (id, rev) = token(lease)?;
+        let my_key = key_of(&lease.key, id);
+        let counter = fence_counter(name);
+        let body = json!({
+            "compare": [{
+                "key": b64(&my_key),
+                "target": "CREATE",
+                "result": "EQUAL",
+                "create_revision": rev.to_string(),
+            }],
+            // The owner record of the last holder to take a token, for
+            // whoever reads the counter with etcdctl.
+            "success": [{ "request_put": { "key": b64(&counter), "value": b64(self.owner.as_bytes()) } }],
+        });
+        let answer = self
+            .gateway
+            .call("/v3/kv/txn", &body, None)
+            .with_context(|| format!("bumping the fencing counter {}", String::from_utf8_lossy(&counter)))?;
+        if !answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
+            return Ok(None);
+        }
+        match int(answer.get("header").and_then(|h| h.get("revision"))) {
+            revision if revision > 0 => Ok(Some(revision as u64)),
+            _ => Err(anyhow!("etcd's answer to the fencing transaction has no revision")),
+        }
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let counter = fence_counter(name);
+        let answer = self
+            .gateway
+            .call("/v3/kv/range", &json!({ "key": b64(&counter) }), None)
+            .with_context(|| format!("reading the fencing counter {}", String::from_utf8_lossy(&counter)))?;
+        let revision = answer
+            .get("kvs")
+            .and_then(|kvs| kvs.get(0))
+            .map(|kv| int(kv.get("mod_revision")))
+            .unwrap_or(0);
+        Ok((revision > 0).then_some(revision as u64))
+    }
+
+    /// `ETCD_LOCK_KEY` and `ETCD_LOCK_REV`, the variables `etcdctl lock
+    /// NAME COMMAND` gives its command, so that a job moved from etcdctl
+    /// keeps reading them. `ETCD_LOCK_KEY` is the same: the lock's key,
+    /// `NAME/<lease id in hex>`. `ETCD_LOCK_REV` is our key's create
+    /// revision, where etcdctl's is the revision of the answer that gave it
+    /// the lock: the same when the lock was free, a later one when it had
+    /// waited in line (cronlock never does; a run that waits tries again
+    /// with a new key). Ours is what Go's `Mutex.IsOwner` compares: a job
+    /// can add `create_revision(ETCD_LOCK_KEY) == ETCD_LOCK_REV` to its own
+    /// etcd transactions to write only while the lock is its. It is not
+    /// `CRONLOCK_FENCING_TOKEN`, which is taken after, on the job's counter.
+    fn job_env(&self, lease: &Lease) -> Vec<(String, String)> {
+        etcdctl_env(lease)
+    }
+
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
         let prefix = prefix_of(key);
         Ok(self.holders(&prefix, &prefix_end(&prefix))?.into_iter().next())
@@ -429,6 +545,21 @@ impl LockStore for EtcdLock<'_> {
             Err(err) => unconfirmed(err),
         }
     }
+}
+
+/// `ETCD_LOCK_KEY` and `ETCD_LOCK_REV` for the holder of `lease` (see
+/// [`EtcdLock::job_env`]); none for a lease without its id.
+fn etcdctl_env(lease: &Lease) -> Vec<(String, String)> {
+    let Ok((id, rev)) = token(lease) else {
+        return Vec::new();
+    };
+    vec![
+        (
+            "ETCD_LOCK_KEY".to_string(),
+            String::from_utf8_lossy(&key_of(&lease.key, id)).into_owned(),
+        ),
+        ("ETCD_LOCK_REV".to_string(), rev.to_string()),
+    ]
 }
 
 /// A renewal whose request may have been sent but got no answer.
@@ -490,6 +621,31 @@ mod tests {
             }),
         };
         assert_eq!(behind.first_in_line(&my_key).err().map(|o| o.lease), Some(5));
+    }
+
+    #[test]
+    fn the_fencing_counter_lies_beside_the_lock_and_is_no_lock() {
+        let counter = fence_counter(b"cronlock.job");
+        assert_eq!(counter, b"cronlock.job:fence");
+        assert!(!counter.starts_with(&prefix_of(b"cronlock.job")));
+        assert!(is_fence_counter(&counter, 0));
+        // A lock's key always has a lease, and ends in its id.
+        assert!(!is_fence_counter(&key_of(b"cronlock.job:fence", 7), 7));
+        assert!(!is_fence_counter(&counter, 7));
+    }
+
+    #[test]
+    fn the_job_gets_etcdctls_variables_from_the_lease() {
+        let mut lease = Lease::new(b"cronlock.job", 1, 2);
+        lease.token = Some(format!("{} 42", 0x694d_8a1b_2c3d_4e5f_i64));
+        assert_eq!(
+            etcdctl_env(&lease),
+            vec![
+                ("ETCD_LOCK_KEY".to_string(), "cronlock.job/694d8a1b2c3d4e5f".to_string()),
+                ("ETCD_LOCK_REV".to_string(), "42".to_string()),
+            ]
+        );
+        assert!(etcdctl_env(&Lease::new(b"k", 1, 2)).is_empty());
     }
 
     #[test]

@@ -10,7 +10,32 @@ use crate::util::etcd::{ClientCertificates, Etcd};
 use crate::util::pki::Pki;
 use crate::util::*;
 
-crate::conformance::server_fixture!(EtcdFixture(Etcd));
+struct EtcdFixture(Etcd);
+
+impl crate::conformance::Fixture for EtcdFixture {
+    fn start() -> EtcdFixture {
+        EtcdFixture(Etcd::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+
+    /// The tokens are etcd's revisions, on disk before etcd answers.
+    fn fencing(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    fn restart(&mut self) -> bool {
+        self.0.restart();
+        true
+    }
+}
 
 crate::conformance::suite!(EtcdFixture);
 crate::ctl_suite::suite!(EtcdFixture);
@@ -45,6 +70,81 @@ fn the_lock_key_is_etcdctl_locks_name_slash_lease_id_in_hex() {
     assert!(ttl.contains("remaining(864"), "{ttl}");
     gated.open();
     assert!(child.0.wait().unwrap().success());
+}
+
+#[test]
+fn the_job_gets_etcdctl_locks_variables_with_our_keys_create_revision() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("etcd-lock-env");
+    let seen = dir.join("seen");
+    // With fencing on, so that the counter's bump is there to be told apart.
+    let env = with(&etcd.env(), &[("CRONLOCK_KEY", "env"), ("CRONLOCK_FENCING", "on")]);
+    let gated = Gated::new(&dir, "job");
+    let script = format!(
+        "echo \"$ETCD_LOCK_KEY $ETCD_LOCK_REV $CRONLOCK_FENCING_TOKEN\" > {}; {}",
+        seen.display(),
+        gated.script
+    );
+    let mut child = Reaped(cronlock(&env).args(["sh", "-c", &script]).spawn().unwrap());
+    gated.wait_started();
+    let line = std::fs::read_to_string(&seen).unwrap();
+    let [key, rev, token] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+        panic!("{line:?}");
+    };
+    assert!(key.starts_with("cronlock.env/"), "{line}");
+    // What etcdctl says about the key while the job runs.
+    let got: serde_json::Value = serde_json::from_str(&etcd.ctl(&["get", key, "--write-out=json"])).unwrap();
+    let kv = &got["kvs"][0];
+    assert_eq!(
+        kv["create_revision"].as_i64().map(|r| r.to_string()).as_deref(),
+        Some(rev),
+        "{got}"
+    );
+    assert_eq!(kv["mod_revision"], kv["create_revision"], "{got}");
+    let lease = key.strip_prefix("cronlock.env/").unwrap();
+    assert_eq!(
+        kv["lease"].as_i64().map(|id| format!("{id:x}")).as_deref(),
+        Some(lease),
+        "{got}"
+    );
+    // The token is a later revision, on the job's counter.
+    let token: i64 = token.parse().unwrap();
+    assert!(token > rev.parse().unwrap(), "{line}");
+    let counter: serde_json::Value =
+        serde_json::from_str(&etcd.ctl(&["get", "cronlock.env:fence", "--write-out=json"])).unwrap();
+    assert_eq!(counter["kvs"][0]["mod_revision"].as_i64(), Some(token), "{counter}");
+    gated.open();
+    assert!(child.0.wait().unwrap().success());
+}
+
+#[test]
+fn the_fencing_counter_is_in_no_line_and_in_no_list() {
+    let etcd = Etcd::start();
+    let env = with(
+        &etcd.env(),
+        &[
+            ("CRONLOCK_KEY", "counted"),
+            ("CRONLOCK_FENCING", "on"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    run(&env, &["true"]).expect(0);
+    assert_eq!(etcd.keys(), ["cronlock.counted:fence"]);
+    // Only the counter is left, and nobody waits behind it.
+    let listed = ctl(&env, &["--json", "list"]);
+    listed.expect(0);
+    assert!(listed.json_lines().is_empty(), "{}", listed.stdout());
+    ctl(&env, &["status", "--key", "counted"]).expect(0);
+    let output = etcd
+        .etcdctl()
+        .args(["lock", "cronlock.counted", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    run(&env, &["true"]).expect(0);
+    // An unlock leaves it: the tokens' series goes on.
+    ctl(&env, &["unlock", "--key", "counted"]);
+    assert_eq!(etcd.keys(), ["cronlock.counted:fence"]);
 }
 
 #[test]
@@ -149,6 +249,13 @@ fn wrong_credentials_exit_201_with_one_line() {
     run(&env, &["true"]).expect(0);
     run(&env, &["true"]).expect(200);
     run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    // The role's prefix covers the fencing counter beside the lock.
+    let fenced = with(
+        &env,
+        &[("CRONLOCK_KEY", "auth-fenced"), ("CRONLOCK_FENCING", "required")],
+    );
+    let check = format!("{} fence", ctl_bin().display());
+    run(&fenced, &["sh", "-c", &check]).expect(0);
     let bad = [(
         "CRONLOCK_URL".to_string(),
         format!("etcd://cron:hunter2@127.0.0.1:{}", etcd.port),
