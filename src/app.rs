@@ -275,7 +275,16 @@ fn run_with(
             }
             if config.fencing != FencingMode::Off {
                 let job_key = &key[..job_key_len];
-                let Some(given) = store.fence(&lease, job_key)? else {
+                let fenced_token = match store.fence(&lease, job_key) {
+                    Ok(token) => token,
+                    Err(err) => {
+                        // The command will not run: give the lock back at
+                        // once rather than leave it held until RELEASE.
+                        let _ = store.release(&lease, Keep { grace: -1, hold: 0 });
+                        return Err(err.context(format!("taking the fencing token of {taken}")));
+                    }
+                };
+                let Some(given) = fenced_token else {
                     report.info(format_args!(
                         "lock {taken} was taken over before its fencing token; another run holds it"
                     ));

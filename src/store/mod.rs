@@ -212,7 +212,7 @@ stores! {
         tooz: Tooz::Session,
         built: cfg(feature = "mysql"),
         settings: |_, rest, shared| mysql::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?)),
+        open: |config, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?.with_key_style(config.key_style))),
         open_tooz: |_, target, report| Ok(Box::new(mysql::tooz::ToozMysqlLock::new(target, report)?)),
     }
     /// A table in PostgreSQL.

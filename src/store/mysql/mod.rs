@@ -27,6 +27,14 @@
 //! bytes (MySQL refuses longer names), else `cronlock~` and the key's md5 hex;
 //! with `CRONLOCK_KEY_STYLE=sera` that is exactly sera's name, so sera hosts
 //! and cronlock hosts exclude each other while a command runs.
+//!
+//! `CRONLOCK_FENCING`: a job key's fencing token is the row of
+//! `cronlock_locks_fence` named after it, made on the first fenced run and
+//! never deleted. One transaction locks our lock row (`FOR UPDATE`), finds
+//! our token still in it, and bumps the counter: a run that takes the lock
+//! after ours rewrites that row, so it waits for our commit and bumps after
+//! us. The `GET_LOCK` plays no part in that; the step runs on its
+//! connection only to need no other.
 
 pub mod settings;
 pub mod tooz;
@@ -39,7 +47,8 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Row, SslOpts};
 use rustls::CertificateError;
 
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::key::KeyStyle;
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls;
 use crate::report::Report;
@@ -58,6 +67,16 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (\
      token VARCHAR(64) CHARACTER SET ascii NOT NULL, \
      holder BIGINT UNSIGNED NULL, \
      owner TEXT NULL\
+     ) ENGINE=InnoDB";
+
+/// The fencing counters' table (`CRONLOCK_FENCING`): one row per job key.
+pub const FENCE_TABLE: &str = "cronlock_locks_fence";
+
+/// The counters' table as cronlock creates it on the first fenced run. InnoDB
+/// keeps a committed bump across a restart, so tokens never go back.
+pub const CREATE_FENCE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks_fence (\
+     name VARBINARY(255) NOT NULL PRIMARY KEY, \
+     token BIGINT UNSIGNED NOT NULL\
      ) ENGINE=InnoDB";
 
 /// How long a new connection waits for the server's greeting (and the
@@ -97,6 +116,8 @@ pub struct MysqlLock<'a> {
     /// The current connection holds our `GET_LOCK`.
     has_get_lock: bool,
     hold: HoldCheck,
+    /// `CRONLOCK_KEY_STYLE=sera`: the lock is shared with sera hosts.
+    sera: bool,
 }
 
 /// Why one try failed.
@@ -118,6 +139,16 @@ pub(super) enum Failure {
     NoTable,
     /// Anything else: stop with this message.
     Fatal(anyhow::Error),
+}
+
+/// What one try of the fencing step found.
+enum Bump {
+    /// The counter's new value.
+    Token(u64),
+    /// Our lock row is gone or another run's.
+    NotOurs,
+    /// The counters' table does not exist yet.
+    NoTable,
 }
 
 /// A lock's row, as the acquire reads it.
@@ -240,7 +271,14 @@ impl<'a> MysqlLock<'a> {
                 "the GET_LOCK",
                 "the server closed the connection that held the GET_LOCK, and another session has taken the name (a run taking the job over, or a sera host)",
             ),
+            sera: false,
         })
+    }
+
+    /// The store for `style`: under `sera` it gives no fencing tokens.
+    pub fn with_key_style(mut self, style: KeyStyle) -> MysqlLock<'a> {
+        self.sera = style == KeyStyle::Sera;
+        self
     }
 
     pub(super) fn describe(&self) -> String {
@@ -373,20 +411,26 @@ impl<'a> MysqlLock<'a> {
     }
 
     fn create_table(&mut self) -> Result<()> {
+        self.create(TABLE, CREATE_TABLE)
+    }
+
+    /// Runs `ddl`, which creates `table`, on the main connection; one line
+    /// naming the table when the user may not.
+    fn create(&mut self, table: &str, ddl: &str) -> Result<()> {
         self.report
-            .info(format_args!("creating table {TABLE} in database '{}'", self.target.db));
+            .info(format_args!("creating table {table} in database '{}'", self.target.db));
         let created = match self.conn() {
-            Ok(conn) => conn.query_drop(CREATE_TABLE),
+            Ok(conn) => conn.query_drop(ddl),
             Err(Failure::Fatal(err)) => return Err(err),
             Err(Failure::Retry(err) | Failure::Busy(err) | Failure::Conflict(err)) => {
                 return Err(anyhow!("cannot reach {} ({err})", self.describe()))
             }
-            Err(Failure::NoTable) => return Err(anyhow!("{}: no table {TABLE}", self.describe())),
+            Err(Failure::NoTable) => return Err(anyhow!("{}: no table {table}", self.describe())),
         };
         match created {
             Ok(()) => Ok(()),
             Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044 | 1227) => Err(anyhow!(
-                "table {TABLE} does not exist in database '{}' and user '{}' may not create it ({}); create it and grant access as the README's MySQL section shows",
+                "table {table} does not exist in database '{}' and user '{}' may not create it ({}); create it and grant access as the README's MySQL section shows",
                 self.target.db,
                 self.target.user,
                 err.message
@@ -394,9 +438,9 @@ impl<'a> MysqlLock<'a> {
             Err(err) => match self.classify(err, false) {
                 Failure::Fatal(err) => Err(err),
                 Failure::Retry(err) | Failure::Busy(err) | Failure::Conflict(err) => {
-                    Err(anyhow!("{}: creating table {TABLE}: {err}", self.describe()))
+                    Err(anyhow!("{}: creating table {table}: {err}", self.describe()))
                 }
-                Failure::NoTable => Err(anyhow!("{}: creating table {TABLE} failed", self.describe())),
+                Failure::NoTable => Err(anyhow!("{}: creating table {table} failed", self.describe())),
             },
         }
     }
@@ -657,6 +701,65 @@ impl<'a> MysqlLock<'a> {
         self.batch(&format!("{write}; DO RELEASE_LOCK({lock})"))?;
         Ok(outcome)
     }
+
+    /// One try of `CRONLOCK_FENCING`'s step: in one transaction, our lock
+    /// row `name` locked and found ours, the job's counter `counter` bumped.
+    fn try_fence(&mut self, name: &str, counter: &str, ours: &str) -> Result<Bump, Failure> {
+        if self.conn.is_none() {
+            // A retry's new connection: the old one took our GET_LOCK with
+            // it, and the hold check must take it back.
+            self.has_get_lock = false;
+        }
+        let sets = self.batch(&format!(
+            "START TRANSACTION; SELECT token FROM {TABLE} WHERE name = {name} FOR UPDATE"
+        ))?;
+        let token = sets
+            .first()
+            .and_then(|rows| rows.first())
+            .and_then(|row| row.get_opt::<String, _>(0))
+            .and_then(Result::ok);
+        if token.as_deref() != Some(ours) {
+            self.batch("ROLLBACK")?;
+            return Ok(Bump::NotOurs);
+        }
+        // Our own uncommitted bump is what the SELECT reads: no other
+        // transaction can change the row before our COMMIT.
+        let bumped = batch(
+            self.conn()?,
+            &format!(
+                "INSERT INTO {FENCE_TABLE} (name, token) VALUES ({counter}, 1) \
+                 ON DUPLICATE KEY UPDATE token = token + 1; \
+                 SELECT token FROM {FENCE_TABLE} WHERE name = {counter}; \
+                 COMMIT"
+            ),
+        );
+        let sets = match bumped {
+            Ok(sets) => sets,
+            // A failed statement ends the batch: the transaction is open.
+            Err(mysql::Error::MySqlError(err)) if err.code == 1146 => {
+                self.batch("ROLLBACK")?;
+                return Ok(Bump::NoTable);
+            }
+            // The server says so whether the table exists or not, to a user
+            // with no right on it.
+            Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044) => {
+                return Err(Failure::Fatal(anyhow!(
+                    "{} refused: {} (CRONLOCK_FENCING needs the table {}.{FENCE_TABLE} and SELECT, INSERT and UPDATE on it: create it and grant them as the README's MySQL section shows)",
+                    self.describe(),
+                    err.message,
+                    self.target.db
+                )))
+            }
+            Err(err) => return Err(self.classify(err, false)),
+        };
+        let token = sets
+            .first()
+            .and_then(|rows| rows.first())
+            .and_then(|row| row.get_opt::<u64, _>(0))
+            .and_then(Result::ok)
+            .ok_or_else(|| Failure::Fatal(anyhow!("{}: unexpected answer to the fencing step", self.describe())))?;
+        Ok(Bump::Token(token))
+    }
 }
 
 impl MysqlLock<'_> {
@@ -732,6 +835,51 @@ impl LockStore for MysqlLock<'_> {
             prefix = hex(prefix)
         );
         self.rows(&sql)
+    }
+
+    fn fencing(&self) -> Fencing {
+        if self.sera {
+            return Fencing::Unsupported(
+                "with CRONLOCK_KEY_STYLE=sera the lock is shared with sera hosts, which hold its GET_LOCK alone and take no fencing token",
+            );
+        }
+        Fencing::Durable
+    }
+
+    /// See the module's comment. A try whose answer was lost is tried
+    /// again: it may bump twice, which only skips a token.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let (row, counter) = (row_name(&lease.key), row_name(name));
+        let ours = lease.token.clone().unwrap_or_else(|| self.token.clone());
+        let mut created = false;
+        loop {
+            match self.with_retries(|store| store.try_fence(&row, &counter, &ours))? {
+                Bump::Token(token) => return Ok(Some(token)),
+                Bump::NotOurs => return Ok(None),
+                // Made here and only here, so that runs without fencing
+                // never touch it.
+                Bump::NoTable if !created => {
+                    self.create(FENCE_TABLE, CREATE_FENCE_TABLE)?;
+                    created = true;
+                }
+                Bump::NoTable => {
+                    anyhow::bail!("{}: table {FENCE_TABLE} vanished while in use", self.describe())
+                }
+            }
+        }
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let counter = row_name(name);
+        self.with_retries(|store| {
+            let conn = store.conn()?;
+            match conn.query_first::<u64, _>(format!("SELECT token FROM {FENCE_TABLE} WHERE name = {counter}")) {
+                Ok(token) => Ok(token),
+                // No fenced run yet.
+                Err(mysql::Error::MySqlError(err)) if err.code == 1146 => Ok(None),
+                Err(err) => Err(store.classify(err, false)),
+            }
+        })
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {

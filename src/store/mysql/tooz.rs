@@ -19,7 +19,7 @@ use mysql::Conn;
 
 use super::settings::MysqlTarget;
 use super::{ended, Failure, MysqlLock, IDLE_SECONDS};
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release};
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 
@@ -77,6 +77,12 @@ impl LockStore for ToozMysqlLock<'_> {
 
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         hold::tooz_lacks(feature)
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's GET_LOCK alone, which coolock hosts take without a fencing token",
+        )
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {

@@ -28,6 +28,14 @@
 //! transaction mode) or a server restarted since the row was written (which
 //! dropped every advisory lock while the holder may still run) leave the
 //! row to its expiry, as Redis would.
+//!
+//! `CRONLOCK_FENCING`: a job key's fencing token is its row in
+//! `cronlock_locks_fence`, made on the first fenced run and never deleted.
+//! One statement ([`FENCE`]) locks our lock row while it still holds our
+//! token and bumps the counter: a run that takes the lock after ours
+//! rewrites that row, so it waits for our commit and bumps after us. The
+//! advisory lock plays no part in that; the statement runs on its
+//! connection only to need no other.
 
 pub mod settings;
 pub mod tooz;
@@ -45,7 +53,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls::{self, TlsSetup};
 use crate::report::Report;
@@ -64,6 +72,39 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks (
     server text,
     owner text
 )";
+
+/// The fencing counters' table (`CRONLOCK_FENCING`), beside [`TABLE`].
+const FENCE_TABLE: &str = "cronlock_locks_fence";
+
+/// Made on the first fenced run only: one row per job key.
+const CREATE_FENCE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks_fence (
+    name bytea PRIMARY KEY,
+    token bigint NOT NULL
+)";
+
+/// $1 our lock's key, $2 our token, $3 the job key. Bumps the job's counter
+/// if our lock row still holds our token, locking that row until the
+/// commit (under READ COMMITTED, `FOR UPDATE` reads the newest row again
+/// after waiting for a writer). Returns the new token, NULL when the lock
+/// is not ours. A server that runs with `synchronous_commit = off` could
+/// lose the bump in a crash after the job got its token, and give it
+/// again: this commit is flushed all the same (`local`, as that setting
+/// chose not to wait for standbys).
+const FENCE: &str = "WITH ours AS (
+    SELECT 1 FROM cronlock_locks WHERE name = $1 AND token = $2 FOR UPDATE
+),
+bumped AS (
+    INSERT INTO cronlock_locks_fence AS f (name, token)
+    SELECT $3, 1 FROM ours
+    ON CONFLICT (name) DO UPDATE SET token = f.token + 1
+    RETURNING token
+)
+SELECT (SELECT token FROM bumped),
+       CASE WHEN current_setting('synchronous_commit') = 'off'
+            THEN set_config('synchronous_commit', 'local', true) END";
+
+/// $1 the job key: its newest fencing token, no row if none was given.
+const NEWEST_FENCE: &str = "SELECT token FROM cronlock_locks_fence WHERE name = $1";
 
 /// The server's life: its start time and the time its shared statistics
 /// were last reset, which crash recovery also resets, so a restart of
@@ -402,8 +443,14 @@ impl<'a> PostgresLock<'a> {
     /// Creates the table on first use. Without the privilege to, says which
     /// table is missing and where the README gives the GRANTs.
     fn create_table(&mut self) -> Result<()> {
-        self.report.info(format_args!("creating table {TABLE}"));
-        match self.query(CREATE, &[]) {
+        self.create(TABLE, CREATE)
+    }
+
+    /// Runs `ddl`, which creates `table`; one line naming the table when
+    /// the role may not.
+    fn create(&mut self, table: &str, ddl: &str) -> Result<()> {
+        self.report.info(format_args!("creating table {table}"));
+        match self.query(ddl, &[]) {
             Ok(_) => Ok(()),
             Err(Failure::Fatal(err)) => {
                 let denied = err
@@ -411,7 +458,7 @@ impl<'a> PostgresLock<'a> {
                     .is_some_and(|db| db.code == SqlState::INSUFFICIENT_PRIVILEGE);
                 if denied {
                     bail!(
-                        "{}: table {TABLE} does not exist and user '{}' may not create it ({err}); create it once as shown in the README (PostgreSQL store: table and GRANTs)",
+                        "{}: table {table} does not exist and user '{}' may not create it ({err}); create it once as shown in the README (PostgreSQL store: table and GRANTs)",
                         self.describe(),
                         self.target.user
                     );
@@ -474,6 +521,12 @@ impl<'a> PostgresLock<'a> {
             Err(Failure::Retry(_) | Failure::Busy(_)) => Ok(None),
             Err(failure) => Err(self.fatal(failure)),
         }
+    }
+
+    /// A counter's value as a token: never below 1, as it starts at 1.
+    fn fencing_token(&self, value: i64) -> Result<u64> {
+        u64::try_from(value)
+            .map_err(|_| anyhow!("{}: {FENCE_TABLE} holds {value}, not a fencing token", self.describe()))
     }
 
     fn held_expiry(&mut self, key: &[u8]) -> Result<i64> {
@@ -588,6 +641,41 @@ impl LockStore for PostgresLock<'_> {
             None if dropped || (until <= now && !other) => Release::Dropped,
             None => Release::NotOurs,
         })
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Durable
+    }
+
+    /// [`FENCE`]; see the module's comment. A statement whose answer was
+    /// lost is sent again: it may bump twice, which only skips a token.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let token = lease.token.clone().unwrap_or_default();
+        let key = lease.key.as_slice();
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&key, Type::BYTEA), (&token, Type::TEXT), (&name, Type::BYTEA)];
+        let rows = match self.query(FENCE, &params) {
+            // Made here and only here, so that runs without fencing never
+            // touch it. Missing again: the lock table is what is missing.
+            Err(Failure::NoTable) => {
+                self.create(FENCE_TABLE, CREATE_FENCE)?;
+                self.query(FENCE, &params)
+            }
+            other => other,
+        }
+        .map_err(|failure| self.fatal(failure))?;
+        let bumped: Option<i64> = get(first(&rows)?, 0)?;
+        bumped.map(|token| self.fencing_token(token)).transpose()
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let rows = match self.query(NEWEST_FENCE, &[(&name, Type::BYTEA)]) {
+            Ok(rows) => rows,
+            // No fenced run yet.
+            Err(Failure::NoTable) => return Ok(None),
+            Err(failure) => return Err(self.fatal(failure)),
+        };
+        rows.first().map(|row| self.fencing_token(get(row, 0)?)).transpose()
     }
 
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {

@@ -20,7 +20,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::settings::PostgresTarget;
 use super::{first, get, Failure, PostgresLock};
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release};
 use crate::report::Report;
 use crate::store::hold::{self, HoldCheck, Retake, HOLD_CHECK_EVERY};
 
@@ -87,6 +87,12 @@ impl LockStore for ToozPostgresLock<'_> {
 
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         hold::tooz_lacks(feature)
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's advisory lock alone, which coolock hosts take without a fencing token",
+        )
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {

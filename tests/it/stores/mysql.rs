@@ -48,6 +48,16 @@ impl crate::conformance::Fixture for Mysql {
         self.0.kill();
         true
     }
+
+    /// The counter is an InnoDB row, written to the OS at each commit here.
+    fn fencing(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    fn restart(&mut self) -> bool {
+        self.0.restart();
+        true
+    }
 }
 
 crate::conformance::suite!(Mysql);
@@ -126,6 +136,63 @@ fn the_lock_table_is_made_on_first_use_with_the_documented_columns() {
     let env = vec![("CRONLOCK_URL".to_string(), mysql.0.url("user", "pw", "cronlock"))];
     run(&with(&env, &[("CRONLOCK_KEY", "limited")]), &["true"]).expect(0);
     run(&with(&env, &[("CRONLOCK_KEY", "limited")]), &["true"]).expect(200);
+}
+
+#[test]
+fn fencing_counters_get_a_table_of_their_own_made_by_the_first_fenced_run() {
+    let mysql = Mysql::start();
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "fenced"), ("CRONLOCK_GRACE", "-1")]);
+    let fenced = with(&env, &[("CRONLOCK_FENCING", "on")]);
+    let fence_table = || {
+        mysql.0.sql(
+            "SELECT COUNT(*) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = 'cronlock' AND TABLE_NAME = 'cronlock_locks_fence'",
+        )
+    };
+    run(&env, &["true"]).expect(0);
+    assert_eq!(fence_table(), "0", "a run without fencing must not make the table");
+    // A user granted only the lock table, as the README's least privilege.
+    mysql.0.create_user(
+        "limited",
+        "pw",
+        &["SELECT, INSERT, UPDATE, DELETE ON cronlock.cronlock_locks"],
+    );
+    let limited = with(
+        &[("CRONLOCK_URL".to_string(), mysql.0.url("limited", "pw", "cronlock"))],
+        &[
+            ("CRONLOCK_KEY", "fenced"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_FENCING", "on"),
+        ],
+    );
+    // MariaDB tells a user without rights on a table nothing of whether it exists.
+    expect_refusal(&limited, "needs the table cronlock.cronlock_locks_fence", &[]);
+    let token = |env: &[(String, String)]| {
+        let result = run(env, &["sh", "-c", "echo \"$CRONLOCK_FENCING_TOKEN\""]);
+        result.expect(0);
+        result.stdout().trim().to_string()
+    };
+    assert_eq!(token(&fenced), "1");
+    assert_eq!(
+        mysql
+            .0
+            .sql("SELECT token FROM cronlock.cronlock_locks_fence WHERE name = 'cronlock.fenced'"),
+        "1"
+    );
+    // The table without the grant: one line saying what fencing needs.
+    expect_refusal(&limited, "needs the table cronlock.cronlock_locks_fence", &[]);
+    mysql
+        .0
+        .sql("GRANT SELECT, INSERT, UPDATE ON cronlock.cronlock_locks_fence TO 'limited'@'%'");
+    assert_eq!(token(&limited), "2");
+    // The counter outlives the lock and a reset.
+    run(&with(&fenced, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    assert_eq!(token(&fenced), "3");
+    // sera and tooz hosts take the lock by its GET_LOCK alone.
+    for (style, named) in [("sera", "CRONLOCK_KEY_STYLE=sera"), ("tooz", "CRONLOCK_KEY_STYLE=tooz")] {
+        let line = expect_refusal(&with(&fenced, &[("CRONLOCK_KEY_STYLE", style)]), named, &[]);
+        assert!(line.contains("CRONLOCK_FENCING"), "{line}");
+    }
 }
 
 /// A TCP proxy to `port` that takes its first `silent` connections and

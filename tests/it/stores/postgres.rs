@@ -26,6 +26,22 @@ impl crate::conformance::Fixture for Pg {
         self.0.kill();
         true
     }
+
+    /// The counter is a row in a logged table, its bump flushed at commit.
+    fn fencing(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    /// This fast server may lose the last commits when it is killed: the
+    /// lock rows' last changes are written out first, as a server with
+    /// PostgreSQL's default durability keeps them. (The fencing bump's
+    /// commit is flushed by cronlock itself; see
+    /// `a_fencing_token_outlives_a_crash_of_a_server_with_asynchronous_commit`.)
+    fn restart(&mut self) -> bool {
+        self.0.sql("CHECKPOINT");
+        self.0.restart();
+        true
+    }
 }
 
 crate::conformance::suite!(Pg);
@@ -191,4 +207,67 @@ fn first_runs_that_create_the_table_at_the_same_moment_all_take_their_locks() {
             );
         }
     }
+}
+
+#[test]
+fn a_fencing_token_outlives_a_crash_of_a_server_with_asynchronous_commit() {
+    // This server acknowledges commits before it writes them out
+    // (synchronous_commit = off): a kill loses the last ones, and the bump
+    // of a token a job has seen must not be among them.
+    let mut pg = <Pg as crate::conformance::Fixture>::start();
+    let env = with(
+        &crate::conformance::Fixture::env(&pg),
+        &[
+            ("CRONLOCK_KEY", "fenced"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_FENCING", "on"),
+        ],
+    );
+    let mut newest = String::new();
+    for _ in 0..3 {
+        let result = run(&env, &["sh", "-c", "echo \"$CRONLOCK_FENCING_TOKEN\""]);
+        result.expect(0);
+        newest = result.stdout().trim().to_string();
+    }
+    assert_eq!(newest, "3");
+    pg.0.restart();
+    ctl(&env, &["fence", "cronlock.fenced", &newest]).expect(0);
+}
+
+#[test]
+fn a_role_that_may_not_create_the_fencing_table_is_told_its_name() {
+    let pg = <Pg as crate::conformance::Fixture>::start();
+    pg.0.create_user("cron", "pw", &[]);
+    pg.0.sql(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         CREATE TABLE cronlock_locks (name bytea PRIMARY KEY, expires_at bigint NOT NULL, token text NOT NULL, \
+             running boolean NOT NULL DEFAULT false, backend integer, server text, owner text); \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON cronlock_locks TO cron;",
+    );
+    let env = vec![
+        (
+            "CRONLOCK_URL".to_string(),
+            format!("{}?sslmode=disable", pg.0.url("cron", "pw", "postgres")),
+        ),
+        ("CRONLOCK_KEY".to_string(), "fenced".to_string()),
+        ("CRONLOCK_GRACE".to_string(), "-1".to_string()),
+    ];
+    // Without fencing the table is never asked for.
+    run(&env, &["true"]).expect(0);
+    let fenced = with(&env, &[("CRONLOCK_FENCING", "on")]);
+    expect_refusal(&fenced, "table cronlock_locks_fence does not exist", &[]);
+    pg.0.sql(
+        "CREATE TABLE cronlock_locks_fence (name bytea PRIMARY KEY, token bigint NOT NULL); \
+         GRANT SELECT, INSERT, UPDATE ON cronlock_locks_fence TO cron;",
+    );
+    let result = run(&fenced, &["sh", "-c", "echo \"$CRONLOCK_FENCING_TOKEN\""]);
+    result.expect(0);
+    assert_eq!(result.stdout().trim(), "1");
+    // tooz's advisory lock carries no token.
+    let line = expect_refusal(
+        &with(&fenced, &[("CRONLOCK_KEY_STYLE", "tooz")]),
+        "CRONLOCK_KEY_STYLE=tooz",
+        &[],
+    );
+    assert!(line.contains("CRONLOCK_FENCING"), "{line}");
 }
