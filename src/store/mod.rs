@@ -274,7 +274,9 @@ stores! {
         tooz: Tooz::NoDriver,
         built: cfg(feature = "dynamodb"),
         settings: |_, rest, shared| dynamodb::settings::parse(rest, shared),
-        open: |_, target, report| Ok(Box::new(dynamodb::DynamoLock::new(target, report)?)),
+        open: |config, target, report| {
+            Ok(Box::new(dynamodb::DynamoLock::new(target, report)?.with_key_style(config.key_style)))
+        },
         open_tooz: no_tooz_driver,
     }
     /// Lock files in a local directory.

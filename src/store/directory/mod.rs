@@ -10,6 +10,16 @@
 //! "done" until start + GRACE + 1, and a live holder past start + RELEASE + 1
 //! is replaced by a new file (the old holder notices at release and leaves
 //! the new one alone).
+//!
+//! `CRONLOCK_FENCING`: a job key's fencing token is the number in the file
+//! `.fence.<name>` beside its lock, made on the first fenced run and never
+//! removed. The run that holds the lock file checks, under the directory's
+//! `flock`, that the file at the lock's name is still the one it holds, and
+//! bumps the counter (a new file renamed over the old, both synced) before
+//! letting the directory go: a run that takes the lock after ours can only
+//! do so under that same `flock`, after our bump, so it bumps later and gets
+//! more. A lock file's name never starts with a dot ([`file_name`] escapes a
+//! key's leading `.`), so no dot file is taken for a lock.
 
 pub mod settings;
 pub mod tooz;
@@ -24,7 +34,11 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::escape::file_name;
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Seen};
+
+/// What the name of a fencing counter starts with; a dot, so that
+/// cronlockctl never lists one as a lock.
+const FENCE_PREFIX: &str = ".fence.";
 
 /// Lock files in one directory.
 pub struct DirectoryLock {
@@ -67,6 +81,11 @@ impl DirectoryLock {
     fn path(&self, key: &[u8]) -> PathBuf {
         self.dir.join(file_name(key))
     }
+
+    /// The fencing counter of the job key `name`.
+    fn counter_path(&self, name: &[u8]) -> PathBuf {
+        self.dir.join(format!("{FENCE_PREFIX}{}", file_name(name)))
+    }
 }
 
 fn now() -> i64 {
@@ -108,6 +127,49 @@ fn write_state(file: &mut File, expiry: i64, state: &str, owner: &str) -> Result
     file.seek(SeekFrom::Start(0))?;
     file.write_all(format!("{expiry} {state}\n{owner}\n").as_bytes())?;
     Ok(())
+}
+
+/// The number in the fencing counter `path`; `None` when there is no file.
+fn read_counter(path: &Path) -> Result<Option<u64>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("fencing counter {}", path.display())),
+    };
+    match text.trim().parse() {
+        Ok(token) => Ok(Some(token)),
+        Err(_) => anyhow::bail!(
+            "fencing counter {} holds {:?}, not a number; put the job's newest token back in it",
+            path.display(),
+            text.trim()
+        ),
+    }
+}
+
+/// Writes `token` into the fencing counter `path` so that a crash leaves
+/// either the old number or the new one, and the new one survives a power
+/// cut once this returns: a new file, synced, renamed over the old, and
+/// the directory synced. The caller holds the directory's `flock`, so the
+/// temporary name is ours alone; it starts with `.new`, where a counter's
+/// name starts with [`FENCE_PREFIX`], so that it is no other key's counter.
+fn write_counter(dir: &Path, path: &Path, token: u64) -> Result<()> {
+    let mut temporary = std::ffi::OsString::from(".new");
+    temporary.push(path.file_name().unwrap_or_default());
+    let temporary = dir.join(temporary);
+    let context = || format!("fencing counter {}", path.display());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)
+        .with_context(context)?;
+    file.write_all(format!("{token}\n").as_bytes()).with_context(context)?;
+    file.sync_all().with_context(context)?;
+    fs::rename(&temporary, path).with_context(context)?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("syncing lock directory {}", dir.display()))
 }
 
 fn same_file(file: &File, path: &Path) -> bool {
@@ -216,6 +278,39 @@ impl LockStore for DirectoryLock {
         Ok(Release::Kept { until: keep_until })
     }
 
+    /// The counter lives on disk and only grows.
+    fn fencing(&self) -> Fencing {
+        Fencing::Durable
+    }
+
+    /// Under the directory's `flock`: the lock file is still the one we
+    /// hold (not replaced by a takeover, nor removed by a reset), and the
+    /// counter is bumped; nobody can take the lock between the two.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let _mutex = self.mutex()?;
+        let ours = self
+            .held
+            .as_ref()
+            .is_some_and(|held| same_file(held, &self.path(&lease.key)));
+        if !ours {
+            return Ok(None);
+        }
+        let counter = self.counter_path(name);
+        let token = read_counter(&counter)?.unwrap_or(0).checked_add(1).with_context(|| {
+            format!(
+                "fencing counter {} is at its largest value; no more tokens",
+                counter.display()
+            )
+        })?;
+        write_counter(&self.dir, &counter, token)?;
+        Ok(Some(token))
+    }
+
+    /// Renamed into place whole, so the file is read without the `flock`.
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        read_counter(&self.counter_path(name))
+    }
+
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
         let _mutex = self.mutex()?;
         let path = self.path(key);
@@ -232,7 +327,13 @@ impl LockStore for DirectoryLock {
         let mut found = Vec::new();
         for entry in entries {
             let entry = entry.with_context(|| format!("lock directory {}", self.dir.display()))?;
-            let Some(key) = entry.file_name().to_str().map(key_of_file) else {
+            // Dot files are not locks: fencing counters, files being written.
+            let Some(key) = entry
+                .file_name()
+                .to_str()
+                .filter(|name| !name.starts_with('.'))
+                .map(key_of_file)
+            else {
                 continue;
             };
             if !key.starts_with(prefix) {
@@ -330,6 +431,35 @@ mod tests {
         assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::Held { .. }));
         assert!(second.reset(b"k").unwrap());
         assert!(matches!(second.acquire(&claim()).unwrap(), Acquire::Taken(_)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_reset_or_taken_over_gets_no_fencing_token() {
+        let dir = temp_dir("fence");
+        // A holder whose RELEASE is already over, so the next run takes over.
+        let stale = Claim { release: -5, ..claim() };
+        let mut first = DirectoryLock::new(&dir).unwrap();
+        let Acquire::Taken(lease) = first.acquire(&stale).unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.fence(&lease, b"k").unwrap(), Some(1));
+        assert_eq!(first.newest_fence(b"k").unwrap(), Some(1));
+        let mut second = DirectoryLock::new(&dir).unwrap();
+        let Acquire::TakenOver { lease: newer, .. } = second.acquire(&claim()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.fence(&lease, b"k").unwrap(), None);
+        assert_eq!(second.fence(&newer, b"k").unwrap(), Some(2));
+        // Reset while it runs: no longer ours either, and the counter stays.
+        assert!(first.reset(b"k").unwrap());
+        assert_eq!(second.fence(&newer, b"k").unwrap(), None);
+        assert_eq!(second.newest_fence(b"k").unwrap(), Some(2));
+        let Acquire::Taken(third) = first.acquire(&claim()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.fence(&third, b"k").unwrap(), Some(3));
+        assert_eq!(first.list(b"").unwrap().len(), 1, "the counter is no lock");
         fs::remove_dir_all(&dir).unwrap();
     }
 

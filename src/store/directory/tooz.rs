@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
 
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release};
 
 /// tooz's lock files in one directory.
 pub struct ToozFileLock {
@@ -83,6 +83,12 @@ impl LockStore for ToozFileLock {
             }
             Feature::Lease => Some("tooz's file lock lives as long as the process; there is nothing to renew"),
         }
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's file lock alone, which coolock hosts take without a fencing token",
+        )
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {

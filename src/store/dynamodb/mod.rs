@@ -19,6 +19,16 @@
 //! written as `expire` = the last nanosecond of E, so "held while E >= now"
 //! and lock-exec's "taken once expire < now" say the same thing.
 //!
+//! `CRONLOCK_FENCING`: a job key's fencing token is the item whose key is
+//! the job key followed by [`FENCE_TAIL`] (a NUL, which no lock's name can
+//! hold: names come from the environment and the command line), with one
+//! number, `cronlock_fence`, and no `expire` nor `cronlock_ttl`, so that
+//! neither a take nor a TTL ever touches it. DynamoDB cannot check one item
+//! and return another's new value in one request (a transaction returns
+//! none), so the counter is bumped first (`ADD`, which returns the new
+//! value) and the lock read consistently after: a later holder can only
+//! take the lock after that read, so it bumps later and gets more.
+//!
 //! DynamoDB has no clock to ask, so every time here is this host's clock
 //! (lock-exec does the same); the README says how far clock skew moves a
 //! lock. The SDK is async: this store alone starts a current-thread tokio
@@ -29,7 +39,7 @@ pub mod settings;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -40,7 +50,8 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use tokio::runtime::Runtime;
 
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::key::KeyStyle;
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use settings::DynamoTarget;
 
@@ -56,6 +67,12 @@ const OWNER: &str = "cronlock_owner";
 const START: &str = "cronlock_start";
 const END: &str = "cronlock_end";
 const TTL: &str = "cronlock_ttl";
+/// The longest key DynamoDB takes, in bytes.
+const MAX_KEY: usize = 2048;
+/// A fencing counter's number.
+const FENCE: &str = "cronlock_fence";
+/// What a fencing counter's key adds to its job key's.
+const FENCE_TAIL: &str = "\u{0}fence";
 
 /// Locks as items of one DynamoDB table.
 pub struct DynamoLock {
@@ -67,6 +84,8 @@ pub struct DynamoLock {
     /// Our owner record (see `crate::lock::owner`), kept from the take so that a
     /// release that keeps the lock can add when the command ended.
     owner: Option<String>,
+    /// `CRONLOCK_KEY_STYLE=lock-exec`: the lock is shared with lock-exec hosts.
+    lock_exec: bool,
 }
 
 impl DynamoLock {
@@ -116,7 +135,14 @@ impl DynamoLock {
             client: Client::new(&sdk),
             runtime,
             owner: None,
+            lock_exec: false,
         })
+    }
+
+    /// The store for `style`: under `lock-exec` it gives no fencing tokens.
+    pub fn with_key_style(mut self, style: KeyStyle) -> DynamoLock {
+        self.lock_exec = style == KeyStyle::LockExec;
+        self
     }
 
     /// One line for a failed request: what was being done, and why, without
@@ -318,6 +344,53 @@ impl LockStore for DynamoLock {
         }
     }
 
+    fn fencing(&self) -> Fencing {
+        fencing(self.lock_exec)
+    }
+
+    /// The counter bumped first, the lock read after; see the module's
+    /// comment. The SDK may send a bump again after an answer that did not
+    /// come in time: a token skipped is harmless.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let key = key_text(&lease.key)?;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(fence_key(name)?))
+            .update_expression("ADD #fence :one")
+            .expression_attribute_names("#fence", FENCE)
+            .expression_attribute_values(":one", number(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send();
+        let bumped = match self.runtime.block_on(request) {
+            Ok(out) => out.attributes,
+            Err(err) => return Err(self.error("bumping the fencing counter", err)),
+        };
+        let token = fence_of(bumped.as_ref())
+            .and_then(|token| token.ok_or_else(|| anyhow!("the fencing counter's bump returned no number")))
+            .with_context(|| format!("DynamoDB table {:?}", self.table))?;
+        let ours = match (self.read(key)?, &lease.token) {
+            (Some(item), Some(ours)) => item.get(TOKEN).and_then(|t| t.as_s().ok()) == Some(ours),
+            _ => false,
+        };
+        Ok(ours.then_some(token))
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(fence_key(name)?))
+            .consistent_read(true)
+            .send();
+        match self.runtime.block_on(request) {
+            Ok(out) => fence_of(out.item.as_ref()).with_context(|| format!("DynamoDB table {:?}", self.table)),
+            Err(err) => Err(self.error("reading the fencing counter", err)),
+        }
+    }
+
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
         let text = key_text(key)?;
         Ok(self.read(text)?.map(|item| seen(key.to_vec(), &item)))
@@ -350,8 +423,10 @@ impl LockStore for DynamoLock {
                 Err(err) => return Err(self.error("listing the locks", err)),
             };
             for item in page.items() {
-                if let Some(AttributeValue::S(key)) = item.get(KEY) {
-                    found.push(seen(key.as_bytes().to_vec(), item));
+                match item.get(KEY) {
+                    Some(AttributeValue::S(key)) if key.ends_with(FENCE_TAIL) => {}
+                    Some(AttributeValue::S(key)) => found.push(seen(key.as_bytes().to_vec(), item)),
+                    _ => {}
                 }
             }
             match page.last_evaluated_key {
@@ -434,9 +509,48 @@ impl LockStore for DynamoLock {
 fn key_text(key: &[u8]) -> Result<&str> {
     match std::str::from_utf8(key) {
         Ok("") => bail!("the DynamoDB store needs a non-empty key"),
-        Ok(key) if key.len() > 2048 => bail!("the key is longer than DynamoDB's 2048 bytes"),
+        Ok(key) if key.len() > MAX_KEY => bail!("the key is longer than DynamoDB's 2048 bytes"),
         Ok(key) => Ok(key),
         Err(_) => bail!("the key is not UTF-8, which DynamoDB's string keys need"),
+    }
+}
+
+/// Whether the store gives fencing tokens (`lock_exec`: under
+/// `CRONLOCK_KEY_STYLE=lock-exec`).
+fn fencing(lock_exec: bool) -> Fencing {
+    if lock_exec {
+        return Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=lock-exec the lock is shared with lock-exec hosts, which take it without a fencing token",
+        );
+    }
+    // DynamoDB keeps every acknowledged write; the counter has no expiry.
+    Fencing::Durable
+}
+
+/// The key of the fencing counter of the job key `name`: the name and
+/// [`FENCE_TAIL`], a name too long for both cut and followed by its md5.
+fn fence_key(name: &[u8]) -> Result<String> {
+    let text = key_text(name)?;
+    if text.len() + FENCE_TAIL.len() <= MAX_KEY {
+        return Ok(format!("{text}{FENCE_TAIL}"));
+    }
+    let mut cut = MAX_KEY - 64;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Ok(format!("{}~{:x}{FENCE_TAIL}", &text[..cut], md5::compute(name)))
+}
+
+/// A fencing counter's number, from its item (or the attributes an update
+/// returned); `None` when there is none.
+fn fence_of(item: Option<&HashMap<String, AttributeValue>>) -> Result<Option<u64>> {
+    match item.and_then(|item| item.get(FENCE)) {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("the fencing counter holds {n:?}, not a token")),
+        Some(other) => bail!("the fencing counter holds {other:?}, not a number"),
     }
 }
 
@@ -532,6 +646,32 @@ mod tests {
         item.insert(END.to_string(), number(990));
         let kept = seen(b"k".to_vec(), &item);
         assert_eq!((kept.owner.as_deref(), kept.running), (Some("{}"), Some(false)));
+    }
+
+    #[test]
+    fn fencing_counters_have_keys_no_lock_can_have() {
+        assert_eq!(fence_key(b"cronlock.abc").unwrap(), "cronlock.abc\u{0}fence");
+        for long in [&[b'a'; 2048][..], "\u{e9}".repeat(1024).as_bytes()] {
+            let key = fence_key(long).unwrap();
+            assert!(key.len() <= MAX_KEY && key.ends_with(FENCE_TAIL), "{}", key.len());
+        }
+        assert_ne!(fence_key(&[b'a'; 2048]).unwrap(), fence_key(&[b'a'; 2047]).unwrap());
+        assert!(fence_key(b"\xff").is_err());
+        let mut item = HashMap::new();
+        assert_eq!(fence_of(Some(&item)).unwrap(), None);
+        item.insert(FENCE.to_string(), number(7));
+        assert_eq!(fence_of(Some(&item)).unwrap(), Some(7));
+        item.insert(FENCE.to_string(), AttributeValue::S("7".into()));
+        assert!(fence_of(Some(&item)).is_err());
+    }
+
+    #[test]
+    fn lock_execs_style_gives_no_fencing_tokens() {
+        assert_eq!(fencing(false), Fencing::Durable);
+        let Fencing::Unsupported(why) = fencing(true) else {
+            panic!("lock-exec's style must refuse fencing");
+        };
+        assert!(why.contains("CRONLOCK_KEY_STYLE=lock-exec"), "{why}");
     }
 
     #[test]

@@ -26,6 +26,20 @@
 //! memcached is a cache: it forgets every lock when it restarts, and evicts
 //! items when its memory is full unless started with `-M`. Verbose output
 //! says so at the start of every run; the README has the details.
+//!
+//! `CRONLOCK_FENCING`: a job key's fencing token is the item beside its lock
+//! whose wire key ends in `%:fence` (see [`fence_key`]), stored without an
+//! expiry. memcached cannot check one item and write another in one step,
+//! so the counter is bumped first (a `cas` on the unique `gets` returned,
+//! or an `add` when it is missing) and the lock is read after: a later
+//! holder can only take the lock after that read, so it bumps later and
+//! gets more. The token is the larger of the counter + 1 and the server's
+//! clock in microseconds (whole seconds: `stats` has no finer clock), and a
+//! missing counter starts at the next second's, so that a counter lost with
+//! a restart or an eviction still starts above every token given before, as
+//! long as the server's clock keeps going forward, fewer than a million
+//! tokens are given a second, and the counter is not lost within the
+//! second in which it was made (then the new one starts where it did).
 
 pub mod settings;
 pub mod tooz;
@@ -36,7 +50,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
 use settings::MemcachedTarget;
@@ -53,6 +67,16 @@ const MAX_VALUE: usize = 1 << 20;
 /// Rounds of "read, then write conditionally" before we give up on a key
 /// that others keep changing under us.
 const MAX_ROUNDS: u32 = 10;
+/// The same for a fencing counter, which every holder of a semaphore's
+/// slots bumps (`CRONLOCK_CONCURRENCY`): each lost round is another
+/// holder's bump, so this many holders at once can all get theirs.
+const FENCE_ROUNDS: u32 = 100;
+/// The end of a fencing counter's wire key. [`wire_key`] writes `%` only
+/// before two upper-case hex digits (or, cut short, before the `~` of the
+/// md5), so no lock's wire key holds `%:`.
+const FENCE_TAIL: &[u8] = b"%:fence";
+/// A fencing token's clock part: microseconds a second.
+const TICKS: u64 = 1_000_000;
 
 /// Locks in memcached.
 pub struct MemcachedLock<'a> {
@@ -292,12 +316,49 @@ impl<'a> Link<'a> {
 /// keys stay distinct) are %-escaped, and a key still too long is cut and
 /// ends with the md5 of the whole.
 fn wire_key(key: &[u8]) -> Vec<u8> {
+    wire_key_within(key, MAX_KEY)
+}
+
+/// [`wire_key`] in at most `room` bytes (at least 233).
+fn wire_key_within(key: &[u8], room: usize) -> Vec<u8> {
     let mut out = super::escape::escape(key, |_, b| b.is_ascii_graphic()).into_bytes();
-    if out.len() > MAX_KEY {
+    if out.len() > room {
         out.truncate(200);
         out.extend_from_slice(format!("~{:x}", md5::compute(key)).as_bytes());
     }
     out
+}
+
+/// The wire key of the fencing counter of the job key `name`: its own wire
+/// key (cut to leave room) and [`FENCE_TAIL`].
+fn fence_key(name: &[u8]) -> Vec<u8> {
+    let mut key = wire_key_within(name, MAX_KEY - FENCE_TAIL.len());
+    key.extend_from_slice(FENCE_TAIL);
+    key
+}
+
+/// The fencing token after `counter` (`None`: there is none, or it was
+/// lost), the server's clock reading `now`; `None` past the largest u64.
+fn next_token(counter: Option<u64>, now: i64) -> Option<u64> {
+    let clock = u64::try_from(now).unwrap_or(0).saturating_mul(TICKS);
+    match counter {
+        // Above every token given in this second or before.
+        None => clock.checked_add(TICKS),
+        Some(counter) => counter.checked_add(1).map(|next| next.max(clock)),
+    }
+}
+
+/// A fencing counter's value.
+fn parse_token(value: &[u8]) -> Result<u64, Failure> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| {
+            Failure::Fatal(format!(
+                "the fencing counter holds {:?}, not a number",
+                String::from_utf8_lossy(value)
+            ))
+        })
 }
 
 /// The key a wire key stands for (the reverse of [`wire_key`]; a key cut
@@ -436,6 +497,9 @@ impl LockStore for MemcachedLock<'_> {
         let names = self.with_retries(|_, connection| connection.metadump())?;
         let mut found = Vec::new();
         for wire in names {
+            if wire.ends_with(FENCE_TAIL) {
+                continue;
+            }
             let key = unwire_key(&wire);
             if !key.starts_with(prefix) {
                 continue;
@@ -445,6 +509,48 @@ impl LockStore for MemcachedLock<'_> {
         }
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::BestEffort(
+            "memcached keeps nothing on disk and may evict the counter, so after a restart or an eviction only the server's clock keeps the tokens growing",
+        )
+    }
+
+    /// The counter bumped first, the lock checked after; see the module's
+    /// comment. A bump whose answer was lost is made again: a token skipped
+    /// is harmless.
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let counter = fence_key(name);
+        let lock = wire_key(&lease.key);
+        self.with_retries(|store, connection| {
+            for _ in 0..FENCE_ROUNDS {
+                let (now, item) = connection.look_raw(&counter)?;
+                let old = item.as_ref().map(|item| parse_token(&item.value)).transpose()?;
+                let token = next_token(old, now)
+                    .ok_or_else(|| Failure::Fatal("the fencing counter is at its largest value".to_string()))?;
+                let value = token.to_string();
+                // No expiry: the counter must outlive every lock of the job.
+                let cas = item.map(|item| item.cas);
+                let verb: &[u8] = if cas.is_some() { b"cas" } else { b"add" };
+                if connection.store(verb, &counter, value.as_bytes(), 0, cas)? == Stored::Raced {
+                    continue;
+                }
+                let (_, lock) = connection.look(&lock)?;
+                return Ok(lock.filter(|item| store.ours(item)).map(|_| token));
+            }
+            Err(Failure::Fatal(format!(
+                "the fencing counter kept changing under us ({FENCE_ROUNDS} tries)"
+            )))
+        })
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let counter = fence_key(name);
+        self.with_retries(|_, connection| {
+            let (_, item) = connection.look_raw(&counter)?;
+            item.map(|item| parse_token(&item.value)).transpose()
+        })
     }
 
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
@@ -746,6 +852,33 @@ mod tests {
         let long = wire_key(&[b'x'; 300]);
         assert!(long.len() <= MAX_KEY, "{}", long.len());
         assert_ne!(long, wire_key(&[b'x'; 301]));
+    }
+
+    #[test]
+    fn fencing_counters_are_no_locks_wire_key() {
+        for name in [&b"cronlock.abc"[..], b"a%:fence", b"%", &[b'%'; 300], &[b'x'; 300]] {
+            let counter = fence_key(name);
+            assert!(counter.len() <= MAX_KEY, "{}", counter.len());
+            assert!(counter.ends_with(FENCE_TAIL));
+            let lock = wire_key(name);
+            assert!(!lock.windows(2).any(|pair| pair == b"%:"), "{lock:?}");
+        }
+        assert_eq!(fence_key(b"cronlock.abc"), b"cronlock.abc%:fence");
+        assert_ne!(fence_key(&[b'x'; 300]), fence_key(&[b'x'; 301]));
+    }
+
+    #[test]
+    fn fencing_tokens_follow_the_servers_clock_and_never_go_back() {
+        // A new (or lost) counter starts at the next second's microseconds.
+        assert_eq!(next_token(None, 1_000), Some(1_001_000_000));
+        // Within the second, one more each time; then the clock again.
+        assert_eq!(next_token(Some(1_001_000_000), 1_000), Some(1_001_000_001));
+        assert_eq!(next_token(Some(1_001_000_001), 1_002), Some(1_002_000_000));
+        // A clock gone back leaves the counter to grow by one.
+        assert_eq!(next_token(Some(5_000_000_000), 1_000), Some(5_000_000_001));
+        assert_eq!(next_token(Some(u64::MAX), 1_000), None);
+        assert!(parse_token(b"12").is_ok_and(|token| token == 12));
+        assert!(parse_token(b"twelve").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use anyhow::{bail, Result};
 
 use super::settings::MemcachedTarget;
 use super::{changing, exptime, Connection, Failure, Link, RawItem, Stored, MAX_KEY, MAX_ROUNDS};
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 
 /// The flags pymemcache stores bytes with under tooz's serializer.
@@ -75,6 +75,12 @@ fn rewrite(connection: &mut Connection, key: &[u8], node: &[u8], expiry: i64, ca
 impl LockStore for ToozMemcachedLock<'_> {
     fn kind(&self) -> &'static str {
         "memcached"
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's memcached key alone, which coolock hosts take without a fencing token",
+        )
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {

@@ -771,7 +771,11 @@ pub fn history_keeps_the_last_runs_and_the_last_success(fixture: &mut dyn Fixtur
     let dir = TempDir::new("history");
     let env = with(
         &fixture.env(),
-        &[("CRONLOCK_KEY", "hist"), ("CRONLOCK_HISTORY", "3"), ("CRONLOCK_GRACE", "-1")],
+        &[
+            ("CRONLOCK_KEY", "hist"),
+            ("CRONLOCK_HISTORY", "3"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
     );
     if !fixture.keeps_history() {
         let refused = run(&env, &marker(&dir));
@@ -806,7 +810,10 @@ pub fn history_keeps_the_last_runs_and_the_last_success(fixture: &mut dyn Fixtur
     assert_eq!(lines.len(), 3, "{}", listed.stdout());
     for line in &lines {
         assert_eq!(line["exit"], 3, "{line}");
-        assert!(line["ended"].as_i64().unwrap() >= line["start"].as_i64().unwrap(), "{line}");
+        assert!(
+            line["ended"].as_i64().unwrap() >= line["start"].as_i64().unwrap(),
+            "{line}"
+        );
         assert_eq!(line["command"], "sh -c exit 3");
         assert!(line["node"].is_string() && line["pid"].is_u64(), "{line}");
     }
@@ -827,7 +834,11 @@ pub fn history_keeps_the_last_runs_and_the_last_success(fixture: &mut dyn Fixtur
     wait_past(ended + 1);
     let stale = ctl(&env, &["check", "--key", "hist", "--max-age", "1s"]);
     stale.expect(1);
-    assert!(stale.stdout().contains("no successful run within 1 s"), "{}", stale.stdout());
+    assert!(
+        stale.stdout().contains("no successful run within 1 s"),
+        "{}",
+        stale.stdout()
+    );
     // Another job has none.
     ctl(&env, &["check", "--key", "never", "--max-age", "1d"]).expect(1);
 }

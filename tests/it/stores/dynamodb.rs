@@ -5,7 +5,28 @@
 use crate::util::dynamodb::{aws_env, DynamoServer, SECRET, TABLE};
 use crate::util::*;
 
-crate::conformance::server_fixture!(Dynamo(DynamoServer));
+struct Dynamo(DynamoServer);
+
+impl crate::conformance::Fixture for Dynamo {
+    fn start() -> Dynamo {
+        Dynamo(DynamoServer::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+
+    /// DynamoDB keeps the counter; moto keeps it in memory and is never
+    /// restarted here.
+    fn fencing(&self) -> Option<bool> {
+        Some(true)
+    }
+}
 
 crate::conformance::suite!(Dynamo);
 crate::ctl_suite::suite!(Dynamo);
@@ -241,4 +262,60 @@ fn cronlockctl_list_pages_through_the_scan() {
     assert!(lines.iter().all(|l| l["state"] == "held"));
     let all = ctl(&server.env(), &["list", "--all-prefixes"]);
     assert_eq!(all.stdout().lines().count(), 301);
+}
+
+#[test]
+fn the_fencing_counter_is_an_item_no_listing_shows() {
+    let server = DynamoServer::start();
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "fenced"),
+            ("CRONLOCK_FENCING", "required"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let token = |env: &[(String, String)]| {
+        let result = run(env, &["sh", "-c", "echo \"$CRONLOCK_FENCING_TOKEN\""]);
+        result.expect(0);
+        result.stdout().trim().to_string()
+    };
+    assert_eq!(token(&env), "1");
+    assert_eq!(token(&env), "2");
+    // Its key ends in a NUL, which no lock's name can hold; it has no
+    // expire and no TTL attribute.
+    assert_eq!(
+        server.item("cronlock.fenced\0fence"),
+        "[('cronlock_fence', ('N', '2')), ('key', ('S', 'cronlock.fenced\\x00fence'))]"
+    );
+    // The counter outlives a reset, and is no lock to cronlockctl.
+    let kept = with(&env, &[("CRONLOCK_GRACE", "60")]);
+    assert_eq!(token(&kept), "3");
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    assert_eq!(token(&env), "4");
+    for all in [&["list"][..], &["list", "--all-prefixes"]] {
+        let listed = ctl(&env, all);
+        listed.expect(0);
+        assert_eq!(listed.stdout(), "", "{all:?}");
+    }
+    ctl(&env, &["status", "--key", "fenced"]).expect(0);
+    ctl(&env, &["fence", "cronlock.fenced", "4"]).expect(0);
+    ctl(&env, &["fence", "cronlock.fenced", "3"]).expect(1);
+}
+
+#[test]
+fn lock_execs_style_refuses_fencing_with_one_line() {
+    let server = DynamoServer::start();
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "nightly"),
+            ("CRONLOCK_KEY_STYLE", "lock-exec"),
+            ("CRONLOCK_FENCING", "on"),
+        ],
+    );
+    let line = expect_refusal(&env, "CRONLOCK_KEY_STYLE=lock-exec", &[SECRET]);
+    assert!(line.contains("CRONLOCK_FENCING"), "{line}");
+    // Without fencing the style takes the lock as before.
+    run(&with(&env, &[("CRONLOCK_FENCING", "off")]), &["true"]).expect(0);
 }

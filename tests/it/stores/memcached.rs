@@ -11,7 +11,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::util::memcached::MemcachedServer;
 use crate::util::*;
 
-crate::conformance::server_fixture!(Memcached(MemcachedServer));
+struct Memcached(MemcachedServer);
+
+impl crate::conformance::Fixture for Memcached {
+    fn start() -> Memcached {
+        Memcached(MemcachedServer::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+
+    /// memcached keeps nothing on disk and evicts: a counter can be lost.
+    fn fencing(&self) -> Option<bool> {
+        Some(false)
+    }
+}
 
 crate::conformance::suite!(Memcached);
 crate::ctl_suite::suite!(Memcached);
@@ -253,4 +273,77 @@ fn a_server_that_never_answers_exits_201_after_the_timeout() {
     let port = fake_server(b"", true);
     let url = format!("memcached://127.0.0.1:{port}");
     refused(&[("CRONLOCK_URL", &url)], "no answer within CRONLOCK_REDIS_TIMEOUT");
+}
+
+/// Waits until the clock of `server` (`stats`' time, which memcached
+/// moves once a second on a tick of its own) shows a later second.
+fn next_server_second(server: &MemcachedServer) {
+    let now = || {
+        let stats = server.request("stats\r\n").unwrap_or_default();
+        let time = stats.lines().find_map(|line| line.strip_prefix("STAT time "));
+        time.and_then(|time| time.trim().parse::<i64>().ok()).unwrap()
+    };
+    let start = now();
+    wait_until(Duration::from_secs(5), "memcached's clock to tick", || now() > start);
+}
+
+/// The token a run under `env` gets (its command prints it).
+#[track_caller]
+fn fencing_token(env: &[(String, String)]) -> u64 {
+    let result = run(env, &["sh", "-c", "echo \"$CRONLOCK_FENCING_TOKEN\""]);
+    result.expect(0);
+    result.stdout().trim().parse().unwrap()
+}
+
+#[test]
+fn fencing_tokens_outgrow_a_counter_lost_to_an_eviction_or_a_restart() {
+    let server = MemcachedServer::start();
+    let fenced = [
+        ("CRONLOCK_KEY", "fenced"),
+        ("CRONLOCK_FENCING", "on"),
+        ("CRONLOCK_GRACE", "-1"),
+    ];
+    let env = with(&server.env(), &fenced);
+    let before = unix_now() - 2;
+    let mut tokens = vec![fencing_token(&env), fencing_token(&env)];
+    // The counter is the item beside the lock, with no expiry, holding the
+    // newest token, which starts from the server's clock.
+    assert_eq!(server.get("cronlock.fenced%:fence"), Some(tokens[1].to_string()));
+    let meta = server.request("mg cronlock.fenced%:fence t\r\n").unwrap();
+    assert_eq!(meta.trim(), "HD t-1", "{meta}");
+    assert!(tokens[0] / 1_000_000 > before as u64, "{tokens:?} at {before}");
+    // Evicted, in a later second of the server's clock (within the second
+    // it was made, a lost counter starts again where it did: see the
+    // store's comment).
+    next_server_second(&server);
+    assert_eq!(
+        server.request("delete cronlock.fenced%:fence\r\n").as_deref(),
+        Some("DELETED\r\n")
+    );
+    tokens.push(fencing_token(&env));
+    tokens.push(fencing_token(&env));
+    // A restart forgets everything: a new server is the same.
+    next_server_second(&server);
+    drop(server);
+    let restarted = MemcachedServer::start();
+    let env = with(&restarted.env(), &fenced);
+    tokens.push(fencing_token(&env));
+    tokens.push(fencing_token(&env));
+    assert!(tokens.windows(2).all(|pair| pair[0] < pair[1]), "{tokens:?}");
+    // The counter is no lock to cronlockctl.
+    let listed = ctl(&env, &["list"]);
+    listed.expect(0);
+    assert_eq!(listed.stdout(), "", "{}", listed.stdout());
+    ctl(&env, &["fence", "cronlock.fenced", &tokens[5].to_string()]).expect(0);
+}
+
+#[test]
+fn toozs_style_refuses_fencing_with_one_line() {
+    let server = MemcachedServer::start();
+    let env = with(
+        &server.env(),
+        &[("CRONLOCK_KEY_STYLE", "tooz"), ("CRONLOCK_FENCING", "on")],
+    );
+    let line = expect_refusal(&env, "CRONLOCK_KEY_STYLE=tooz", &[]);
+    assert!(line.contains("CRONLOCK_FENCING"), "{line}");
 }
