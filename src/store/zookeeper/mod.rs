@@ -49,6 +49,18 @@
 //! one multi-op, so exactly one contender wins a takeover, and a release
 //! never touches a record someone else has rewritten.
 //!
+//! `CRONLOCK_FENCING`: the token is a zxid, the ensemble's transaction
+//! number, which only grows and is kept on disk with the data. Each job key
+//! has a counter, the persistent node `/cronlock/<key>#fence` beside its
+//! lock (`#` is never in a lock's node name, and cronlockctl skips it),
+//! which neither a release nor a reset removes. One multi-op checks the
+//! versions of the lock's record and `run` node, read just before with the
+//! `run` node our session's, and writes the counter: the token is that
+//! write's zxid, the counter's new mzxid. A read of the `run` node behind
+//! it in the same round trip confirms it is still our session's: versions
+//! alone would not tell a record that a reset removed and a fresh take made
+//! again at the same versions from ours.
+//!
 //! `CRONLOCK_KEY_STYLE=lockex`: kazoo 2.2's Lock recipe, as lockex uses it:
 //! an ephemeral sequential `<uuid hex>__lock__<10 digits>` under
 //! `/lockex/<id>` with `host:pid` as data; the lowest sequence holds the
@@ -87,12 +99,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use zookeeper_client::{
-    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteResult, MultiWriter, SessionState, Stat,
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteError, MultiWriteResult, MultiWriter,
+    SessionState, Stat,
 };
 
 use crate::config::Config;
 use crate::key::KeyStyle;
-use crate::lock::{Acquire, Claim, Feature, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
 use kazoo::{Recipe, LOCK_MARK};
@@ -116,6 +129,10 @@ const HEARTBEATS_PER_TIMEOUT: u32 = 6;
 const HOLD_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Where default-style locks live.
 const ROOT: &str = "/cronlock";
+/// What ends a fencing counter's node name after the job key's own
+/// (`/cronlock/<key>#fence`): [`node_path`] escapes `#`, so no lock's node
+/// is named so.
+const FENCE_MARK: &str = "#fence";
 /// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
 const LOCKEX_ROOT: &str = "/lockex";
 /// The largest owner record stored: ZooKeeper refuses node data over 1 MB
@@ -370,6 +387,99 @@ impl<'a> ZooKeeperLock<'a> {
         }
     }
 
+    /// `CRONLOCK_FENCING` in the default style: the job key `name`'s next
+    /// token, while `lease` is ours (see the module's notes).
+    fn fence_default(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        let node = node_path(&lease.key);
+        let run = format!("{node}/run");
+        let counter = fence_path(name);
+        let session = self.session()?;
+        let ours = session.client.session_id().0;
+        // The counter is created by the first token's multi-op, so that its
+        // mzxid is always a token given.
+        let mut create = false;
+        for _ in 0..ROUNDS {
+            let (record, held) =
+                session.call_pair(session.client.check_stat(&node), session.client.check_stat(&run))?;
+            let record = record
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("reading {node}"))?;
+            let held = held
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("reading {run}"))?;
+            let (Some(record), Some(held)) = (record, held) else {
+                return Ok(None);
+            };
+            if held.ephemeral_owner != ours {
+                return Ok(None);
+            }
+            let mut multi = session.client.new_multi_writer();
+            multi.add_check_version(&node, record.version)?;
+            multi.add_check_version(&run, held.version)?;
+            if create {
+                multi.add_create(&counter, b"", &persistent())?;
+            }
+            multi.add_set_data(&counter, b"", None)?;
+            // Sent in this order, answered in this order: the read sees the
+            // multi-op's effect (a session reads its own writes).
+            let commit = multi.commit();
+            let (committed, after) = session.call_pair(commit, session.client.check_stat(&run))?;
+            match committed {
+                Ok(results) => {
+                    let stat = results
+                        .last()
+                        .and_then(set_stat)
+                        .ok_or_else(|| anyhow!("bumping {counter}: the server gave no stat"))?;
+                    let token = u64::try_from(stat.mzxid)
+                        .map_err(|_| anyhow!("{counter}: a negative zxid ({})", stat.mzxid))?;
+                    let after = after
+                        .map_err(anyhow::Error::from)
+                        .with_context(|| format!("reading {run}"))?;
+                    // Not ours: another holder's take came before our write,
+                    // and its own token after it; ours is withheld.
+                    return Ok(after.filter(|stat| stat.ephemeral_owner == ours).map(|_| token));
+                }
+                // The record or its run node changed since we read them.
+                Err(MultiWriteError::OperationFailed {
+                    index: 0 | 1,
+                    source: ZkError::BadVersion | ZkError::NoNode,
+                }) => return Ok(None),
+                // No counter yet (or one deleted by hand: its new zxids are
+                // still larger than every old token).
+                Err(MultiWriteError::OperationFailed {
+                    source: ZkError::NoNode,
+                    ..
+                }) => create = true,
+                // Another holder of the job (a semaphore's other slot, an
+                // earlier fire time's) created it meanwhile.
+                Err(MultiWriteError::OperationFailed {
+                    source: ZkError::NodeExists,
+                    ..
+                }) => create = false,
+                Err(err) => return Err(anyhow!(ZkError::from(err)).context(format!("bumping {counter}"))),
+            }
+        }
+        bail!("{counter}: still contended after {ROUNDS} tries")
+    }
+
+    /// The newest token of the job key `name`: the counter's mzxid.
+    fn newest_fence_default(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        let counter = fence_path(name);
+        let session = self.session()?;
+        // A follower may lag the leader, and show an older token as the
+        // newest: a sync first brings the server ours reads from up to date.
+        let (synced, read) = session.call_pair(session.client.sync(&counter), session.client.check_stat(&counter))?;
+        match synced {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("syncing {counter}"))),
+        }
+        let read = read
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("reading {counter}"))?;
+        read.map(|stat| u64::try_from(stat.mzxid).map_err(|_| anyhow!("{counter}: a negative zxid ({})", stat.mzxid)))
+            .transpose()
+    }
+
     /// Where the lock on `key` lives, and which kazoo's recipe takes it,
     /// in the lockex and tooz styles; `None` in cronlock's own.
     fn kazoo_dir(&self, key: &[u8]) -> Result<Option<(String, Recipe)>> {
@@ -616,8 +726,8 @@ impl LockStore for ZooKeeperLock<'_> {
             }
         } else {
             let now = session.now()?;
-            for name in names {
-                let key = key_of_node(&name);
+            for name in names.iter().filter(|name| !name.ends_with(FENCE_MARK)) {
+                let key = key_of_node(name);
                 if key.starts_with(prefix) {
                     if let Some(lock) = session.read_default(&key)? {
                         found.push(seen_default(key, lock, now));
@@ -645,6 +755,33 @@ impl LockStore for ZooKeeperLock<'_> {
             Err(ZkError::NoNode) => Ok(false),
             Err(err) => Err(anyhow!(err).context(format!("deleting {node}"))),
         }
+    }
+
+    fn fencing(&self) -> Fencing {
+        match self.style {
+            // A zxid only grows, and the ensemble keeps it with its data.
+            Style::Record => Fencing::Durable,
+            Style::Lockex => Fencing::Unsupported(
+                "with CRONLOCK_KEY_STYLE=lockex the lock is lockex's (kazoo's lock recipe), which has no fencing tokens",
+            ),
+            Style::Tooz => Fencing::Unsupported(
+                "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's (kazoo's lock recipe), which has no fencing tokens",
+            ),
+        }
+    }
+
+    fn fence(&mut self, lease: &Lease, name: &[u8]) -> Result<Option<u64>> {
+        if let Fencing::Unsupported(why) = self.fencing() {
+            bail!("no fencing tokens: {why}");
+        }
+        self.fence_default(lease, name)
+    }
+
+    fn newest_fence(&mut self, name: &[u8]) -> Result<Option<u64>> {
+        if let Fencing::Unsupported(why) = self.fencing() {
+            bail!("no fencing tokens: {why}");
+        }
+        self.newest_fence_default(name)
     }
 
     fn hold_check_every(&self) -> Option<Duration> {
@@ -1210,6 +1347,12 @@ fn node_path(key: &[u8]) -> String {
     format!("{ROOT}/{name}")
 }
 
+/// The fencing counter of the job key `name`: beside its lock's node, and
+/// named as no lock's node can be.
+fn fence_path(name: &[u8]) -> String {
+    format!("{}{FENCE_MARK}", node_path(name))
+}
+
 /// The key a default-style node name stands for (the reverse of [`node_path`]).
 fn key_of_node(name: &str) -> Vec<u8> {
     if name == "%" {
@@ -1309,6 +1452,27 @@ mod tests {
         // What kazoo ignores: empty (a plain lock's directory), text, not UTF-8.
         for ignored in [&b""[..], b"3 leases", b"1_0", b"+", b"\xff3"] {
             assert_eq!(kazoo_leases(ignored), None, "{ignored:?}");
+        }
+    }
+
+    #[test]
+    fn a_fencing_counter_is_never_a_locks_node() {
+        assert_eq!(fence_path(b"cronlock.abc"), "/cronlock/cronlock.abc#fence");
+        for key in [&b"cronlock.abc"[..], b"a#fence", b"#fence", b"", b"a/b"] {
+            let counter = fence_path(key);
+            let name = &counter[ROOT.len() + 1..];
+            assert!(name.ends_with(FENCE_MARK) && !name.contains('/'), "{counter}");
+            for lock in [
+                &b"cronlock.abc"[..],
+                b"a#fence",
+                b"#fence",
+                b"",
+                b"a/b",
+                key_of_node(name).as_slice(),
+            ] {
+                assert_ne!(node_path(lock), counter, "{lock:?}");
+                assert!(!node_path(lock).ends_with(FENCE_MARK), "{lock:?}");
+            }
         }
     }
 

@@ -7,7 +7,32 @@ use crate::util::zookeeper::ZooKeeper;
 /// The session timeout cronlock asks for, which the test servers grant.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
-crate::conformance::server_fixture!(Zk(ZooKeeper));
+struct Zk(ZooKeeper);
+
+impl crate::conformance::Fixture for Zk {
+    fn start() -> Zk {
+        Zk(ZooKeeper::start())
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.0.env()
+    }
+
+    fn stop(&mut self) -> bool {
+        self.0.kill();
+        true
+    }
+
+    /// The token is a zxid, kept on disk with the server's data.
+    fn fencing(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    fn restart(&mut self) -> bool {
+        self.0.restart();
+        true
+    }
+}
 
 crate::conformance::suite!(Zk);
 crate::ctl_suite::suite!(Zk);
@@ -169,4 +194,80 @@ fn a_holder_whose_server_stops_answering_kills_its_command_before_its_session_ca
         crate::util::run(&env, &crate::util::marker(&dir)).code() == 0
     });
     assert_eq!(crate::util::runs(&dir), 1);
+}
+
+/// The server's newest zxid, from `srvr`'s `Zxid: 0x...` line.
+fn server_zxid(zk: &ZooKeeper) -> u64 {
+    let answer = crate::util::zookeeper::four_letters(zk.port, "srvr").expect("srvr answers");
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("Zxid: 0x"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no zxid in {answer}"))
+}
+
+#[test]
+fn the_fencing_token_is_a_zxid_kept_on_a_counter_node_that_outlives_the_lock() {
+    let zk = ZooKeeper::start();
+    let dir = crate::util::TempDir::new("zk-fenced");
+    let env = crate::util::with(&zk.env(), &[("CRONLOCK_KEY", "fenced"), ("CRONLOCK_FENCING", "on")]);
+    let out = dir.join("job");
+    let job = format!(
+        "echo \"$CRONLOCK_LOCK_KEY $CRONLOCK_FENCING_TOKEN\" > {}",
+        out.display()
+    );
+    let fenced = |env: &[(String, String)]| {
+        let before = server_zxid(&zk);
+        crate::util::run(env, &["sh", "-c", &job]).expect(0);
+        let line = std::fs::read_to_string(&out).unwrap();
+        let (key, token) = line.trim().split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let token: u64 = token.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        // Given by a write of the run's own, after the server's newest
+        // zxid before it, and no later than its newest after it.
+        assert!(before < token && token <= server_zxid(&zk), "{before} {token}");
+        (key.to_string(), token)
+    };
+    let (key, first) = fenced(&env);
+    let counter = format!("{key}#fence");
+    let client = zk.client();
+    assert!(
+        client.children("/cronlock").contains(&counter),
+        "{:?}",
+        client.children("/cronlock")
+    );
+    // cronlockctl shows the lock, not its counter.
+    let listed = crate::util::ctl(&env, &["list"]);
+    assert_eq!(listed.stdout().lines().count(), 1, "{}", listed.stdout());
+    assert!(!listed.stdout().contains("#fence"), "{}", listed.stdout());
+    // The counter outlives the lock: the next token is larger.
+    crate::util::ctl(&env, &["unlock", "--key", "fenced"]).expect(0);
+    assert!(client.children("/cronlock").contains(&counter));
+    let (_, second) = fenced(&crate::util::with(&env, &[("CRONLOCK_GRACE", "-1")]));
+    assert!(second > first, "{first} then {second}");
+    assert_eq!(client.children("/cronlock"), vec![counter]);
+    crate::util::ctl(&env, &["fence", &key, &first.to_string()]).expect(1);
+    crate::util::ctl(&env, &["fence", &key, &second.to_string()]).expect(0);
+}
+
+#[test]
+fn fencing_is_refused_with_one_line_in_the_lockex_and_tooz_styles() {
+    let zk = ZooKeeper::start();
+    for style in ["lockex", "tooz"] {
+        let env = crate::util::with(
+            &zk.env(),
+            &[
+                ("CRONLOCK_KEY_STYLE", style),
+                ("CRONLOCK_KEY", "fenced"),
+                ("CRONLOCK_FENCING", "on"),
+            ],
+        );
+        let refused = crate::util::run(&env, &["true"]);
+        refused.expect(201);
+        let stderr = refused.stderr();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("CRONLOCK_FENCING") && stderr.contains(&format!("CRONLOCK_KEY_STYLE={style}")),
+            "{stderr}"
+        );
+    }
 }
