@@ -22,6 +22,10 @@
 //! `ETCD_LOCK_REV`, as `etcdctl lock NAME COMMAND` does (see
 //! [`EtcdLock::job_env`]).
 //!
+//! `CRONLOCK_HISTORY`: each run's record is a key of its own beside the lock,
+//! `NAME:runs:<20 digits>`, and the last success `NAME:succeeded`, neither
+//! on a lease (see [`EtcdLock::record_run`] and [`run_key`]).
+//!
 //! Why the JSON gateway (`POST /v3/...`, served by every etcd 3.4+ member on
 //! its client port) and not the `etcd-client` crate: that crate generates
 //! its gRPC code at build time with `protoc`, so every build of cronlock
@@ -41,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, History, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use gateway::{b64, int, unb64, EtcdError, Gateway};
 use settings::EtcdTarget;
@@ -144,7 +148,8 @@ impl EtcdLock<'_> {
         let kvs = answer.get("kvs").and_then(Value::as_array).cloned().unwrap_or_default();
         for kv in kvs {
             let key = unb64(kv.get("key"));
-            if is_fence_counter(&key, int(kv.get("lease"))) {
+            let lease = int(kv.get("lease"));
+            if is_fence_counter(&key, lease) || is_history_key(&key, lease) {
                 continue;
             }
             let Some(slash) = key.iter().rposition(|&b| b == b'/') else {
@@ -154,7 +159,6 @@ impl EtcdLock<'_> {
             if found.iter().any(|seen| seen.key == name) {
                 continue;
             }
-            let lease = int(kv.get("lease"));
             let now = now();
             let expires_at = match lease {
                 0 => None,
@@ -305,6 +309,100 @@ fn fence_counter(name: &[u8]) -> Vec<u8> {
 /// than a lock's key (those always have a lease).
 fn is_fence_counter(key: &[u8], lease: i64) -> bool {
     lease == 0 && key.ends_with(FENCE_SUFFIX)
+}
+
+/// What follows the job key in the keys of its run records.
+const RUNS_INFIX: &[u8] = b":runs:";
+/// How many digits end a run record's key.
+const RUN_DIGITS: usize = 20;
+/// What the key of a job's last success ends with.
+const SUCCEEDED_SUFFIX: &[u8] = b":succeeded";
+/// The most deletes sent in one transaction: etcd refuses a transaction of
+/// more than `--max-txn-ops` operations, 128 by default.
+const DELETES_PER_TXN: usize = 100;
+/// The most records read in one answer: the gateway reads answers of up to
+/// 1 MB, and a record carries the command line.
+const RUNS_PER_PAGE: i64 = 32;
+
+/// The key of one run record of the job key `name`:
+/// `NAME:runs:<number as 20 digits>`, a key without a lease.
+///
+/// Beside the lock, not under `NAME/`, for the reasons the fencing counter
+/// is (see [`fence_counter`]). Its caveat holds here too: when one job's
+/// name is another's followed by `/` (`cronlock.a` and `cronlock.a/b`), the
+/// second job's records and last success lie in the first lock's line,
+/// which they then keep held for good (`cronlockctl` skips them and shows
+/// it free); `CRONLOCK_RESET=yes` on the first job frees it, and deletes
+/// them with it. The number is the time in
+/// microseconds followed by four digits of the pid, so that `etcdctl get
+/// --prefix` shows a host's runs in order; the history itself is ordered by
+/// the keys' create revisions, the order etcd wrote them in, which no
+/// host's clock skews. Two runs that pick the same number do not overwrite
+/// each other: the put is made only if the key does not exist.
+///
+/// Other jobs' keys may share the range `NAME:runs:` (a job named
+/// `NAME:runs:7` has its lock at `NAME:runs:7/<lease>`, its own records at
+/// `NAME:runs:7:runs:…`): none of them is exactly 20 digits after
+/// `NAME:runs:`, and [`is_run_key_of`] leaves them out of every read, trim
+/// and count. A job named `NAME:runs` (records `NAME:runs:runs:…`, counter
+/// `NAME:runs:fence`) lies outside the digits' range altogether.
+fn run_key(name: &[u8], number: u128) -> Vec<u8> {
+    // 16 digits of microseconds last until the year 2286; a wrap then
+    // still gives 20 digits, and only the keys' names lose their order.
+    let digits = format!("{:020}", number % 10u128.pow(RUN_DIGITS as u32));
+    [name, RUNS_INFIX, digits.as_bytes()].concat()
+}
+
+/// The number of this run's record key (see [`run_key`]).
+fn run_number() -> u128 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    micros * 10_000 + u128::from(std::process::id() % 10_000)
+}
+
+/// The range that holds the job key `name`'s run records: the keys that
+/// start with `NAME:runs:` and a digit.
+fn runs_range(name: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    ([name, RUNS_INFIX, b"0"].concat(), [name, RUNS_INFIX, b":"].concat())
+}
+
+/// Whether `key` is one of the job key `name`'s run records, rather than
+/// another job's key in the same range.
+fn is_run_key_of(key: &[u8], name: &[u8]) -> bool {
+    key.len() == name.len() + RUNS_INFIX.len() + RUN_DIGITS
+        && key.starts_with(name)
+        && key[name.len()..].starts_with(RUNS_INFIX)
+        && key[key.len() - RUN_DIGITS..].iter().all(u8::is_ascii_digit)
+}
+
+/// The key of the job key `name`'s last success: `NAME:succeeded`.
+fn succeeded_key(name: &[u8]) -> Vec<u8> {
+    [name, SUCCEEDED_SUFFIX].concat()
+}
+
+/// Whether the key `key` on the lease `lease` belongs to some job's history
+/// rather than to a lock (a lock's key has a lease, and ends in its id).
+fn is_history_key(key: &[u8], lease: i64) -> bool {
+    let record = key.len() >= RUNS_INFIX.len() + RUN_DIGITS && {
+        let (head, digits) = key.split_at(key.len() - RUN_DIGITS);
+        head.ends_with(RUNS_INFIX) && digits.iter().all(u8::is_ascii_digit)
+    };
+    lease == 0 && (record || key.ends_with(SUCCEEDED_SUFFIX))
+}
+
+/// The `index`th response of a transaction's answer, where it is a range's.
+fn txn_range(answer: &Value, index: usize) -> Option<&Value> {
+    answer.get("responses")?.get(index)?.get("response_range")
+}
+
+/// The key-values of a range's answer (none when it found none: the
+/// gateway leaves empty fields out).
+fn kvs(range: Option<&Value>) -> &[Value] {
+    range
+        .and_then(|r| r.get("kvs"))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's `GetPrefixRangeEnd`).
@@ -486,6 +584,143 @@ impl LockStore for EtcdLock<'_> {
         Ok((revision > 0).then_some(revision as u64))
     }
 
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    /// One transaction: if the record's key [`run_key`] does not exist, put
+    /// the record there, and `NAME:succeeded` when the run succeeded, then
+    /// read the keys of the job's records, oldest first by create revision;
+    /// then, when there are more than `keep`, a second one deletes the
+    /// oldest. Neither key has a lease, and a reset deletes only `NAME/`.
+    ///
+    /// Applied twice (a retry at another member after a lost answer), the
+    /// second copy finds the key there with our record in it, and its
+    /// answer still lists the keys; a key there with another record is
+    /// another run's that picked the same number, and ours takes the next.
+    /// Runs that end together each put their own key, and each deletes the
+    /// oldest beyond `keep` of the keys it read (a delete of a key already
+    /// gone changes nothing). Each deletes only keys older than the newest
+    /// `keep` it read, and every key written after its read is newer still:
+    /// the job never keeps fewer than `keep`, and no more once the last of
+    /// them has trimmed. A trim that fails (only a warning) is made up for by
+    /// the next run's.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        let (from, end) = runs_range(name);
+        let list = json!({ "request_range": {
+            "key": b64(&from),
+            "range_end": b64(&end),
+            "keys_only": true,
+            "sort_order": "ASCEND",
+            "sort_target": "CREATE",
+        } });
+        let mut listed = None;
+        // A taken number is another run's record: ours takes the next.
+        for number in (run_number()..).take(5) {
+            let key = run_key(name, number);
+            let mut success = vec![json!({ "request_put": { "key": b64(&key), "value": b64(record.as_bytes()) } })];
+            if succeeded {
+                success.push(json!({ "request_put": {
+                    "key": b64(&succeeded_key(name)),
+                    "value": b64(record.as_bytes()),
+                } }));
+            }
+            success.push(list.clone());
+            let body = json!({
+                "compare": [{ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+                "success": success,
+                "failure": [{ "request_range": { "key": b64(&key) } }, list],
+            });
+            let answer = self
+                .gateway
+                .call("/v3/kv/txn", &body, None)
+                .with_context(|| format!("adding the run to the history of {shown}"))?;
+            if answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
+                listed = Some(kvs(txn_range(&answer, success.len() - 1)).to_vec());
+                break;
+            }
+            if unb64(kvs(txn_range(&answer, 0)).first().and_then(|kv| kv.get("value"))) == record.as_bytes() {
+                listed = Some(kvs(txn_range(&answer, 1)).to_vec());
+                break;
+            }
+        }
+        let listed = listed.ok_or_else(|| {
+            anyhow!("adding the run to the history of {shown}: five record keys in a row were taken by other runs")
+        })?;
+        let records: Vec<Vec<u8>> = listed
+            .iter()
+            .map(|kv| unb64(kv.get("key")))
+            .filter(|key| is_run_key_of(key, name))
+            .collect();
+        let excess = records.len().saturating_sub(keep as usize);
+        for chunk in records[..excess].chunks(DELETES_PER_TXN) {
+            let deletes: Vec<Value> = chunk
+                .iter()
+                .map(|key| json!({ "request_delete_range": { "key": b64(key) } }))
+                .collect();
+            self.gateway
+                .call("/v3/kv/txn", &json!({ "success": deletes }), None)
+                .with_context(|| format!("trimming the history of {shown} to {keep} runs"))?;
+        }
+        Ok(())
+    }
+
+    /// One transaction reads the newest records (by create revision) and
+    /// the last success; a longer history is read on in pages, each below
+    /// the create revision where the last ended.
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        let (from, end) = runs_range(name);
+        let page = |below: Option<i64>| {
+            let mut range = json!({
+                "key": b64(&from),
+                "range_end": b64(&end),
+                "sort_order": "DESCEND",
+                "sort_target": "CREATE",
+                "limit": RUNS_PER_PAGE.to_string(),
+            });
+            if let Some(below) = below {
+                range["max_create_revision"] = json!((below - 1).to_string());
+            }
+            range
+        };
+        let body = json!({ "success": [
+            { "request_range": page(None) },
+            { "request_range": { "key": b64(&succeeded_key(name)) } },
+        ] });
+        let answer = self
+            .gateway
+            .call("/v3/kv/txn", &body, None)
+            .with_context(|| format!("reading the history of {shown}"))?;
+        let text = |kv: &Value| String::from_utf8_lossy(&unb64(kv.get("value"))).into_owned();
+        let last_success = kvs(txn_range(&answer, 1)).first().map(text);
+        let mut runs = Vec::new();
+        let mut range = txn_range(&answer, 0).cloned();
+        loop {
+            let found = kvs(range.as_ref());
+            runs.extend(
+                found
+                    .iter()
+                    .filter(|kv| is_run_key_of(&unb64(kv.get("key")), name))
+                    .map(text),
+            );
+            let more = range.as_ref().and_then(|r| r.get("more")).and_then(Value::as_bool) == Some(true);
+            let Some(oldest) = found.last().map(|kv| int(kv.get("create_revision"))) else {
+                break;
+            };
+            if !more || oldest <= 1 {
+                break;
+            }
+            range = Some(
+                self.gateway
+                    .call("/v3/kv/range", &page(Some(oldest)), None)
+                    .with_context(|| format!("reading the history of {shown}"))?,
+            );
+        }
+        Ok(History { runs, last_success })
+    }
+
     /// `ETCD_LOCK_KEY` and `ETCD_LOCK_REV`, the variables `etcdctl lock
     /// NAME COMMAND` gives its command, so that a job moved from etcdctl
     /// keeps reading them. `ETCD_LOCK_KEY` is the same: the lock's key,
@@ -632,6 +867,42 @@ mod tests {
         // A lock's key always has a lease, and ends in its id.
         assert!(!is_fence_counter(&key_of(b"cronlock.job:fence", 7), 7));
         assert!(!is_fence_counter(&counter, 7));
+    }
+
+    #[test]
+    fn history_keys_lie_beside_the_lock_and_are_no_lock() {
+        let name = b"cronlock.job";
+        let record = run_key(name, 17_644_608_000_000_004_242);
+        assert_eq!(record, b"cronlock.job:runs:17644608000000004242");
+        assert_eq!(run_key(name, 7), b"cronlock.job:runs:00000000000000000007");
+        assert!(is_run_key_of(&record, name));
+        let (from, end) = runs_range(name);
+        assert!(from.as_slice() <= record.as_slice() && record < end);
+        assert_eq!(succeeded_key(name), b"cronlock.job:succeeded");
+        for key in [record.clone(), succeeded_key(name)] {
+            assert!(!key.starts_with(&prefix_of(name)));
+            assert!(is_history_key(&key, 0), "{key:?}");
+            assert!(!is_history_key(&key, 7), "{key:?}");
+            assert!(!is_fence_counter(&key, 0));
+        }
+        assert!(!is_history_key(&fence_counter(name), 0));
+        // Other jobs' keys in the same range are not the job's records.
+        let runs_job = [&name[..], b":runs"].concat();
+        assert!(!is_run_key_of(&run_key(&runs_job, 7), name));
+        assert!(run_key(&runs_job, 7) >= end);
+        let digits_job = [&name[..], b":runs:00000000000000000007"].concat();
+        for other in [
+            key_of(&digits_job, 0x1f),
+            fence_counter(&digits_job),
+            run_key(&digits_job, 8),
+            succeeded_key(&digits_job),
+        ] {
+            assert!(from.as_slice() <= other.as_slice() && other < end, "{other:?}");
+            assert!(!is_run_key_of(&other, name), "{other:?}");
+        }
+        // A lock's key is never taken for history, whatever its job's name.
+        assert!(!is_history_key(&key_of(&record, 7), 7));
+        assert!(!is_history_key(&key_of(&succeeded_key(name), 7), 7));
     }
 
     #[test]

@@ -35,6 +35,10 @@ impl crate::conformance::Fixture for EtcdFixture {
         self.0.restart();
         true
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
 }
 
 crate::conformance::suite!(EtcdFixture);
@@ -145,6 +149,165 @@ fn the_fencing_counter_is_in_no_line_and_in_no_list() {
     // An unlock leaves it: the tokens' series goes on.
     ctl(&env, &["unlock", "--key", "counted"]);
     assert_eq!(etcd.keys(), ["cronlock.counted:fence"]);
+}
+
+/// The job's records kept in etcd, by key.
+fn records(etcd: &Etcd, job: &str) -> Vec<String> {
+    let prefix = format!("cronlock.{job}:runs:");
+    etcd.keys()
+        .into_iter()
+        .filter(|key| key.strip_prefix(&prefix).is_some_and(|n| n.len() == 20))
+        .collect()
+}
+
+/// `cronlockctl history` of `job`, newest first.
+fn history(env: &[(String, String)], job: &str) -> Vec<serde_json::Value> {
+    let listed = ctl(env, &["--json", "history", "--key", job]);
+    listed.expect(0);
+    listed.json_lines()
+}
+
+#[test]
+fn the_history_is_in_no_line_and_in_no_list_and_outlives_an_unlock() {
+    let etcd = Etcd::start();
+    let env = with(
+        &etcd.env(),
+        &[
+            ("CRONLOCK_KEY", "kept"),
+            ("CRONLOCK_HISTORY", "2"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    for _ in 0..4 {
+        run(&env, &["true"]).expect(0);
+    }
+    run(&env, &["sh", "-c", "exit 4"]).expect(4);
+    // Trimmed to two records, beside the last success; no lock is left.
+    let kept = records(&etcd, "kept");
+    assert_eq!(kept.len(), 2, "{:?}", etcd.keys());
+    let mut expected = kept.clone();
+    expected.push("cronlock.kept:succeeded".to_string());
+    assert_eq!(etcd.keys(), expected);
+    let got: serde_json::Value =
+        serde_json::from_str(&etcd.ctl(&["get", "--prefix", "cronlock.kept", "--write-out=json"])).unwrap();
+    for kv in got["kvs"].as_array().unwrap() {
+        assert!(kv["lease"].is_null(), "no lease: {kv}");
+    }
+    let runs = history(&env, "kept");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((runs[0]["exit"].as_i64(), runs[1]["exit"].as_i64()), (Some(4), Some(0)));
+    // Neither list nor status takes them for locks, nor does etcdctl lock,
+    // even where a job's name has a `/`, which puts them in a lock's range.
+    run(&with(&env, &[("CRONLOCK_KEY", "other/sub")]), &["true"]).expect(0);
+    let listed = ctl(&env, &["--json", "list"]);
+    listed.expect(0);
+    assert!(listed.json_lines().is_empty(), "{}", listed.stdout());
+    ctl(&env, &["status", "--key", "kept"]).expect(0);
+    let output = etcd
+        .etcdctl()
+        .args(["lock", "cronlock.kept", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Neither an unlock nor a reset deletes them.
+    ctl(&env, &["unlock", "--key", "kept"]);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    assert_eq!(history(&env, "kept").len(), 2);
+    assert_eq!(records(&etcd, "kept").len(), 2);
+    ctl(&env, &["check", "--key", "kept", "--max-age", "1h"]).expect(0);
+}
+
+#[test]
+fn runs_that_end_together_each_keep_their_record() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("etcd-history-together");
+    let env = with(
+        &etcd.env(),
+        &[
+            ("CRONLOCK_KEY", "together"),
+            ("CRONLOCK_CONCURRENCY", "6"),
+            ("CRONLOCK_HISTORY", "4"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    // Six slots' runs, let go at once: six records written together, and
+    // trimmed to four, the last written of them.
+    let gates: Vec<Gated> = (0..6).map(|i| Gated::new(&dir, &format!("run{i}"))).collect();
+    let mut children: Vec<Reaped> = gates
+        .iter()
+        .map(|gated| Reaped(cronlock(&env).args(["sh", "-c", &gated.script]).spawn().unwrap()))
+        .collect();
+    for gated in &gates {
+        gated.wait_started();
+    }
+    for gated in &gates {
+        gated.open();
+    }
+    let mut pids: Vec<u64> = children.iter().map(|child| u64::from(child.0.id())).collect();
+    for child in &mut children {
+        assert!(child.0.wait().unwrap().success());
+    }
+    let runs = history(&env, "together");
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!(records(&etcd, "together").len(), 4, "{:?}", etcd.keys());
+    let mut seen: Vec<u64> = runs.iter().map(|run| run["pid"].as_u64().unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "{runs:?}");
+    pids.retain(|pid| seen.contains(pid));
+    assert_eq!(pids.len(), 4, "every record is one of the runs: {runs:?}");
+}
+
+#[test]
+fn a_long_history_is_read_in_pages_in_the_order_it_was_written() {
+    let etcd = Etcd::start();
+    // 45 records, as older runs left them, numbered against the order
+    // they were written in: that order, not the keys', is the history's.
+    for i in 0..45 {
+        let key = format!("cronlock.paged:runs:{:020}", 1000 - i);
+        etcd.ctl(&["put", &key, &format!("{{\"n\":{i}}}")]);
+    }
+    let env = with(
+        &etcd.env(),
+        &[
+            ("CRONLOCK_KEY", "paged"),
+            ("CRONLOCK_HISTORY", "40"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    run(&env, &["true"]).expect(0);
+    let runs = history(&env, "paged");
+    assert_eq!(runs.len(), 40, "{runs:?}");
+    assert_eq!(runs[0]["exit"], 0, "{runs:?}");
+    let numbers: Vec<i64> = runs[1..].iter().map(|run| run["n"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, (6..45).rev().collect::<Vec<_>>());
+    assert_eq!(records(&etcd, "paged").len(), 40);
+}
+
+#[test]
+fn jobs_named_like_anothers_history_keys_keep_their_own() {
+    let etcd = Etcd::start();
+    let base = with(&etcd.env(), &[("CRONLOCK_HISTORY", "1"), ("CRONLOCK_GRACE", "-1")]);
+    let job = |key: &str| with(&base, &[("CRONLOCK_KEY", key)]);
+    // A lock kept for its grace, and history, inside `clash`'s range of records.
+    let digits = "clash:runs:00000000000000000007";
+    run(&with(&job(digits), &[("CRONLOCK_GRACE", "300")]), &["true"]).expect(0);
+    run(&job("clash:runs"), &["sh", "-c", "exit 5"]).expect(5);
+    for _ in 0..3 {
+        run(&job("clash"), &["sh", "-c", "exit 3"]).expect(3);
+    }
+    for (name, exit) in [("clash", 3), ("clash:runs", 5), (digits, 0)] {
+        let runs = history(&base, name);
+        assert_eq!(runs.len(), 1, "{name}: {runs:?}");
+        assert_eq!(runs[0]["exit"], exit, "{name}: {runs:?}");
+    }
+    // The trims of `clash` left the other job's lock alone.
+    run(&job(digits), &["true"]).expect(200);
+    let listed = ctl(&base, &["--json", "list"]);
+    listed.expect(0);
+    let lines = listed.json_lines();
+    assert_eq!(lines.len(), 1, "{}", listed.stdout());
+    assert_eq!(lines[0]["key"], format!("cronlock.{digits}"));
 }
 
 #[test]
