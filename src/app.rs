@@ -144,10 +144,12 @@ fn run_configured(
         }
     }
     if config.history > 0 && !store.keeps_history() {
-        anyhow::bail!(
-            "CRONLOCK_HISTORY is not supported by the {} store: it keeps no run history yet",
-            store.kind()
-        );
+        let why = match config.key_style {
+            key::KeyStyle::Cronlock | key::KeyStyle::Golock => "it keeps no run history yet".to_string(),
+            // The other tools' hosts share the lock but would keep no history.
+            style => format!("it keeps none with CRONLOCK_KEY_STYLE={}", style.name()),
+        };
+        anyhow::bail!("CRONLOCK_HISTORY is not supported by the {} store: {why}", store.kind());
     }
     match (config.fencing, store.fencing()) {
         (FencingMode::Off, _) | (FencingMode::On, Fencing::BestEffort(_)) | (_, Fencing::Durable) => {}

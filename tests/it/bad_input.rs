@@ -81,6 +81,10 @@ const TABLE: &[(&str, [&str; 6])] = &[
     // exit status stays the command's.
     ("METRICS_DIR", ["ok", "ok", "ok", "ok", "ok", "error"]),
     ("LOG_FORMAT", ["ok", "error", "error", "error", "error", "error"]),
+    ("FENCING", ["ok", "error", "error", "error", "error", "error"]),
+    // Read only with CRONLOCK_SLOT=auto: alone, any value is an error.
+    ("SCHEDULE", ["ok", "error", "error", "error", "error", "error"]),
+    ("HISTORY", ["ok", "error", "error", "error", "error", "error"]),
 ];
 
 fn outcome(redis: &RedisServer, name: &str, value: &[u8]) -> (String, String) {

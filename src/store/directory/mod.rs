@@ -20,6 +20,13 @@
 //! do so under that same `flock`, after our bump, so it bumps later and gets
 //! more. A lock file's name never starts with a dot ([`file_name`] escapes a
 //! key's leading `.`), so no dot file is taken for a lock.
+//!
+//! `CRONLOCK_HISTORY`: a job key's runs are the file `.runs.<name>`, one
+//! record of JSON a line, newest first, and its last success the file
+//! `.succeeded.<name>`, both beside the counter and never removed. A run
+//! adds its record under the directory's `flock` (read, prepend, cut to
+//! the count kept, write a new file and rename it over the old), so runs
+//! that end together each add theirs, one after the other.
 
 pub mod settings;
 pub mod tooz;
@@ -34,11 +41,15 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::escape::file_name;
-use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, History, Keep, Lease, LockStore, Release, Seen};
 
 /// What the name of a fencing counter starts with; a dot, so that
 /// cronlockctl never lists one as a lock.
 const FENCE_PREFIX: &str = ".fence.";
+/// What the name of a job's runs (`CRONLOCK_HISTORY`) starts with.
+const RUNS_PREFIX: &str = ".runs.";
+/// What the name of a job's last success starts with.
+const SUCCEEDED_PREFIX: &str = ".succeeded.";
 
 /// Lock files in one directory.
 pub struct DirectoryLock {
@@ -84,7 +95,13 @@ impl DirectoryLock {
 
     /// The fencing counter of the job key `name`.
     fn counter_path(&self, name: &[u8]) -> PathBuf {
-        self.dir.join(format!("{FENCE_PREFIX}{}", file_name(name)))
+        self.companion_path(FENCE_PREFIX, name)
+    }
+
+    /// The file kept for the job key `name` beside its lock whose name
+    /// starts with `prefix`, a dot.
+    fn companion_path(&self, prefix: &str, name: &[u8]) -> PathBuf {
+        self.dir.join(format!("{prefix}{}", file_name(name)))
     }
 }
 
@@ -146,17 +163,23 @@ fn read_counter(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-/// Writes `token` into the fencing counter `path` so that a crash leaves
-/// either the old number or the new one, and the new one survives a power
+/// Writes `token` into the fencing counter `path`; see [`write_whole`].
+fn write_counter(dir: &Path, path: &Path, token: u64) -> Result<()> {
+    write_whole(dir, path, format!("{token}\n").as_bytes(), "fencing counter")
+}
+
+/// Writes `text` into `path` (a `what`, for messages) so that a crash
+/// leaves either the old text or the new, and the new one survives a power
 /// cut once this returns: a new file, synced, renamed over the old, and
 /// the directory synced. The caller holds the directory's `flock`, so the
-/// temporary name is ours alone; it starts with `.new`, where a counter's
-/// name starts with [`FENCE_PREFIX`], so that it is no other key's counter.
-fn write_counter(dir: &Path, path: &Path, token: u64) -> Result<()> {
+/// temporary name is ours alone; it starts with `.new`, where the names of
+/// counters and histories start with their own prefixes, so that it is no
+/// other key's file.
+fn write_whole(dir: &Path, path: &Path, text: &[u8], what: &str) -> Result<()> {
     let mut temporary = std::ffi::OsString::from(".new");
     temporary.push(path.file_name().unwrap_or_default());
     let temporary = dir.join(temporary);
-    let context = || format!("fencing counter {}", path.display());
+    let context = || format!("{what} {}", path.display());
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -164,12 +187,34 @@ fn write_counter(dir: &Path, path: &Path, token: u64) -> Result<()> {
         .mode(0o644)
         .open(&temporary)
         .with_context(context)?;
-    file.write_all(format!("{token}\n").as_bytes()).with_context(context)?;
+    file.write_all(text).with_context(context)?;
     file.sync_all().with_context(context)?;
     fs::rename(&temporary, path).with_context(context)?;
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .with_context(|| format!("syncing lock directory {}", dir.display()))
+}
+
+/// The text of `path` (a `what`, for messages); empty when there is no file.
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(err) => Err(err).with_context(|| format!("{what} {}", path.display())),
+    }
+}
+
+/// A job's runs once `record` is added in front of `old`: at most `keep`
+/// lines, newest first, each ending in a newline.
+fn with_run(old: &str, record: &str, keep: u32) -> String {
+    let record = record.replace(['\r', '\n'], " ");
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX).max(1);
+    let older = old.lines().filter(|line| !line.is_empty());
+    std::iter::once(record.as_str())
+        .chain(older)
+        .take(keep)
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 fn same_file(file: &File, path: &Path) -> bool {
@@ -311,6 +356,35 @@ impl LockStore for DirectoryLock {
         read_counter(&self.counter_path(name))
     }
 
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    /// Under the directory's `flock`, so that no other run's record is lost
+    /// between our read and our rename.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let _mutex = self.mutex()?;
+        let runs = self.companion_path(RUNS_PREFIX, name);
+        let text = with_run(&read_text(&runs, "run history")?, record, keep);
+        write_whole(&self.dir, &runs, text.as_bytes(), "run history")?;
+        if succeeded {
+            let success = self.companion_path(SUCCEEDED_PREFIX, name);
+            let first = text.lines().next().unwrap_or_default();
+            write_whole(&self.dir, &success, format!("{first}\n").as_bytes(), "last success")?;
+        }
+        Ok(())
+    }
+
+    /// Both files are renamed into place whole, so they are read without the `flock`.
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let runs = read_text(&self.companion_path(RUNS_PREFIX, name), "run history")?;
+        let success = read_text(&self.companion_path(SUCCEEDED_PREFIX, name), "last success")?;
+        Ok(History {
+            runs: runs.lines().filter(|line| !line.is_empty()).map(String::from).collect(),
+            last_success: success.lines().next().filter(|line| !line.is_empty()).map(String::from),
+        })
+    }
+
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
         let _mutex = self.mutex()?;
         let path = self.path(key);
@@ -327,7 +401,7 @@ impl LockStore for DirectoryLock {
         let mut found = Vec::new();
         for entry in entries {
             let entry = entry.with_context(|| format!("lock directory {}", self.dir.display()))?;
-            // Dot files are not locks: fencing counters, files being written.
+            // Dot files are not locks: fencing counters, histories, files being written.
             let Some(key) = entry
                 .file_name()
                 .to_str()
@@ -460,6 +534,30 @@ mod tests {
         };
         assert_eq!(first.fence(&third, b"k").unwrap(), Some(3));
         assert_eq!(first.list(b"").unwrap().len(), 1, "the counter is no lock");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_runs_and_the_last_success_beside_the_lock() {
+        let dir = temp_dir("history");
+        let mut store = DirectoryLock::new(&dir).unwrap();
+        assert_eq!(store.run_history(b"k").unwrap(), History::default());
+        store.record_run(b"k", "{\"n\":1}", true, 2).unwrap();
+        for n in 2..=4 {
+            store.record_run(b"k", &format!("{{\"n\":{n}}}"), false, 2).unwrap();
+        }
+        let history = store.run_history(b"k").unwrap();
+        assert_eq!(history.runs, ["{\"n\":4}", "{\"n\":3}"]);
+        assert_eq!(history.last_success.as_deref(), Some("{\"n\":1}"));
+        assert_eq!(store.run_history(b"other").unwrap(), History::default());
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".runs.k", ".succeeded.k"]);
+        assert!(store.list(b"").unwrap().is_empty());
+        assert_eq!(with_run("", "a\nb", 0), "a b\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -29,6 +29,19 @@
 //! value) and the lock read consistently after: a later holder can only
 //! take the lock after that read, so it bumps later and gets more.
 //!
+//! `CRONLOCK_HISTORY`: a job key's runs are one item whose key is the job
+//! key followed by [`RUNS_TAIL`] (a NUL again), with the records, newest
+//! first, in the list `cronlock_runs`, the last success in
+//! `cronlock_succeeded` and a number, `cronlock_version`, and again no
+//! `expire` nor TTL. A run reads the item consistently, puts its record in
+//! front, cuts the list to the count kept, and writes it back with one
+//! `UpdateItem` (the last success too, when the run succeeded) on the
+//! condition that the version is still the one it read; another run's
+//! write in between fails the condition, and the run reads again. An item
+//! is at most 400 KB, so the records kept are also cut to [`HISTORY_BYTES`],
+//! the oldest first, and a record over [`RECORD_BYTES`] is not kept; every
+//! write costs a write unit per KB of the whole item.
+//!
 //! DynamoDB has no clock to ask, so every time here is this host's clock
 //! (lock-exec does the same); the README says how far clock skew moves a
 //! lock. The SDK is async: this store alone starts a current-thread tokio
@@ -51,7 +64,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use tokio::runtime::Runtime;
 
 use crate::key::KeyStyle;
-use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, History, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::report::Report;
 use settings::DynamoTarget;
 
@@ -73,6 +86,24 @@ const MAX_KEY: usize = 2048;
 const FENCE: &str = "cronlock_fence";
 /// What a fencing counter's key adds to its job key's.
 const FENCE_TAIL: &str = "\u{0}fence";
+/// What the key of a job's runs (`CRONLOCK_HISTORY`) adds to its job key's.
+const RUNS_TAIL: &str = "\u{0}runs";
+/// The runs' records, newest first (L of S).
+const RUNS: &str = "cronlock_runs";
+/// The last success's record (S).
+const SUCCEEDED: &str = "cronlock_succeeded";
+/// The runs item's version, one more at every write (N).
+const VERSION: &str = "cronlock_version";
+/// The most bytes of records one job's runs keep: with a last success of
+/// at most [`RECORD_BYTES`], the key and the attributes' names, the item
+/// stays well under DynamoDB's 400 KB.
+const HISTORY_BYTES: usize = 256 * 1024;
+/// The largest record kept.
+const RECORD_BYTES: usize = 64 * 1024;
+/// Reads and conditional writes of one job's runs before giving up: each
+/// failed one is another run's record written, so this many runs ending
+/// together all get theirs in.
+const HISTORY_ROUNDS: u32 = 100;
 
 /// Locks as items of one DynamoDB table.
 pub struct DynamoLock {
@@ -391,6 +422,111 @@ impl LockStore for DynamoLock {
         }
     }
 
+    /// Not under lock-exec's style: that table is lock-exec's too.
+    fn keeps_history(&self) -> bool {
+        !self.lock_exec
+    }
+
+    /// Read, put in front, write back on the condition that the version
+    /// is the one read; see the module's comment. A write the SDK sent again
+    /// after an answer that did not come in time fails the condition (the
+    /// first one went through): the record is then found in the list read
+    /// again, and not added twice.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        if record.len() > RECORD_BYTES {
+            bail!(
+                "the run's record is {} bytes, more than the {RECORD_BYTES} a job's history keeps in DynamoDB",
+                record.len()
+            );
+        }
+        let key = AttributeValue::S(companion_key(name, RUNS_TAIL)?);
+        for _ in 0..HISTORY_ROUNDS {
+            let request = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(KEY, key.clone())
+                .consistent_read(true)
+                .send();
+            let item = match self.runtime.block_on(request) {
+                Ok(out) => out.item.unwrap_or_default(),
+                Err(err) => return Err(self.error("reading the job's runs", err)),
+            };
+            let (version, old) = runs_of(&item).with_context(|| format!("DynamoDB table {:?}", self.table))?;
+            if old.iter().any(|run| run == record) {
+                return Ok(());
+            }
+            let next = version.checked_add(1).ok_or_else(|| {
+                anyhow!(
+                    "DynamoDB table {:?}: the job's runs are at their last version",
+                    self.table
+                )
+            })?;
+            let runs = with_run(old, record, keep);
+            let mut update = "SET #runs = :runs, #version = :next".to_string();
+            if succeeded {
+                update.push_str(", #succeeded = :record");
+            }
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, key.clone())
+                .update_expression(update)
+                .expression_attribute_names("#runs", RUNS)
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(
+                    ":runs",
+                    AttributeValue::L(runs.into_iter().map(AttributeValue::S).collect()),
+                )
+                .expression_attribute_values(":next", number(next));
+            request = if version == 0 {
+                request.condition_expression("attribute_not_exists(#version)")
+            } else {
+                request
+                    .condition_expression("#version = :version")
+                    .expression_attribute_values(":version", number(version))
+            };
+            if succeeded {
+                request = request
+                    .expression_attribute_names("#succeeded", SUCCEEDED)
+                    .expression_attribute_values(":record", AttributeValue::S(record.to_string()));
+            }
+            match self.runtime.block_on(request.send()) {
+                Ok(_) => return Ok(()),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(self.error("writing the job's runs", err)),
+            }
+        }
+        bail!(
+            "DynamoDB table {:?}: the job's runs kept changing under us ({HISTORY_ROUNDS} tries)",
+            self.table
+        )
+    }
+
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(companion_key(name, RUNS_TAIL)?))
+            .consistent_read(true)
+            .send();
+        let item = match self.runtime.block_on(request) {
+            Ok(out) => out.item.unwrap_or_default(),
+            Err(err) => return Err(self.error("reading the job's runs", err)),
+        };
+        let (_, runs) = runs_of(&item).with_context(|| format!("DynamoDB table {:?}", self.table))?;
+        let last_success = match item.get(SUCCEEDED) {
+            Some(AttributeValue::S(record)) => Some(record.clone()),
+            _ => None,
+        };
+        Ok(History { runs, last_success })
+    }
+
     fn inspect(&mut self, key: &[u8]) -> Result<Option<Seen>> {
         let text = key_text(key)?;
         Ok(self.read(text)?.map(|item| seen(key.to_vec(), &item)))
@@ -424,7 +560,8 @@ impl LockStore for DynamoLock {
             };
             for item in page.items() {
                 match item.get(KEY) {
-                    Some(AttributeValue::S(key)) if key.ends_with(FENCE_TAIL) => {}
+                    // Fencing counters and histories (see `companion_key`).
+                    Some(AttributeValue::S(key)) if key.contains('\u{0}') => {}
                     Some(AttributeValue::S(key)) => found.push(seen(key.as_bytes().to_vec(), item)),
                     _ => {}
                 }
@@ -530,15 +667,54 @@ fn fencing(lock_exec: bool) -> Fencing {
 /// The key of the fencing counter of the job key `name`: the name and
 /// [`FENCE_TAIL`], a name too long for both cut and followed by its md5.
 fn fence_key(name: &[u8]) -> Result<String> {
+    companion_key(name, FENCE_TAIL)
+}
+
+/// The key of an item kept for the job key `name` beside its lock: the
+/// name and `tail` (which starts with a NUL, as no lock's name can), a name
+/// too long for both cut and followed by its md5.
+fn companion_key(name: &[u8], tail: &str) -> Result<String> {
     let text = key_text(name)?;
-    if text.len() + FENCE_TAIL.len() <= MAX_KEY {
-        return Ok(format!("{text}{FENCE_TAIL}"));
+    if text.len() + tail.len() <= MAX_KEY {
+        return Ok(format!("{text}{tail}"));
     }
     let mut cut = MAX_KEY - 64;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    Ok(format!("{}~{:x}{FENCE_TAIL}", &text[..cut], md5::compute(name)))
+    Ok(format!("{}~{:x}{tail}", &text[..cut], md5::compute(name)))
+}
+
+/// A runs item's version (0 when there is none) and records, newest first.
+fn runs_of(item: &HashMap<String, AttributeValue>) -> Result<(i64, Vec<String>)> {
+    let version = match item.get(VERSION) {
+        None => 0,
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map_err(|_| anyhow!("the job's runs have the version {n:?}, not a number"))?,
+        Some(other) => bail!("the job's runs have the version {other:?}, not a number"),
+    };
+    let runs = match item.get(RUNS) {
+        Some(AttributeValue::L(runs)) => runs.iter().filter_map(|run| run.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    };
+    Ok((version, runs))
+}
+
+/// The records once `record` is put in front of `old`: at most `keep` of
+/// them and [`HISTORY_BYTES`] bytes, the oldest dropped first.
+fn with_run(old: Vec<String>, record: &str, keep: u32) -> Vec<String> {
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX).max(1);
+    let mut bytes = record.len();
+    let mut runs = vec![record.to_string()];
+    for run in old.into_iter().take(keep - 1) {
+        bytes += run.len();
+        if bytes > HISTORY_BYTES {
+            break;
+        }
+        runs.push(run);
+    }
+    runs
 }
 
 /// A fencing counter's number, from its item (or the attributes an update
@@ -663,6 +839,47 @@ mod tests {
         assert_eq!(fence_of(Some(&item)).unwrap(), Some(7));
         item.insert(FENCE.to_string(), AttributeValue::S("7".into()));
         assert!(fence_of(Some(&item)).is_err());
+    }
+
+    #[test]
+    fn histories_have_keys_no_lock_nor_counter_can_have() {
+        assert_eq!(
+            companion_key(b"cronlock.abc", RUNS_TAIL).unwrap(),
+            "cronlock.abc\u{0}runs"
+        );
+        for long in [&[b'a'; 2048][..], "\u{e9}".repeat(1024).as_bytes()] {
+            let key = companion_key(long, RUNS_TAIL).unwrap();
+            assert!(key.len() <= MAX_KEY && key.ends_with(RUNS_TAIL), "{}", key.len());
+            assert_ne!(key, fence_key(long).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_runs_keep_the_newest_records_within_their_count_and_size() {
+        let mut runs = Vec::new();
+        for n in 1..=5 {
+            runs = with_run(runs, &n.to_string(), 3);
+        }
+        assert_eq!(runs, ["5", "4", "3"]);
+        assert_eq!(with_run(runs.clone(), "6", 0), ["6"]);
+        let big = "x".repeat(HISTORY_BYTES / 3);
+        let mut runs = Vec::new();
+        for n in 1..=4 {
+            runs = with_run(runs, &format!("{n}{big}"), 1000);
+        }
+        assert!(runs.iter().map(String::len).sum::<usize>() <= HISTORY_BYTES);
+        let kept: Vec<&str> = runs.iter().map(|run| &run[..1]).collect();
+        assert_eq!(kept, ["4", "3"]);
+        let mut item = HashMap::new();
+        assert_eq!(runs_of(&item).unwrap(), (0, Vec::new()));
+        item.insert(VERSION.to_string(), number(7));
+        item.insert(
+            RUNS.to_string(),
+            AttributeValue::L(vec![AttributeValue::S("b".into()), AttributeValue::S("a".into())]),
+        );
+        assert_eq!(runs_of(&item).unwrap(), (7, vec!["b".to_string(), "a".to_string()]));
+        item.insert(VERSION.to_string(), AttributeValue::S("7".into()));
+        assert!(runs_of(&item).is_err());
     }
 
     #[test]

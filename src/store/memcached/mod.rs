@@ -40,6 +40,19 @@
 //! long as the server's clock keeps going forward, fewer than a million
 //! tokens are given a second, and the counter is not lost within the
 //! second in which it was made (then the new one starts where it did).
+//!
+//! `CRONLOCK_HISTORY`: memcached has no lists, so a job key's runs are one
+//! item beside its lock, wire key ending in `%:runs`, whose value is the
+//! records as lines of JSON, newest first; its last success is another,
+//! ending in `%:succeeded`, holding that run's record. Neither expires, and
+//! neither is a lock to `list` or `reset` (see [`is_companion`]). A run adds
+//! its record by `gets` and a `cas` on the unique it returned (`add` when
+//! there is no item yet), and reads again when another run wrote first, so
+//! runs that end together each keep their record; the last success is a
+//! plain `set`. Like the locks, both are lost to a restart or an eviction:
+//! the history is best effort here. memcached refuses an item over 1 MB by
+//! default (`-I`), so the runs kept are also cut to [`HISTORY_BYTES`]: the
+//! oldest lines go first, whatever `CRONLOCK_HISTORY` asks.
 
 pub mod settings;
 pub mod tooz;
@@ -50,7 +63,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Fencing, History, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
 use settings::MemcachedTarget;
@@ -77,6 +90,14 @@ const FENCE_ROUNDS: u32 = 100;
 const FENCE_TAIL: &[u8] = b"%:fence";
 /// A fencing token's clock part: microseconds a second.
 const TICKS: u64 = 1_000_000;
+/// The end of the wire key of a job's runs (`CRONLOCK_HISTORY`); see [`FENCE_TAIL`].
+const RUNS_TAIL: &[u8] = b"%:runs";
+/// The end of the wire key of a job's last success.
+const SUCCEEDED_TAIL: &[u8] = b"%:succeeded";
+/// The most bytes of records one job's runs keep: half of memcached's
+/// default item size limit, so that the item (key and header included)
+/// stays well under it.
+const HISTORY_BYTES: usize = 512 * 1024;
 
 /// Locks in memcached.
 pub struct MemcachedLock<'a> {
@@ -332,9 +353,51 @@ fn wire_key_within(key: &[u8], room: usize) -> Vec<u8> {
 /// The wire key of the fencing counter of the job key `name`: its own wire
 /// key (cut to leave room) and [`FENCE_TAIL`].
 fn fence_key(name: &[u8]) -> Vec<u8> {
-    let mut key = wire_key_within(name, MAX_KEY - FENCE_TAIL.len());
-    key.extend_from_slice(FENCE_TAIL);
+    companion_key(name, FENCE_TAIL)
+}
+
+/// The wire key of an item kept for the job key `name` beside its lock:
+/// its own wire key (cut to leave room) and `tail`, one of the tails that
+/// start with `%:`.
+fn companion_key(name: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut key = wire_key_within(name, MAX_KEY - tail.len());
+    key.extend_from_slice(tail);
     key
+}
+
+/// Whether the wire key `wire` is a fencing counter or a history item
+/// rather than a lock: their tails start with `%:`, which no lock's wire
+/// key holds (see [`FENCE_TAIL`]).
+fn is_companion(wire: &[u8]) -> bool {
+    [FENCE_TAIL, RUNS_TAIL, SUCCEEDED_TAIL]
+        .iter()
+        .any(|tail| wire.ends_with(tail))
+}
+
+/// `record` as one line, whatever it holds.
+fn one_line(record: &str) -> String {
+    record.replace(['\r', '\n'], " ")
+}
+
+/// The value of a job's runs once `record` (one line) is added in front of
+/// `old` (the item's value, if any): at most `keep` lines and
+/// [`HISTORY_BYTES`] bytes, the oldest dropped first; `None` when `old`
+/// already holds `record` (our write went through, its answer was lost).
+fn with_run(old: Option<&[u8]>, record: &str, keep: u32) -> Option<Vec<u8>> {
+    let old = old.map(String::from_utf8_lossy).unwrap_or_default();
+    if old.lines().any(|line| line == record) {
+        return None;
+    }
+    let mut value = record.as_bytes().to_vec();
+    let older = old.lines().filter(|line| !line.is_empty());
+    for line in older.take(usize::try_from(keep).unwrap_or(usize::MAX).saturating_sub(1)) {
+        if value.len() + 1 + line.len() > HISTORY_BYTES {
+            break;
+        }
+        value.push(b'\n');
+        value.extend_from_slice(line.as_bytes());
+    }
+    Some(value)
 }
 
 /// The fencing token after `counter` (`None`: there is none, or it was
@@ -497,7 +560,7 @@ impl LockStore for MemcachedLock<'_> {
         let names = self.with_retries(|_, connection| connection.metadump())?;
         let mut found = Vec::new();
         for wire in names {
-            if wire.ends_with(FENCE_TAIL) {
+            if is_companion(&wire) {
                 continue;
             }
             let key = unwire_key(&wire);
@@ -550,6 +613,71 @@ impl LockStore for MemcachedLock<'_> {
         self.with_retries(|_, connection| {
             let (_, item) = connection.look_raw(&counter)?;
             item.map(|item| parse_token(&item.value)).transpose()
+        })
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    /// The runs' item rewritten by `cas` on what `gets` returned (`add`
+    /// when missing), read again after another run's write; then the last
+    /// success `set`. A retry after a lost answer finds our record already
+    /// there and leaves the runs alone.
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let record = one_line(record);
+        if record.len() > HISTORY_BYTES {
+            bail!(
+                "the run's record is {} bytes, more than the {HISTORY_BYTES} a job's history keeps in memcached",
+                record.len()
+            );
+        }
+        let runs = companion_key(name, RUNS_TAIL);
+        let success = companion_key(name, SUCCEEDED_TAIL);
+        self.with_retries(|_, connection| {
+            let mut added = false;
+            // Each lost round is another run's record: as many runs as
+            // FENCE_ROUNDS ending together all get theirs in.
+            for _ in 0..FENCE_ROUNDS {
+                let (_, item) = connection.look_raw(&runs)?;
+                let Some(value) = with_run(item.as_ref().map(|item| &item.value[..]), &record, keep) else {
+                    added = true;
+                    break;
+                };
+                let cas = item.map(|item| item.cas);
+                let verb: &[u8] = if cas.is_some() { b"cas" } else { b"add" };
+                // No expiry: the history outlives every lock of the job.
+                if connection.store(verb, &runs, &value, 0, cas)? == Stored::Yes {
+                    added = true;
+                    break;
+                }
+            }
+            if !added {
+                return Err(Failure::Fatal(format!(
+                    "the job's runs kept changing under us ({FENCE_ROUNDS} tries)"
+                )));
+            }
+            if succeeded {
+                connection.store(b"set", &success, record.as_bytes(), 0, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let runs = companion_key(name, RUNS_TAIL);
+        let success = companion_key(name, SUCCEEDED_TAIL);
+        self.with_retries(|_, connection| {
+            let (_, runs) = connection.look_raw(&runs)?;
+            let (_, success) = connection.look_raw(&success)?;
+            let text = |item: RawItem| String::from_utf8_lossy(&item.value).into_owned();
+            Ok(History {
+                runs: runs
+                    .map(text)
+                    .map(|runs| runs.lines().filter(|line| !line.is_empty()).map(String::from).collect())
+                    .unwrap_or_default(),
+                last_success: success.map(text).filter(|record| !record.is_empty()),
+            })
         })
     }
 
@@ -752,7 +880,7 @@ impl Connection {
         }))
     }
 
-    /// `add` (cas: None) or `cas`, with flags 0.
+    /// `add` or `set` (cas: None) or `cas`, with flags 0.
     fn store(
         &mut self,
         verb: &[u8],
@@ -865,6 +993,48 @@ mod tests {
         }
         assert_eq!(fence_key(b"cronlock.abc"), b"cronlock.abc%:fence");
         assert_ne!(fence_key(&[b'x'; 300]), fence_key(&[b'x'; 301]));
+    }
+
+    #[test]
+    fn history_items_are_no_locks_wire_key() {
+        for name in [&b"cronlock.abc"[..], b"a%:runs", &[b'%'; 300], &[b'x'; 300]] {
+            for tail in [RUNS_TAIL, SUCCEEDED_TAIL] {
+                let key = companion_key(name, tail);
+                assert!(key.len() <= MAX_KEY, "{}", key.len());
+                assert!(is_companion(&key), "{key:?}");
+                assert_ne!(key, fence_key(name));
+            }
+            assert!(!is_companion(&wire_key(name)));
+        }
+        assert_eq!(companion_key(b"cronlock.abc", RUNS_TAIL), b"cronlock.abc%:runs");
+        assert_eq!(
+            companion_key(b"cronlock.abc", SUCCEEDED_TAIL),
+            b"cronlock.abc%:succeeded"
+        );
+    }
+
+    #[test]
+    fn the_runs_keep_the_newest_lines_within_their_count_and_size() {
+        let lines = |value: Vec<u8>| String::from_utf8(value).unwrap();
+        let first = with_run(None, "{\"n\":1}", 3).unwrap();
+        assert_eq!(lines(first.clone()), "{\"n\":1}");
+        let mut value = first;
+        for n in 2..=5 {
+            value = with_run(Some(&value), &format!("{{\"n\":{n}}}"), 3).unwrap();
+        }
+        assert_eq!(lines(value.clone()), "{\"n\":5}\n{\"n\":4}\n{\"n\":3}");
+        // A write whose answer was lost is not made twice.
+        assert_eq!(with_run(Some(&value), "{\"n\":4}", 3), None);
+        // Past the size cap the oldest lines go, whatever the count.
+        let big = "x".repeat(HISTORY_BYTES / 3);
+        let mut value = with_run(None, &format!("1{big}"), 1000).unwrap();
+        for n in 2..=4 {
+            value = with_run(Some(&value), &format!("{n}{big}"), 1000).unwrap();
+        }
+        assert!(value.len() <= HISTORY_BYTES);
+        let kept: Vec<char> = lines(value).lines().filter_map(|line| line.chars().next()).collect();
+        assert_eq!(kept, ['4', '3']);
+        assert_eq!(one_line("a\r\nb"), "a  b");
     }
 
     #[test]

@@ -35,6 +35,18 @@
 //! after ours rewrites that row, so it waits for our commit and bumps after
 //! us. The `GET_LOCK` plays no part in that; the step runs on its
 //! connection only to need no other.
+//!
+//! `CRONLOCK_HISTORY`: a job's runs are rows of `cronlock_locks_runs`
+//! (newest = highest `id`), its last success the row of
+//! `cronlock_locks_succeeded` named after it; both tables are made on the
+//! first recorded run, and neither a reset nor `cronlockctl list` looks at
+//! them. One transaction writes the job's `cronlock_locks_succeeded` row
+//! first (the run's record on a success, else left as it is, NULL until a
+//! run succeeds): that row lock makes two runs of a job that end at once
+//! record one after the other, where the runs' index ranges would have
+//! deadlocked them. Then it adds the run and deletes the job's runs older
+//! than the newest N. A try after a lost answer first looks for its
+//! record, so a transaction that did commit adds its run once.
 
 pub mod settings;
 pub mod tooz;
@@ -42,13 +54,13 @@ pub mod tooz;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Row, SslOpts};
 use rustls::CertificateError;
 
 use crate::key::KeyStyle;
-use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Fencing, History, Keep, Lease, LockStore, Release, Renewal};
 use crate::net::reconnect::Reconnects;
 use crate::net::tls;
 use crate::report::Report;
@@ -77,6 +89,34 @@ pub const FENCE_TABLE: &str = "cronlock_locks_fence";
 pub const CREATE_FENCE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks_fence (\
      name VARBINARY(255) NOT NULL PRIMARY KEY, \
      token BIGINT UNSIGNED NOT NULL\
+     ) ENGINE=InnoDB";
+
+/// `CRONLOCK_HISTORY`'s runs: one row per recorded run, the newest N of each
+/// job key kept.
+pub const RUNS_TABLE: &str = "cronlock_locks_runs";
+
+/// The runs' table as cronlock creates it on the first recorded run. The
+/// primary key keeps a job's runs together, so the trim's range locks stay
+/// within its job (keyed by `id` alone, with an index on (name, id), the
+/// server chose the `id` range for a small table and locked every job's
+/// rows below the cut: jobs ending at once deadlocked). InnoDB wants the
+/// AUTO_INCREMENT column first in some index: the `id` key.
+pub const CREATE_RUNS_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks_runs (\
+     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, \
+     name VARBINARY(255) NOT NULL, \
+     record TEXT CHARACTER SET utf8mb4 NOT NULL, \
+     PRIMARY KEY (name, id), \
+     KEY cronlock_locks_runs_id (id)\
+     ) ENGINE=InnoDB";
+
+/// `CRONLOCK_HISTORY`'s last successes: one row per job key that recorded
+/// a run, its record NULL until one succeeds.
+pub const SUCCEEDED_TABLE: &str = "cronlock_locks_succeeded";
+
+/// The last successes' table as cronlock creates it beside [`RUNS_TABLE`].
+pub const CREATE_SUCCEEDED_TABLE: &str = "CREATE TABLE IF NOT EXISTS cronlock_locks_succeeded (\
+     name VARBINARY(255) NOT NULL PRIMARY KEY, \
+     record TEXT CHARACTER SET utf8mb4 NULL\
      ) ENGINE=InnoDB";
 
 /// How long a new connection waits for the server's greeting (and the
@@ -148,6 +188,14 @@ enum Bump {
     /// Our lock row is gone or another run's.
     NotOurs,
     /// The counters' table does not exist yet.
+    NoTable,
+}
+
+/// What one try of recording a run found.
+enum Recorded {
+    /// Added, trimmed and committed.
+    Done,
+    /// One of the history's tables does not exist yet.
     NoTable,
 }
 
@@ -760,6 +808,74 @@ impl<'a> MysqlLock<'a> {
             .ok_or_else(|| Failure::Fatal(anyhow!("{}: unexpected answer to the fencing step", self.describe())))?;
         Ok(Bump::Token(token))
     }
+
+    /// One try of `CRONLOCK_HISTORY`'s transaction (see the module's
+    /// comment): `name` the job key's row name, `record` the run's record
+    /// as an SQL literal.
+    fn try_record(&mut self, name: &str, record: &str, succeeded: bool, keep: u32) -> Result<Recorded, Failure> {
+        // On a failure the row is made, or locked as it is: the lock is
+        // what counts. The run's INSERT is a plain one: an INSERT ... SELECT
+        // holds the table's AUTO-INC lock to its end (MariaDB's default
+        // innodb_autoinc_lock_mode=1), and runs that ended at once then
+        // failed with error 1467.
+        let (first, then) = if succeeded {
+            (record, record)
+        } else {
+            ("NULL", "record")
+        };
+        let written = batch(
+            self.conn()?,
+            &format!(
+                "START TRANSACTION; \
+                 INSERT INTO {SUCCEEDED_TABLE} (name, record) VALUES ({name}, {first}) \
+                 ON DUPLICATE KEY UPDATE record = {then}; \
+                 INSERT INTO {RUNS_TABLE} (name, record) VALUES ({name}, {record}); \
+                 SET @cronlock_cut = (SELECT id FROM {RUNS_TABLE} WHERE name = {name} \
+                 ORDER BY id DESC LIMIT 1 OFFSET {keep}); \
+                 DELETE FROM {RUNS_TABLE} WHERE name = {name} AND id <= @cronlock_cut; \
+                 COMMIT"
+            ),
+        );
+        match written {
+            Ok(_) => Ok(Recorded::Done),
+            // A failed statement ends the batch: the transaction is open.
+            Err(mysql::Error::MySqlError(err)) if err.code == 1146 => {
+                self.batch("ROLLBACK")?;
+                Ok(Recorded::NoTable)
+            }
+            Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044) => {
+                // Closing the connection rolls the transaction back.
+                self.conn = None;
+                Err(Failure::Fatal(self.history_refused(&err.message)))
+            }
+            Err(err) => Err(self.classify(err, false)),
+        }
+    }
+
+    /// Whether the run `record` is among the job's runs already: a try
+    /// whose answer was lost may have committed.
+    fn recorded(&mut self, name: &str, record: &str) -> Result<bool, Failure> {
+        let sql =
+            format!("SELECT COUNT(*) FROM {RUNS_TABLE} WHERE name = {name} AND record = {record} COLLATE utf8mb4_bin");
+        match self.conn()?.query_first::<u64, _>(sql) {
+            Ok(found) => Ok(found.unwrap_or(0) > 0),
+            Err(mysql::Error::MySqlError(err)) if err.code == 1146 => Ok(false),
+            Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044) => {
+                Err(Failure::Fatal(self.history_refused(&err.message)))
+            }
+            Err(err) => Err(self.classify(err, false)),
+        }
+    }
+
+    /// The server refused the history's tables to this user, which it says
+    /// whether they exist or not.
+    fn history_refused(&self, message: &str) -> anyhow::Error {
+        let db = &self.target.db;
+        anyhow!(
+            "{} refused: {message} (CRONLOCK_HISTORY needs the tables {db}.{RUNS_TABLE} and {db}.{SUCCEEDED_TABLE}, with SELECT, INSERT and DELETE on the first and SELECT, INSERT and UPDATE on the second: create them and grant them as the README's MySQL section shows)",
+            self.describe()
+        )
+    }
 }
 
 impl MysqlLock<'_> {
@@ -879,6 +995,78 @@ impl LockStore for MysqlLock<'_> {
                 Err(mysql::Error::MySqlError(err)) if err.code == 1146 => Ok(None),
                 Err(err) => Err(store.classify(err, false)),
             }
+        })
+    }
+
+    fn keeps_history(&self) -> bool {
+        // sera hosts keep none: the job's history would be cronlock's half.
+        !self.sera
+    }
+
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        let (row, record) = (row_name(name), text(record.as_bytes()));
+        let keep = keep.max(1);
+        let mut created = false;
+        loop {
+            let mut sent = false;
+            let recorded = self.with_retries(|store| {
+                if std::mem::replace(&mut sent, true) && store.recorded(&row, &record)? {
+                    return Ok(Recorded::Done);
+                }
+                store.try_record(&row, &record, succeeded, keep)
+            })?;
+            match recorded {
+                Recorded::Done => return Ok(()),
+                // Made here and only here, so that runs without a history
+                // never touch them.
+                Recorded::NoTable if !created => {
+                    self.create(RUNS_TABLE, CREATE_RUNS_TABLE)
+                        .and_then(|()| self.create(SUCCEEDED_TABLE, CREATE_SUCCEEDED_TABLE))
+                        .with_context(|| {
+                            format!("CRONLOCK_HISTORY needs the tables {RUNS_TABLE} and {SUCCEEDED_TABLE}")
+                        })?;
+                    created = true;
+                }
+                Recorded::NoTable => anyhow::bail!(
+                    "{}: table {RUNS_TABLE} or {SUCCEEDED_TABLE} vanished while in use",
+                    self.describe()
+                ),
+            }
+        }
+    }
+
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        let row = row_name(name);
+        let sql = format!(
+            "SELECT record FROM {RUNS_TABLE} WHERE name = {row} ORDER BY id DESC; \
+             SELECT record FROM {SUCCEEDED_TABLE} WHERE name = {row}"
+        );
+        self.with_retries(|store| {
+            let sets = match batch(store.conn()?, &sql) {
+                Ok(sets) => sets,
+                // No run recorded yet, anywhere.
+                Err(mysql::Error::MySqlError(err)) if err.code == 1146 => return Ok(History::default()),
+                Err(mysql::Error::MySqlError(err)) if matches!(err.code, 1142 | 1044) => {
+                    return Err(Failure::Fatal(store.history_refused(&err.message)))
+                }
+                Err(err) => return Err(store.classify(err, false)),
+            };
+            let [runs, succeeded] = sets.as_slice() else {
+                return Err(Failure::Fatal(anyhow!(
+                    "{}: unexpected answer to the history query",
+                    store.describe()
+                )));
+            };
+            let record = |row: &Row| {
+                row.get_opt::<Option<Vec<u8>>, _>(0)
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            };
+            Ok(History {
+                runs: runs.iter().filter_map(record).collect(),
+                last_success: succeeded.first().and_then(record),
+            })
         })
     }
 

@@ -26,6 +26,10 @@ impl crate::conformance::Fixture for Dynamo {
     fn fencing(&self) -> Option<bool> {
         Some(true)
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
 }
 
 crate::conformance::suite!(Dynamo);
@@ -318,4 +322,111 @@ fn lock_execs_style_refuses_fencing_with_one_line() {
     assert!(line.contains("CRONLOCK_FENCING"), "{line}");
     // Without fencing the style takes the lock as before.
     run(&with(&env, &[("CRONLOCK_FENCING", "off")]), &["true"]).expect(0);
+}
+
+/// `cronlockctl history` of `job`, newest first.
+fn history(env: &[(String, String)], job: &str) -> Vec<serde_json::Value> {
+    let listed = ctl(env, &["--json", "history", "--key", job]);
+    listed.expect(0);
+    listed.json_lines()
+}
+
+#[test]
+fn the_history_is_one_item_beside_the_lock_that_no_listing_shows_nor_a_reset_removes() {
+    let server = DynamoServer::start();
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "kept"),
+            ("CRONLOCK_HISTORY", "2"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    for _ in 0..3 {
+        run(&env, &["true"]).expect(0);
+    }
+    run(&env, &["sh", "-c", "exit 4"]).expect(4);
+    // Its key ends in a NUL, as the fencing counter's; the records, cut to
+    // two, the last success and a version; no expire and no TTL.
+    let item = server.python_ok(&format!(
+        "item = db.get_item(TableName='{TABLE}', Key={{'key': {{'S': 'cronlock.kept\\x00runs'}}}}, ConsistentRead=True)['Item']\n\
+         print(sorted(item), item['cronlock_version']['N'], len(item['cronlock_runs']['L']))"
+    ));
+    assert_eq!(
+        item,
+        "['cronlock_runs', 'cronlock_succeeded', 'cronlock_version', 'key'] 4 2"
+    );
+    let runs = history(&env, "kept");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((&runs[0]["exit"], &runs[1]["exit"]), (&4.into(), &0.into()));
+    // Nothing is listed but the lock kept for its grace.
+    let kept = with(&env, &[("CRONLOCK_GRACE", "60")]);
+    run(&kept, &["true"]).expect(0);
+    for all in [&["--json", "list"][..], &["--json", "list", "--all-prefixes"]] {
+        let listed = ctl(&env, all);
+        listed.expect(0);
+        let locks = listed.json_lines();
+        assert_eq!(locks.len(), 1, "{all:?}: {}", listed.stdout());
+        assert_eq!(locks[0]["key"], "cronlock.kept");
+    }
+    // An unlock and a reset take the lock, never the history.
+    ctl(&env, &["unlock", "--key", "kept"]).expect(0);
+    run(&kept, &["true"]).expect(0);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let listed = ctl(&env, &["list", "--all-prefixes"]);
+    listed.expect(0);
+    assert_eq!(listed.stdout(), "");
+    ctl(&env, &["status", "--key", "kept"]).expect(0);
+    let runs = history(&env, "kept");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((&runs[0]["exit"], &runs[1]["exit"]), (&0.into(), &0.into()));
+    ctl(&env, &["check", "--key", "kept", "--max-age", "1h"]).expect(0);
+}
+
+#[test]
+fn lock_execs_style_refuses_the_history_with_one_line() {
+    let server = DynamoServer::start();
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "nightly"),
+            ("CRONLOCK_KEY_STYLE", "lock-exec"),
+            ("CRONLOCK_HISTORY", "5"),
+        ],
+    );
+    let line = expect_refusal(&env, "CRONLOCK_HISTORY", &[SECRET]);
+    assert!(line.contains("not supported"), "{line}");
+}
+
+#[test]
+fn runs_that_end_together_each_keep_their_record_and_the_cut_holds() {
+    let server = DynamoServer::start();
+    // Every run's first read of the history is answered once all eight
+    // have asked: all but one of their writes then fail the condition.
+    let proxy = super::memcached::read_together_proxy(server.port, 8, b"cronlock.together\\u0000runs");
+    let mut env = aws_env(&format!("http://127.0.0.1:{proxy}"));
+    env.push(("CRONLOCK_URL".into(), format!("dynamodb://{TABLE}")));
+    let env = with(
+        &env,
+        &[
+            ("CRONLOCK_KEY", "together"),
+            ("CRONLOCK_CONCURRENCY", "8"),
+            ("CRONLOCK_HISTORY", "10"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let pids_of = |runs: &[serde_json::Value]| {
+        let mut pids: Vec<u64> = runs.iter().map(|run| run["pid"].as_u64().unwrap()).collect();
+        pids.sort_unstable();
+        pids
+    };
+    let mut first = super::memcached::end_together(&env, 8);
+    first.sort_unstable();
+    assert_eq!(pids_of(&history(&env, "together")), first, "no record lost");
+    // Eight more, of which the newest ten records hold all.
+    let mut second = super::memcached::end_together(&env, 8);
+    second.sort_unstable();
+    let runs = history(&env, "together");
+    assert_eq!(runs.len(), 10);
+    assert_eq!(pids_of(&runs[..8]), second, "the second eight are the newest eight");
 }

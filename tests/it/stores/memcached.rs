@@ -2,7 +2,7 @@
 //! cronlock does with a memcached URL that leads nowhere useful.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,10 @@ impl crate::conformance::Fixture for Memcached {
     /// memcached keeps nothing on disk and evicts: a counter can be lost.
     fn fencing(&self) -> Option<bool> {
         Some(false)
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
     }
 }
 
@@ -346,4 +350,213 @@ fn toozs_style_refuses_fencing_with_one_line() {
     );
     let line = expect_refusal(&env, "CRONLOCK_KEY_STYLE=tooz", &[]);
     assert!(line.contains("CRONLOCK_FENCING"), "{line}");
+}
+
+/// `cronlockctl history` of `job`, newest first.
+fn history(env: &[(String, String)], job: &str) -> Vec<serde_json::Value> {
+    let listed = ctl(env, &["--json", "history", "--key", job]);
+    listed.expect(0);
+    listed.json_lines()
+}
+
+/// The value of the item `key`, whole (`MemcachedServer::get` stops at
+/// the first line).
+fn value(server: &MemcachedServer, key: &str) -> Option<String> {
+    let reply = server.request(&format!("get {key}\r\n"))?;
+    let mut parts = reply.split("\r\n");
+    parts.next().filter(|header| header.starts_with("VALUE "))?;
+    parts.next().map(str::to_string)
+}
+
+#[test]
+fn the_history_is_two_items_beside_the_lock_that_no_listing_shows_nor_a_reset_removes() {
+    let server = MemcachedServer::start();
+    let env = with(
+        &server.env(),
+        &[
+            ("CRONLOCK_KEY", "kept"),
+            ("CRONLOCK_HISTORY", "2"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    for _ in 0..3 {
+        run(&env, &["true"]).expect(0);
+    }
+    run(&env, &["sh", "-c", "exit 4"]).expect(4);
+    // The runs are lines of JSON, newest first, cut to two; the last
+    // success is the record alone; neither item expires.
+    let runs = value(&server, "cronlock.kept%:runs").expect("the runs are stored");
+    let lines: Vec<serde_json::Value> = runs.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{runs}");
+    assert_eq!((&lines[0]["exit"], &lines[1]["exit"]), (&4.into(), &0.into()), "{runs}");
+    let success: serde_json::Value =
+        serde_json::from_str(&value(&server, "cronlock.kept%:succeeded").expect("the last success is stored")).unwrap();
+    assert_eq!(success["exit"], 0);
+    for key in ["cronlock.kept%:runs", "cronlock.kept%:succeeded"] {
+        let meta = server.request(&format!("mg {key} t\r\n")).unwrap();
+        assert_eq!(meta.trim(), "HD t-1", "{key}: {meta}");
+    }
+    let runs = history(&env, "kept");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((&runs[0]["exit"], &runs[1]["exit"]), (&4.into(), &0.into()));
+    // Nothing is listed but the lock kept for its grace.
+    let kept = with(&env, &[("CRONLOCK_GRACE", "60")]);
+    run(&kept, &["true"]).expect(0);
+    let listed = ctl(&env, &["--json", "list"]);
+    listed.expect(0);
+    let locks = listed.json_lines();
+    assert_eq!(locks.len(), 1, "{}", listed.stdout());
+    assert_eq!(locks[0]["key"], "cronlock.kept");
+    // An unlock and a reset take the lock, never the history.
+    ctl(&env, &["unlock", "--key", "kept"]).expect(0);
+    run(&kept, &["true"]).expect(0);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let listed = ctl(&env, &["list"]);
+    listed.expect(0);
+    assert_eq!(listed.stdout(), "");
+    ctl(&env, &["status", "--key", "kept"]).expect(0);
+    let runs = history(&env, "kept");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((&runs[0]["exit"], &runs[1]["exit"]), (&0.into(), &0.into()));
+    ctl(&env, &["check", "--key", "kept", "--max-age", "1h"]).expect(0);
+    // tooz's style keeps none, and says so in one line.
+    let line = expect_refusal(&with(&env, &[("CRONLOCK_KEY_STYLE", "tooz")]), "CRONLOCK_HISTORY", &[]);
+    assert!(line.contains("not supported"), "{line}");
+}
+
+/// A proxy in front of `upstream` that holds back the answer to the first
+/// request of each connection in which `needle` appears, until `n`
+/// connections have sent theirs: every run then reads the same history
+/// before any of them writes, which timing alone rarely arranges. Plain
+/// TCP, so the DynamoDB tests use it too (in front of moto's HTTP).
+pub(super) fn read_together_proxy(upstream: u16, n: usize, needle: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let asked = Arc::new(AtomicUsize::new(0));
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_in, mut client_out) = (server, client);
+            let seen = Arc::clone(&asked);
+            let counted = Arc::clone(&arrived);
+            std::thread::spawn(move || {
+                let mut recent = Vec::new();
+                let mut buf = [0; 16384];
+                loop {
+                    let read = match client_in.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = server_out.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        Ok(read) => read,
+                    };
+                    recent.extend_from_slice(&buf[..read]);
+                    if seen.load(Ordering::SeqCst) == 0 && recent.windows(needle.len()).any(|w| w == needle) {
+                        seen.store(1, Ordering::SeqCst);
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let keep = recent.len().saturating_sub(needle.len());
+                    recent.drain(..keep);
+                    if server_out.write_all(&buf[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let arrived = Arc::clone(&arrived);
+            std::thread::spawn(move || {
+                let mut buf = [0; 16384];
+                loop {
+                    let read = match server_in.read(&mut buf) {
+                        // An HTTP/1.0 server closes after each answer.
+                        Ok(0) | Err(_) => {
+                            let _ = client_out.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        Ok(read) => read,
+                    };
+                    // The request was sent before its answer came, so the
+                    // first bytes after it was seen are its answer.
+                    if asked.load(Ordering::SeqCst) == 1 {
+                        asked.store(2, Ordering::SeqCst);
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    if client_out.write_all(&buf[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Lets `n` runs of `env` (a semaphore of at least `n` slots) end at once
+/// and returns their pids.
+pub(super) fn end_together(env: &[(String, String)], n: usize) -> Vec<u64> {
+    end_together_around(env, n, |open| open())
+}
+
+/// [`end_together`], `around` given the call that lets them end (to hold
+/// something the runs need around it).
+pub(super) fn end_together_around(env: &[(String, String)], n: usize, around: impl FnOnce(&dyn Fn())) -> Vec<u64> {
+    let dir = TempDir::new("history-together");
+    let gates: Vec<Gated> = (0..n).map(|i| Gated::new(&dir, &format!("run{i}"))).collect();
+    let children: Vec<_> = gates
+        .iter()
+        .map(|gated| cronlock(env).args(["sh", "-c", &gated.script]).spawn().unwrap())
+        .collect();
+    for gated in &gates {
+        gated.wait_started();
+    }
+    around(&|| {
+        for gated in &gates {
+            gated.open();
+        }
+    });
+    children
+        .into_iter()
+        .map(|mut child| {
+            let pid = u64::from(child.id());
+            assert!(child.wait().unwrap().success());
+            pid
+        })
+        .collect()
+}
+
+#[test]
+fn runs_that_end_together_each_keep_their_record_and_the_cut_holds() {
+    let server = MemcachedServer::start();
+    let proxy = read_together_proxy(server.port, 8, b"gets cronlock.together%:runs\r\n");
+    let env = with(
+        &[],
+        &[
+            ("CRONLOCK_URL", &format!("memcached://127.0.0.1:{proxy}")),
+            ("CRONLOCK_KEY", "together"),
+            ("CRONLOCK_CONCURRENCY", "8"),
+            ("CRONLOCK_HISTORY", "10"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let pids_of = |runs: &[serde_json::Value]| {
+        let mut pids: Vec<u64> = runs.iter().map(|run| run["pid"].as_u64().unwrap()).collect();
+        pids.sort_unstable();
+        pids
+    };
+    let mut first = end_together(&env, 8);
+    first.sort_unstable();
+    assert_eq!(pids_of(&history(&env, "together")), first, "no record lost");
+    // Eight more, of which the newest ten records hold all.
+    let mut second = end_together(&env, 8);
+    let runs = history(&env, "together");
+    assert_eq!(runs.len(), 10);
+    let mut newest = pids_of(&runs[..8]);
+    second.sort_unstable();
+    assert_eq!(newest.len(), 8);
+    newest.dedup();
+    assert_eq!(newest, second, "the second eight are the newest eight");
 }

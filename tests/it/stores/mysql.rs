@@ -1,6 +1,7 @@
 //! The store conformance suite against a private MariaDB server, and what
 //! only the MySQL store does: sera's `GET_LOCK` names, a crashed holder
-//! freed at once, the lock table made on first use, and bad input.
+//! freed at once, the lock table made on first use, the history's tables
+//! and runs ending at once, and bad input.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -56,6 +57,10 @@ impl crate::conformance::Fixture for Mysql {
 
     fn restart(&mut self) -> bool {
         self.0.restart();
+        true
+    }
+
+    fn keeps_history(&self) -> bool {
         true
     }
 }
@@ -193,6 +198,159 @@ fn fencing_counters_get_a_table_of_their_own_made_by_the_first_fenced_run() {
         let line = expect_refusal(&with(&fenced, &[("CRONLOCK_KEY_STYLE", style)]), named, &[]);
         assert!(line.contains("CRONLOCK_FENCING"), "{line}");
     }
+}
+
+#[test]
+fn the_history_gets_tables_of_its_own_that_no_reset_or_listing_touches() {
+    let mysql = Mysql::start();
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "hist"), ("CRONLOCK_GRACE", "-1")]);
+    let kept = with(&env, &[("CRONLOCK_HISTORY", "2")]);
+    let tables = || {
+        mysql.0.sql(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'cronlock' \
+             AND TABLE_NAME IN ('cronlock_locks_runs', 'cronlock_locks_succeeded')",
+        )
+    };
+    run(&env, &["true"]).expect(0);
+    ctl(&kept, &["history", "--key", "hist"]).expect(1);
+    assert_eq!(
+        tables(),
+        "0",
+        "neither a run without a history nor a look at none makes them"
+    );
+    // A user granted only the lock table, as the README's least privilege:
+    // the run goes on, and one warning names the tables.
+    mysql.0.create_user(
+        "limited",
+        "pw",
+        &["SELECT, INSERT, UPDATE, DELETE ON cronlock.cronlock_locks"],
+    );
+    let limited = with(
+        &[("CRONLOCK_URL".to_string(), mysql.0.url("limited", "pw", "cronlock"))],
+        &[
+            ("CRONLOCK_KEY", "hist"),
+            ("CRONLOCK_GRACE", "-1"),
+            ("CRONLOCK_HISTORY", "2"),
+        ],
+    );
+    let needs = "needs the tables cronlock.cronlock_locks_runs and cronlock.cronlock_locks_succeeded";
+    let warned = run(&limited, &["true"]);
+    warned.expect(0);
+    assert_eq!(warned.stderr().lines().count(), 1, "{}", warned.stderr());
+    assert!(warned.stderr().contains(needs), "{}", warned.stderr());
+    let refused = ctl(&limited, &["history", "--key", "hist"]);
+    refused.expect(2);
+    assert!(refused.stderr().contains(needs), "{}", refused.stderr());
+    // A user that may create them does, and keeps the newest two runs.
+    run(&kept, &["true"]).expect(0);
+    for _ in 0..3 {
+        run(&kept, &["sh", "-c", "exit 3"]).expect(3);
+    }
+    let count = || {
+        mysql
+            .0
+            .sql("SELECT COUNT(*) FROM cronlock.cronlock_locks_runs WHERE name = 'cronlock.hist'")
+    };
+    assert_eq!(count(), "2");
+    let success = mysql
+        .0
+        .sql("SELECT record FROM cronlock.cronlock_locks_succeeded WHERE name = 'cronlock.hist'");
+    assert!(success.contains("\"exit\":0"), "{success}");
+    // The grants the README gives are enough.
+    mysql.0.sql(
+        "GRANT SELECT, INSERT, DELETE ON cronlock.cronlock_locks_runs TO 'limited'@'%'; \
+         GRANT SELECT, INSERT, UPDATE ON cronlock.cronlock_locks_succeeded TO 'limited'@'%'",
+    );
+    let recorded = run(&limited, &["sh", "-c", "exit 4"]);
+    recorded.expect(4);
+    assert_eq!(recorded.stderr(), "");
+    let listed = ctl(&limited, &["--json", "history", "--key", "hist"]);
+    listed.expect(0);
+    let exits: Vec<_> = listed.json_lines().iter().map(|run| run["exit"].clone()).collect();
+    assert_eq!(exits, [4, 3]);
+    // A lock in its grace is the only thing cronlockctl lists; a reset and
+    // an unlock take it, never the history.
+    run(&with(&kept, &[("CRONLOCK_GRACE", "60")]), &["true"]).expect(0);
+    let all = ctl(&env, &["--json", "list", "--all-prefixes"]);
+    all.expect(0);
+    let keys: Vec<_> = all.json_lines().iter().map(|lock| lock["key"].clone()).collect();
+    assert_eq!(keys, ["cronlock.hist"]);
+    ctl(&env, &["unlock", "--key", "hist"]).expect(0);
+    run(&with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let all = ctl(&env, &["list", "--all-prefixes"]);
+    all.expect(0);
+    assert_eq!(all.stdout(), "");
+    assert_eq!(count(), "2");
+    ctl(&kept, &["check", "--key", "hist", "--max-age", "1h"]).expect(0);
+    // sera hosts share the GET_LOCK, and keep no history.
+    let line = expect_refusal(&with(&kept, &[("CRONLOCK_KEY_STYLE", "sera")]), "CRONLOCK_HISTORY", &[]);
+    assert!(line.contains("not supported"), "{line}");
+}
+
+/// `count` runs of one job, with CRONLOCK_HISTORY=`keep`, that all end at
+/// the same moment: their commands wait for one gate.
+fn runs_ending_at_once(env: &[(String, String)], count: usize, keep: usize) {
+    let dir = TempDir::new("ending-at-once");
+    let gate = dir.join("gate");
+    let script = format!(
+        "touch {dir}/started.$$; while [ ! -e {gate} ]; do sleep 0.02; done",
+        dir = dir.path().display(),
+        gate = gate.display()
+    );
+    let env = with(
+        env,
+        &[
+            ("CRONLOCK_CONCURRENCY", &count.to_string()),
+            ("CRONLOCK_HISTORY", &keep.to_string()),
+        ],
+    );
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &script])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_until(Duration::from_secs(20), "every run to start", || {
+        std::fs::read_dir(dir.path()).unwrap().count() == count
+    });
+    std::fs::write(&gate, b"").unwrap();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "{stderr}");
+    }
+}
+
+#[test]
+fn runs_that_end_at_once_all_reach_the_history_and_the_trim_keeps_n() {
+    let mysql = Mysql::start();
+    let env = with(&mysql.env(), &[("CRONLOCK_KEY", "herd"), ("CRONLOCK_GRACE", "-1")]);
+    let count = || {
+        mysql
+            .0
+            .sql("SELECT COUNT(*) FROM cronlock.cronlock_locks_runs WHERE name = 'cronlock.herd'")
+    };
+    runs_ending_at_once(&env, 8, 100);
+    assert_eq!(count(), "8", "no run may be lost");
+    runs_ending_at_once(&env, 8, 100);
+    assert_eq!(count(), "16");
+    // Each trim waits for the one before it: exactly N are left, while
+    // another job's runs end at the same moment.
+    let other = with(&mysql.env(), &[("CRONLOCK_KEY", "other"), ("CRONLOCK_GRACE", "-1")]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| runs_ending_at_once(&other, 8, 3));
+        runs_ending_at_once(&env, 8, 3);
+    });
+    assert_eq!(count(), "3");
+    assert_eq!(
+        mysql
+            .0
+            .sql("SELECT COUNT(*) FROM cronlock.cronlock_locks_runs WHERE name = 'cronlock.other'"),
+        "3"
+    );
 }
 
 /// A TCP proxy to `port` that takes its first `silent` connections and
