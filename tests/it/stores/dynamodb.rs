@@ -5,32 +5,9 @@
 use crate::util::dynamodb::{aws_env, DynamoServer, SECRET, TABLE};
 use crate::util::*;
 
-struct Dynamo(DynamoServer);
-
-impl crate::conformance::Fixture for Dynamo {
-    fn start() -> Dynamo {
-        Dynamo(DynamoServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-
-    /// DynamoDB keeps the counter; moto keeps it in memory and is never
-    /// restarted here.
-    fn fencing(&self) -> Option<bool> {
-        Some(true)
-    }
-
-    fn keeps_history(&self) -> bool {
-        true
-    }
-}
+// DynamoDB keeps the counter (moto keeps it in memory and is never
+// restarted here).
+crate::conformance::server_fixture!(Dynamo(DynamoServer), fencing: Some(true), history: true);
 
 crate::conformance::suite!(Dynamo);
 crate::ctl_suite::suite!(Dynamo);

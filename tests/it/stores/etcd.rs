@@ -10,36 +10,8 @@ use crate::util::etcd::{ClientCertificates, Etcd};
 use crate::util::pki::Pki;
 use crate::util::*;
 
-struct EtcdFixture(Etcd);
-
-impl crate::conformance::Fixture for EtcdFixture {
-    fn start() -> EtcdFixture {
-        EtcdFixture(Etcd::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-
-    /// The tokens are etcd's revisions, on disk before etcd answers.
-    fn fencing(&self) -> Option<bool> {
-        Some(true)
-    }
-
-    fn restart(&mut self) -> bool {
-        self.0.restart();
-        true
-    }
-
-    fn keeps_history(&self) -> bool {
-        true
-    }
-}
+// The tokens are etcd's revisions, on disk before etcd answers.
+crate::conformance::server_fixture!(EtcdFixture(Etcd), fencing: Some(true), history: true, restart);
 
 crate::conformance::suite!(EtcdFixture);
 crate::ctl_suite::suite!(EtcdFixture);

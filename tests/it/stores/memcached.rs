@@ -11,31 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::util::memcached::MemcachedServer;
 use crate::util::*;
 
-struct Memcached(MemcachedServer);
-
-impl crate::conformance::Fixture for Memcached {
-    fn start() -> Memcached {
-        Memcached(MemcachedServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-
-    /// memcached keeps nothing on disk and evicts: a counter can be lost.
-    fn fencing(&self) -> Option<bool> {
-        Some(false)
-    }
-
-    fn keeps_history(&self) -> bool {
-        true
-    }
-}
+// Fencing best effort: memcached keeps nothing on disk and evicts.
+crate::conformance::server_fixture!(Memcached(MemcachedServer), fencing: Some(false), history: true);
 
 crate::conformance::suite!(Memcached);
 crate::ctl_suite::suite!(Memcached);

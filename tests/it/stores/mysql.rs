@@ -287,43 +287,6 @@ fn the_history_gets_tables_of_its_own_that_no_reset_or_listing_touches() {
     assert!(line.contains("not supported"), "{line}");
 }
 
-/// `count` runs of one job, with CRONLOCK_HISTORY=`keep`, that all end at
-/// the same moment: their commands wait for one gate.
-fn runs_ending_at_once(env: &[(String, String)], count: usize, keep: usize) {
-    let dir = TempDir::new("ending-at-once");
-    let gate = dir.join("gate");
-    let script = format!(
-        "touch {dir}/started.$$; while [ ! -e {gate} ]; do sleep 0.02; done",
-        dir = dir.path().display(),
-        gate = gate.display()
-    );
-    let env = with(
-        env,
-        &[
-            ("CRONLOCK_CONCURRENCY", &count.to_string()),
-            ("CRONLOCK_HISTORY", &keep.to_string()),
-        ],
-    );
-    let children: Vec<_> = (0..count)
-        .map(|_| {
-            cronlock(&env)
-                .args(["sh", "-c", &script])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    wait_until(Duration::from_secs(20), "every run to start", || {
-        std::fs::read_dir(dir.path()).unwrap().count() == count
-    });
-    std::fs::write(&gate, b"").unwrap();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success() && stderr.is_empty(), "{stderr}");
-    }
-}
-
 #[test]
 fn runs_that_end_at_once_all_reach_the_history_and_the_trim_keeps_n() {
     let mysql = Mysql::start();

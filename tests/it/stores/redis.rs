@@ -3,31 +3,8 @@
 
 use crate::util::*;
 
-struct Redis(RedisServer);
-
-impl crate::conformance::Fixture for Redis {
-    fn start() -> Redis {
-        Redis(RedisServer::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-
-    /// Redis replicates asynchronously: a failover may lose bumps.
-    fn fencing(&self) -> Option<bool> {
-        Some(false)
-    }
-
-    fn keeps_history(&self) -> bool {
-        true
-    }
-}
+// Fencing best effort: Redis replicates asynchronously, a failover may lose bumps.
+crate::conformance::server_fixture!(Redis(RedisServer), fencing: Some(false), history: true);
 
 crate::conformance::suite!(Redis);
 crate::ctl_suite::suite!(Redis);

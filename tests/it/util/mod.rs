@@ -827,3 +827,40 @@ fn serves(node: &RedisServer, slot: u16) -> bool {
             })
     })
 }
+
+/// `count` runs of one job, with CRONLOCK_HISTORY=`keep`, that all end at
+/// the same moment: their commands wait for one gate.
+pub fn runs_ending_at_once(env: &[(String, String)], count: usize, keep: usize) {
+    let dir = TempDir::new("ending-at-once");
+    let gate = dir.join("gate");
+    let script = format!(
+        "touch {dir}/started.$$; while [ ! -e {gate} ]; do sleep 0.02; done",
+        dir = dir.path().display(),
+        gate = gate.display()
+    );
+    let env = with(
+        env,
+        &[
+            ("CRONLOCK_CONCURRENCY", &count.to_string()),
+            ("CRONLOCK_HISTORY", &keep.to_string()),
+        ],
+    );
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            cronlock(&env)
+                .args(["sh", "-c", &script])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_until(Duration::from_secs(20), "every run to start", || {
+        std::fs::read_dir(dir.path()).unwrap().count() == count
+    });
+    std::fs::write(&gate, b"").unwrap();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "{stderr}");
+    }
+}
