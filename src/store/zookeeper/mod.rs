@@ -61,6 +61,20 @@
 //! alone would not tell a record that a reset removed and a fresh take made
 //! again at the same versions from ours.
 //!
+//! `CRONLOCK_HISTORY` (the default style only): a job key's runs are the
+//! persistent sequential nodes `run-<10 digits>` under the persistent node
+//! `/cronlock/<key>#runs`, one record each, and its last success the
+//! persistent node `/cronlock/<key>#succeeded`: beside the lock and its
+//! counter, never removed by a release or a reset, and skipped by
+//! cronlockctl as the counter is. One multi-op creates the run's node (and
+//! sets the last success), and a listing of `#runs` goes right behind it in
+//! the same round trip; then the oldest beyond the count kept are deleted.
+//! The server numbers the nodes in the order it creates them, so runs that
+//! end together each get a node of their own, and each deletes only nodes
+//! older than the newest `keep` it listed: never too many, and once the
+//! last of them has trimmed, no more are left than kept (see
+//! `record_run_default`).
+//!
 //! `CRONLOCK_KEY_STYLE=lockex`: kazoo 2.2's Lock recipe, as lockex uses it:
 //! an ephemeral sequential `<uuid hex>__lock__<10 digits>` under
 //! `/lockex/<id>` with `host:pid` as data; the lowest sequence holds the
@@ -105,7 +119,7 @@ use zookeeper_client::{
 
 use crate::config::Config;
 use crate::key::KeyStyle;
-use crate::lock::{Acquire, Claim, Feature, Fencing, Keep, Lease, LockStore, Release, Renewal, Seen};
+use crate::lock::{Acquire, Claim, Feature, Fencing, History, Keep, Lease, LockStore, Release, Renewal, Seen};
 use crate::net::reconnect::Reconnects;
 use crate::report::Report;
 use kazoo::{Recipe, LOCK_MARK};
@@ -133,6 +147,20 @@ const ROOT: &str = "/cronlock";
 /// (`/cronlock/<key>#fence`): [`node_path`] escapes `#`, so no lock's node
 /// is named so.
 const FENCE_MARK: &str = "#fence";
+/// What ends the node name of a job key's run records' parent
+/// (`/cronlock/<key>#runs`).
+const RUNS_MARK: &str = "#runs";
+/// What ends the node name of a job key's last success
+/// (`/cronlock/<key>#succeeded`).
+const SUCCEEDED_MARK: &str = "#succeeded";
+/// What a run record's node is named before the sequence number the
+/// server adds (`run-0000000042`).
+const RUN_PREFIX: &str = "run-";
+/// The largest run record kept. A record carries the command line, a
+/// succeeded run's multi-op carries it twice, and ZooKeeper refuses a
+/// request over 1 MB (`jute.maxbuffer`); a history read gets up to 1000
+/// of them.
+const RECORD_LIMIT: usize = 64 * 1024;
 /// Where lockex's locks live (`/lockex/<id>`, as `crate::key` names them).
 const LOCKEX_ROOT: &str = "/lockex";
 /// The largest owner record stored: ZooKeeper refuses node data over 1 MB
@@ -480,6 +508,132 @@ impl<'a> ZooKeeperLock<'a> {
             .transpose()
     }
 
+    /// `CRONLOCK_HISTORY` in the default style (see the module's notes and
+    /// [`LockStore::record_run`]).
+    ///
+    /// A failed operation fails the whole multi-op and changes nothing, so
+    /// the one retried (after making the nodes it found missing) cannot add
+    /// the record twice; an answer that never came (a lost connection, a
+    /// timeout) is an error, and the run's record may or may not be there.
+    fn record_run_default(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        if record.len() > RECORD_LIMIT {
+            bail!(
+                "the run's record is {} bytes, more than the {RECORD_LIMIT} a job's history keeps in ZooKeeper",
+                record.len()
+            );
+        }
+        let runs = runs_path(name);
+        let last = succeeded_path(name);
+        let session = self.session()?;
+        let mut listed = None;
+        // Twice at most: the second try follows the creation of the nodes
+        // the first found missing.
+        for _ in 0..2 {
+            let mut multi = session.client.new_multi_writer();
+            multi.add_create(
+                &format!("{runs}/{RUN_PREFIX}"),
+                record.as_bytes(),
+                &persistent_sequential(),
+            )?;
+            if succeeded {
+                multi.add_set_data(&last, record.as_bytes(), None)?;
+            }
+            // Sent in this order, answered in this order: the listing
+            // sees our node (a session reads its own writes).
+            let commit = multi.commit();
+            let (committed, children) = session.call_pair(commit, session.client.list_children(&runs))?;
+            match committed {
+                Ok(_) => {
+                    listed = Some(
+                        children
+                            .map_err(anyhow::Error::from)
+                            .with_context(|| format!("listing {runs}"))?,
+                    );
+                    break;
+                }
+                // The job's first run kept (or one after a hand's delete):
+                // the empty nodes are made, and another run that makes them
+                // at the same moment is as good.
+                Err(MultiWriteError::OperationFailed {
+                    source: ZkError::NoNode,
+                    ..
+                }) => {
+                    session.ensure(&runs)?;
+                    if succeeded {
+                        session.ensure(&last)?;
+                    }
+                }
+                Err(err) => return Err(anyhow!(ZkError::from(err)).context(format!("adding a run under {runs}"))),
+            }
+        }
+        let listed = listed.ok_or_else(|| anyhow!("adding a run under {runs}: its nodes went missing again"))?;
+        // Only nodes older than the newest `keep` listed go; every node
+        // created after the listing is newer still. A delete that finds the
+        // node gone met another run's trim.
+        let records = runs_oldest_first(listed);
+        let excess = records.len().saturating_sub(keep.max(1) as usize);
+        let deletes: Vec<_> = records[..excess]
+            .iter()
+            .map(|child| session.client.delete(&format!("{runs}/{child}"), None))
+            .collect();
+        for deleted in session.call_all(deletes)? {
+            match deleted {
+                Ok(()) | Err(ZkError::NoNode) => {}
+                Err(err) => return Err(anyhow!(err).context(format!("trimming {runs} to {keep} runs"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The run records, newest first, and the last success: a `sync` (a
+    /// follower may lag the leader, and miss the newest run), the listing
+    /// and the last success in one round trip, then every record's data in
+    /// another.
+    fn run_history_default(&mut self, name: &[u8]) -> Result<History> {
+        let runs = runs_path(name);
+        let last = succeeded_path(name);
+        let session = self.session()?;
+        let synced = session.client.sync(&runs);
+        let children = session.client.list_children(&runs);
+        let success = session.client.get_data(&last);
+        let (synced, (children, success)) = session.call_pair(synced, async { (children.await, success.await) })?;
+        match synced {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(err) => return Err(anyhow!(err).context(format!("syncing {runs}"))),
+        }
+        let children = match children {
+            Ok(children) => children,
+            Err(ZkError::NoNode) => Vec::new(),
+            Err(err) => return Err(anyhow!(err).context(format!("listing {runs}"))),
+        };
+        // Made empty by a run that then failed: no success yet.
+        let last_success = match success {
+            Ok((data, _)) if data.is_empty() => None,
+            Ok((data, _)) => Some(String::from_utf8_lossy(&data).into_owned()),
+            Err(ZkError::NoNode) => None,
+            Err(err) => return Err(anyhow!(err).context(format!("reading {last}"))),
+        };
+        let mut records = runs_oldest_first(children);
+        records.reverse();
+        let reads: Vec<_> = records
+            .iter()
+            .map(|child| session.client.get_data(&format!("{runs}/{child}")))
+            .collect();
+        let mut kept = Vec::with_capacity(records.len());
+        for (child, read) in records.iter().zip(session.call_all(reads)?) {
+            match read {
+                Ok((data, _)) => kept.push(String::from_utf8_lossy(&data).into_owned()),
+                // Trimmed by a run that ended since the listing.
+                Err(ZkError::NoNode) => {}
+                Err(err) => return Err(anyhow!(err).context(format!("reading {runs}/{child}"))),
+            }
+        }
+        Ok(History {
+            runs: kept,
+            last_success,
+        })
+    }
+
     /// Where the lock on `key` lives, and which kazoo's recipe takes it,
     /// in the lockex and tooz styles; `None` in cronlock's own.
     fn kazoo_dir(&self, key: &[u8]) -> Result<Option<(String, Recipe)>> {
@@ -726,7 +880,7 @@ impl LockStore for ZooKeeperLock<'_> {
             }
         } else {
             let now = session.now()?;
-            for name in names.iter().filter(|name| !name.ends_with(FENCE_MARK)) {
+            for name in names.iter().filter(|name| !is_companion(name)) {
                 let key = key_of_node(name);
                 if key.starts_with(prefix) {
                     if let Some(lock) = session.read_default(&key)? {
@@ -782,6 +936,26 @@ impl LockStore for ZooKeeperLock<'_> {
             bail!("no fencing tokens: {why}");
         }
         self.newest_fence_default(name)
+    }
+
+    /// In cronlock's own style only: lockex's and tooz's hosts share the
+    /// lock but keep no history.
+    fn keeps_history(&self) -> bool {
+        self.style == Style::Record
+    }
+
+    fn record_run(&mut self, name: &[u8], record: &str, succeeded: bool, keep: u32) -> Result<()> {
+        if !self.keeps_history() {
+            bail!("no run history: the lock is lockex's or tooz's (CRONLOCK_KEY_STYLE), whose hosts keep none");
+        }
+        self.record_run_default(name, record, succeeded, keep)
+    }
+
+    fn run_history(&mut self, name: &[u8]) -> Result<History> {
+        if !self.keeps_history() {
+            bail!("no run history: the lock is lockex's or tooz's (CRONLOCK_KEY_STYLE), whose hosts keep none");
+        }
+        self.run_history_default(name)
     }
 
     fn hold_check_every(&self) -> Option<Duration> {
@@ -936,6 +1110,19 @@ impl Session {
         b: impl std::future::Future<Output = B>,
     ) -> Result<(A, B), ZkError> {
         within(&self.runtime, REQUEST_LIMIT, async { (a.await, b.await) }).ok_or(ZkError::Timeout)
+    }
+
+    /// Requests already sent (the client sends each when its future is
+    /// made), their answers in order, all within [`REQUEST_LIMIT`].
+    fn call_all<T>(&self, requests: Vec<impl std::future::Future<Output = T>>) -> Result<Vec<T>, ZkError> {
+        within(&self.runtime, REQUEST_LIMIT, async {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(request.await);
+            }
+            answers
+        })
+        .ok_or(ZkError::Timeout)
     }
 
     /// Commits a multi-op; a failed operation reports its own error.
@@ -1299,6 +1486,10 @@ fn ephemeral() -> CreateOptions<'static> {
     CreateMode::Ephemeral.with_acls(Acls::anyone_all())
 }
 
+fn persistent_sequential() -> CreateOptions<'static> {
+    CreateMode::PersistentSequential.with_acls(Acls::anyone_all())
+}
+
 fn ephemeral_sequential() -> CreateOptions<'static> {
     CreateMode::EphemeralSequential.with_acls(Acls::anyone_all())
 }
@@ -1351,6 +1542,44 @@ fn node_path(key: &[u8]) -> String {
 /// named as no lock's node can be.
 fn fence_path(name: &[u8]) -> String {
     format!("{}{FENCE_MARK}", node_path(name))
+}
+
+/// The parent of the job key `name`'s run records: beside its lock's
+/// node, and named as no lock's node can be.
+fn runs_path(name: &[u8]) -> String {
+    format!("{}{RUNS_MARK}", node_path(name))
+}
+
+/// The job key `name`'s last success, beside its lock's node.
+fn succeeded_path(name: &[u8]) -> String {
+    format!("{}{SUCCEEDED_MARK}", node_path(name))
+}
+
+/// Whether a child of [`ROOT`] is a job's fencing counter or history
+/// rather than a lock: [`node_path`] escapes `#`, so no lock's name has one.
+fn is_companion(name: &str) -> bool {
+    name.contains('#')
+}
+
+/// The run records among the children of a `#runs` node, oldest first,
+/// by the sequence number the server gave each; other names are left out
+/// of every read and trim. (The number is the parent's child version,
+/// which also moves on at each delete: it wraps to negative after 2^31
+/// creates and deletes, some billion runs of one job.)
+fn runs_oldest_first(children: Vec<String>) -> Vec<String> {
+    let mut runs: Vec<(i64, String)> = children
+        .into_iter()
+        .filter_map(|child| {
+            let digits = child.strip_prefix(RUN_PREFIX)?;
+            let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+            if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse().ok()?, child))
+        })
+        .collect();
+    runs.sort_unstable();
+    runs.into_iter().map(|(_, child)| child).collect()
 }
 
 /// The key a default-style node name stands for (the reverse of [`node_path`]).
@@ -1474,6 +1703,56 @@ mod tests {
                 assert!(!node_path(lock).ends_with(FENCE_MARK), "{lock:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_jobs_history_lies_beside_its_lock_and_is_no_lock() {
+        assert_eq!(runs_path(b"cronlock.abc"), "/cronlock/cronlock.abc#runs");
+        assert_eq!(succeeded_path(b"a/b"), "/cronlock/a%2Fb#succeeded");
+        let keys = [
+            &b"cronlock.abc"[..],
+            b"a#runs",
+            b"#succeeded",
+            b"a#fence",
+            b"",
+            b"a/b",
+            b"..",
+        ];
+        for key in keys {
+            for companion in [runs_path(key), succeeded_path(key), fence_path(key)] {
+                let name = &companion[ROOT.len() + 1..];
+                assert!(is_companion(name) && !name.contains('/'), "{companion}");
+                for lock in keys.iter().copied().chain([key_of_node(name).as_slice()]) {
+                    let node = node_path(lock);
+                    assert_ne!(node, companion, "{lock:?}");
+                    assert!(!is_companion(&node[ROOT.len() + 1..]), "{lock:?}");
+                }
+            }
+        }
+        // Every job's nodes are its own.
+        let names: std::collections::HashSet<String> = keys
+            .iter()
+            .flat_map(|key| [runs_path(key), succeeded_path(key), fence_path(key)])
+            .collect();
+        assert_eq!(names.len(), keys.len() * 3);
+    }
+
+    #[test]
+    fn run_records_are_ordered_by_their_sequence_numbers() {
+        let children = [
+            "run-0000000010",
+            "run-0000000009",
+            "stray",
+            "run-",
+            "run-12a",
+            "run-2147483647",
+            "run-0000000100",
+        ];
+        assert_eq!(
+            runs_oldest_first(children.iter().map(|c| c.to_string()).collect()),
+            ["run-0000000009", "run-0000000010", "run-0000000100", "run-2147483647"]
+        );
+        assert!(runs_oldest_first(Vec::new()).is_empty());
     }
 
     #[test]

@@ -7,32 +7,8 @@ use crate::util::zookeeper::ZooKeeper;
 /// The session timeout cronlock asks for, which the test servers grant.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
-struct Zk(ZooKeeper);
-
-impl crate::conformance::Fixture for Zk {
-    fn start() -> Zk {
-        Zk(ZooKeeper::start())
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        self.0.env()
-    }
-
-    fn stop(&mut self) -> bool {
-        self.0.kill();
-        true
-    }
-
-    /// The token is a zxid, kept on disk with the server's data.
-    fn fencing(&self) -> Option<bool> {
-        Some(true)
-    }
-
-    fn restart(&mut self) -> bool {
-        self.0.restart();
-        true
-    }
-}
+// The token is a zxid, kept on disk with the server's data.
+crate::conformance::server_fixture!(Zk(ZooKeeper), fencing: Some(true), history: true, restart);
 
 crate::conformance::suite!(Zk);
 crate::ctl_suite::suite!(Zk);
@@ -270,4 +246,126 @@ fn fencing_is_refused_with_one_line_in_the_lockex_and_tooz_styles() {
             "{stderr}"
         );
     }
+}
+
+/// The records `cronlockctl history` shows for `key`, newest first.
+fn history(env: &[(String, String)], key: &str) -> Vec<serde_json::Value> {
+    let listed = crate::util::ctl(env, &["--json", "history", "--key", key]);
+    assert!(matches!(listed.code(), 0 | 1), "{}", listed.stderr());
+    listed.json_lines()
+}
+
+#[test]
+fn the_history_is_nodes_beside_the_lock_that_list_and_unlock_leave_alone() {
+    let zk = ZooKeeper::start();
+    let env = crate::util::with(
+        &zk.env(),
+        &[
+            ("CRONLOCK_KEY", "kept"),
+            ("CRONLOCK_HISTORY", "2"),
+            ("CRONLOCK_FENCING", "on"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    crate::util::run(&env, &["true"]).expect(0);
+    for _ in 0..2 {
+        crate::util::run(&env, &["sh", "-c", "exit 3"]).expect(3);
+    }
+    // The last run keeps its lock, for cronlockctl to find.
+    crate::util::run(
+        &crate::util::with(&env, &[("CRONLOCK_GRACE", "300")]),
+        &["sh", "-c", "exit 4"],
+    )
+    .expect(4);
+    let client = zk.client();
+    let beside = ["cronlock.kept#fence", "cronlock.kept#runs", "cronlock.kept#succeeded"];
+    let mut with_lock = vec!["cronlock.kept"];
+    with_lock.extend(beside);
+    assert_eq!(client.children("/cronlock"), with_lock);
+    let records = client.children("/cronlock/cronlock.kept#runs");
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records.iter().all(|name| name.starts_with("run-")), "{records:?}");
+    let success = client.data("/cronlock/cronlock.kept#succeeded").unwrap();
+    let success: serde_json::Value = serde_json::from_slice(&success).unwrap();
+    assert_eq!(success["exit"], 0, "{success}");
+    let exits = |env: &[(String, String)]| -> Vec<i64> {
+        history(env, "kept")
+            .iter()
+            .map(|run| run["exit"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(exits(&env), [4, 3]);
+    // cronlockctl shows the lock, not its history.
+    let listed = crate::util::ctl(&env, &["--json", "list"]);
+    listed.expect(0);
+    let lines = listed.json_lines();
+    assert_eq!(lines.len(), 1, "{}", listed.stdout());
+    assert_eq!(lines[0]["key"], "cronlock.kept", "{}", listed.stdout());
+    // unlock removes the lock, and leaves the history and the counter.
+    crate::util::ctl(&env, &["unlock", "--key", "kept"]).expect(0);
+    assert_eq!(client.children("/cronlock"), beside);
+    assert_eq!(client.children("/cronlock/cronlock.kept#runs"), records);
+    let listed = crate::util::ctl(&env, &["--json", "list"]);
+    assert!(listed.json_lines().is_empty(), "{}", listed.stdout());
+    crate::util::ctl(&env, &["status", "--key", "kept"]).expect(0);
+    assert_eq!(exits(&env), [4, 3]);
+    crate::util::ctl(&env, &["check", "--key", "kept", "--max-age", "1h"]).expect(0);
+    // So does CRONLOCK_RESET, which deletes the lock (exit 200).
+    crate::util::run(&crate::util::with(&env, &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    assert_eq!(client.children("/cronlock"), beside);
+    assert_eq!(exits(&env), [4, 3]);
+    crate::util::run(&env, &["true"]).expect(0);
+    assert_eq!(exits(&env), [0, 4]);
+    // A smaller count cuts the history at the next run.
+    let one = crate::util::with(&env, &[("CRONLOCK_HISTORY", "1")]);
+    crate::util::run(&one, &["sh", "-c", "exit 5"]).expect(5);
+    assert_eq!(exits(&env), [5]);
+    assert_eq!(client.children("/cronlock/cronlock.kept#runs").len(), 1);
+}
+
+#[test]
+fn a_record_too_large_for_a_node_is_a_warning_and_the_run_goes_on() {
+    let zk = ZooKeeper::start();
+    let env = crate::util::with(
+        &zk.env(),
+        &[
+            ("CRONLOCK_KEY", "large"),
+            ("CRONLOCK_HISTORY", "3"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    crate::util::run(&env, &["true"]).expect(0);
+    let long = "x".repeat(100 * 1024);
+    let result = crate::util::run(&env, &["sh", "-c", "exit 0", &long]);
+    result.expect(0);
+    let stderr = result.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("history") && stderr.contains("bytes"), "{stderr}");
+    // The runs before it are still there.
+    assert_eq!(history(&env, "large").len(), 1);
+}
+
+#[test]
+fn history_is_refused_with_one_line_in_the_lockex_and_tooz_styles() {
+    let zk = ZooKeeper::start();
+    for style in ["lockex", "tooz"] {
+        let env = crate::util::with(
+            &zk.env(),
+            &[
+                ("CRONLOCK_KEY_STYLE", style),
+                ("CRONLOCK_KEY", "kept"),
+                ("CRONLOCK_HISTORY", "3"),
+            ],
+        );
+        let refused = crate::util::run(&env, &["true"]);
+        refused.expect(201);
+        let stderr = refused.stderr();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("CRONLOCK_HISTORY") && stderr.contains(&format!("CRONLOCK_KEY_STYLE={style}")),
+            "{stderr}"
+        );
+        crate::util::ctl(&env, &["history", "--key", "kept"]).expect(2);
+    }
+    assert!(zk.client().children("/cronlock").is_empty());
 }
