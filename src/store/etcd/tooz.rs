@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::gateway::{b64, int, unb64, Gateway};
 use super::settings::EtcdTarget;
 use super::{now, unconfirmed};
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 
 /// python-etcd3's lock prefix, which tooz's `etcd3://` driver uses.
@@ -151,6 +151,12 @@ impl LockStore for ToozEtcdLock<'_> {
     }
 
     // Lease mode and CRONLOCK_HOLD both work: `lacks` keeps its default.
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's etcd key alone, which coolock hosts take without a fencing token",
+        )
+    }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {
         let start = now();

@@ -23,7 +23,7 @@ use anyhow::{bail, Result};
 use super::connect::{AuthRejected, Reply, Retry, Session, Unconfirmed};
 use super::int;
 use super::settings::RedisTarget;
-use crate::lock::{Acquire, Claim, Keep, Lease, LockStore, Release, Renewal};
+use crate::lock::{Acquire, Claim, Fencing, Keep, Lease, LockStore, Release, Renewal};
 use crate::report::Report;
 
 const ACQUIRE: &str = lock_script!("lua/tooz_acquire.lua");
@@ -94,6 +94,12 @@ impl<'a> ToozRedisLock<'a> {
 impl LockStore for ToozRedisLock<'_> {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn fencing(&self) -> Fencing {
+        Fencing::Unsupported(
+            "with CRONLOCK_KEY_STYLE=tooz the lock is tooz's Redis key alone, which coolock hosts take without a fencing token",
+        )
     }
 
     fn acquire(&mut self, claim: &Claim) -> Result<Acquire> {

@@ -145,3 +145,13 @@ fn a_server_at_its_maxclients_is_waited_for_not_an_error() {
         assert_eq!(runs(&dir), 1);
     }
 }
+
+#[test]
+fn tooz_style_refuses_fencing_and_history_with_one_line() {
+    let redis = RedisServer::start();
+    let tooz = with(&redis.env(), &[("CRONLOCK_KEY_STYLE", "tooz")]);
+    let line = expect_refusal(&with(&tooz, &[("CRONLOCK_FENCING", "on")]), "CRONLOCK_FENCING", &[]);
+    assert!(line.contains("CRONLOCK_KEY_STYLE=tooz"), "{line}");
+    let line = expect_refusal(&with(&tooz, &[("CRONLOCK_HISTORY", "5")]), "CRONLOCK_HISTORY", &[]);
+    assert!(line.contains("CRONLOCK_KEY_STYLE=tooz"), "{line}");
+}
