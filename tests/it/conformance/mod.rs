@@ -664,7 +664,7 @@ pub fn jitter_spreads_starts_within_its_bound(fixture: &mut dyn Fixture) {
 
 /// How many holders the fencing series has, and how many runs contend.
 const FENCED_HOLDERS: usize = 1000;
-const FENCING_CONTENDERS: usize = 4;
+const FENCING_CONTENDERS: usize = 2;
 
 /// `env` for the fencing tests: the lock `fenced`, dropped at each end.
 fn fenced(fixture: &dyn Fixture) -> Vec<(String, String)> {
