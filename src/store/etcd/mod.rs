@@ -5,7 +5,8 @@
 //! The recipe, on NAME = the full key: grant a lease; in one transaction put
 //! `NAME/<lease id in lowercase hex>` (empty value, attached to the lease) if
 //! that key does not exist, and read the key under `NAME/` with the lowest
-//! create revision. That key's writer owns the lock. A contender that is not
+//! create revision (passing over other jobs' counters and history, see
+//! [`owner_of_line`]). That key's writer owns the lock. A contender that is not
 //! first revokes its lease, which deletes its key, and exits 200 (etcdctl
 //! would wait in line instead; cron jobs do not).
 //!
@@ -84,13 +85,7 @@ impl<'a> EtcdLock<'a> {
     fn put_and_find_owner(&mut self, name: &[u8], my_key: &[u8], rev: i64, lease: i64, value: &str) -> Result<Txn> {
         let prefix = prefix_of(name);
         let put = json!({ "request_put": { "key": b64(my_key), "value": b64(value.as_bytes()), "lease": lease.to_string() } });
-        let owner = json!({ "request_range": {
-            "key": b64(&prefix),
-            "range_end": b64(&prefix_end(&prefix)),
-            "sort_order": "ASCEND",
-            "sort_target": "CREATE",
-            "limit": "1",
-        } });
+        let owner = json!({ "request_range": line_of(&prefix) });
         let body = json!({
             "compare": [{
                 "key": b64(my_key),
@@ -102,17 +97,7 @@ impl<'a> EtcdLock<'a> {
             "failure": [put, owner],
         });
         let answer = self.gateway.call("/v3/kv/txn", &body, None)?;
-        let owner = answer
-            .get("responses")
-            .and_then(|r| r.get(1))
-            .and_then(|r| r.get("response_range"))
-            .and_then(|r| r.get("kvs"))
-            .and_then(|kvs| kvs.get(0))
-            .map(|kv| Owner {
-                key: unb64(kv.get("key")),
-                create_revision: int(kv.get("create_revision")),
-                lease: int(kv.get("lease")),
-            });
+        let owner = owner_of_line(kvs(txn_range(&answer, 1)));
         Ok(Txn {
             succeeded: answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
             revision: int(answer.get("header").and_then(|h| h.get("revision"))),
@@ -121,14 +106,8 @@ impl<'a> EtcdLock<'a> {
     }
 
     fn owner_exists(&mut self, name: &[u8]) -> Result<bool> {
-        let prefix = prefix_of(name);
-        let body = json!({
-            "key": b64(&prefix),
-            "range_end": b64(&prefix_end(&prefix)),
-            "count_only": true,
-        });
-        let answer = self.gateway.call("/v3/kv/range", &body, None)?;
-        Ok(int(answer.get("count")) > 0)
+        let answer = self.gateway.call("/v3/kv/range", &line_of(&prefix_of(name)), None)?;
+        Ok(owner_of_line(kvs(Some(&answer))).is_some())
     }
 }
 
@@ -179,8 +158,32 @@ impl EtcdLock<'_> {
     }
 }
 
-/// The lease requests, which tooz's lock (`tooz.rs`) shares with the recipe.
+/// The lease requests, and deletes, which tooz's lock (`tooz.rs`) shares
+/// with the recipe.
 impl Gateway<'_> {
+    /// Deletes `keys`, at most [`DELETES_PER_TXN`] in each transaction;
+    /// whether any of them was there. A retry of a delete that was applied
+    /// deletes whatever is there by then.
+    fn delete_keys<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<bool> {
+        let mut deleted = false;
+        for chunk in keys.chunks(DELETES_PER_TXN) {
+            let deletes: Vec<Value> = chunk
+                .iter()
+                .map(|key| json!({ "request_delete_range": { "key": b64(key.as_ref()) } }))
+                .collect();
+            let answer = self.call("/v3/kv/txn", &json!({ "success": deletes }), None)?;
+            deleted |= answer
+                .get("responses")
+                .and_then(Value::as_array)
+                .is_some_and(|responses| {
+                    responses
+                        .iter()
+                        .any(|r| int(r.get("response_delete_range").and_then(|d| d.get("deleted"))) > 0)
+                });
+        }
+        Ok(deleted)
+    }
+
     /// Grants a lease of `ttl` seconds. Sent twice (a retry at another
     /// member after a lost answer), it grants two: the one we never hear of
     /// carries no key and expires on its own.
@@ -257,11 +260,45 @@ impl Txn {
     }
 }
 
-/// The lock's owner: the first key under `NAME/`.
+/// The lock's owner: the first key under `NAME/` that is not another
+/// job's fencing counter or history (see [`owner_of_line`]).
 struct Owner {
     key: Vec<u8>,
     create_revision: i64,
     lease: i64,
+}
+
+/// The range of the line `prefix` (`NAME/`), oldest first, keys only: the
+/// owner is the first that [`owner_of_line`] keeps.
+fn line_of(prefix: &[u8]) -> Value {
+    json!({
+        "key": b64(prefix),
+        "range_end": b64(&prefix_end(prefix)),
+        "sort_order": "ASCEND",
+        "sort_target": "CREATE",
+        "keys_only": true,
+    })
+}
+
+/// The owner of a line read by [`line_of`]: its first key, passing over
+/// the keys without a lease that another job's fencing counter or history
+/// leaves there. Those lie in this line only when that job's name is this
+/// one's followed by `/` (`cronlock.a/b:fence` under `cronlock.a/`), and
+/// they stay for good: counted as waiters, as etcdctl's recipe counts every
+/// key, they would keep this lock held for ever. Every contender passes
+/// over the same keys, so they still agree on one owner. A lock's key has
+/// a lease, so none is passed over. (`etcdctl lock` on this name still
+/// waits behind them.) Keys only: the owner's value is never read, and
+/// such keys before it are few, one counter, a last success and the
+/// records the other job keeps.
+fn owner_of_line(kvs: &[Value]) -> Option<Owner> {
+    kvs.iter()
+        .map(|kv| Owner {
+            key: unb64(kv.get("key")),
+            create_revision: int(kv.get("create_revision")),
+            lease: int(kv.get("lease")),
+        })
+        .find(|owner| !is_fence_counter(&owner.key, owner.lease) && !is_history_key(&owner.key, owner.lease))
 }
 
 fn now() -> i64 {
@@ -295,12 +332,11 @@ const FENCE_SUFFIX: &[u8] = b":fence";
 /// the same prefix as `NAME`, so that a role granted `CRONLOCK_PREFIX`
 /// (`etcdctl role grant-permission --prefix`) may write it. A lock's key
 /// ends in a lease id in hex, never in `:fence`, so `list` tells them apart.
-/// One case is left: when one job's name is another's followed by `/`
-/// (`cronlock.a` and `cronlock.a/b`), the recipe already counts the second
-/// job's keys as holders of the first's lock while it runs, and its
-/// counter, which stays, then keeps the first lock held for good, though
-/// `cronlockctl` shows it free (`CRONLOCK_RESET=yes` on the first job
-/// deletes it; the second job's tokens still grow, being revisions).
+/// When one job's name is another's followed by `/` (`cronlock.a` and
+/// `cronlock.a/b`), the second job's counter lies in the first's line: the
+/// recipe there passes over it ([`owner_of_line`]), and a reset of the first
+/// leaves it. (The second job's lock keys, while it runs, are in that line
+/// too, and hold the first lock, as they do for etcdctl.)
 fn fence_counter(name: &[u8]) -> Vec<u8> {
     [name, FENCE_SUFFIX].concat()
 }
@@ -328,12 +364,9 @@ const RUNS_PER_PAGE: i64 = 32;
 /// `NAME:runs:<number as 20 digits>`, a key without a lease.
 ///
 /// Beside the lock, not under `NAME/`, for the reasons the fencing counter
-/// is (see [`fence_counter`]). Its caveat holds here too: when one job's
-/// name is another's followed by `/` (`cronlock.a` and `cronlock.a/b`), the
-/// second job's records and last success lie in the first lock's line,
-/// which they then keep held for good (`cronlockctl` skips them and shows
-/// it free); `CRONLOCK_RESET=yes` on the first job frees it, and deletes
-/// them with it. The number is the time in
+/// is (see [`fence_counter`]); when one job's name is another's followed by
+/// `/`, the second job's records and last success lie in the first lock's
+/// line, and are passed over there as its counter is. The number is the time in
 /// microseconds followed by four digits of the pid, so that `etcdctl get
 /// --prefix` shows a host's runs in order; the history itself is ordered by
 /// the keys' create revisions, the order etcd wrote them in, which no
@@ -654,15 +687,9 @@ impl LockStore for EtcdLock<'_> {
             .filter(|key| is_run_key_of(key, name))
             .collect();
         let excess = records.len().saturating_sub(keep as usize);
-        for chunk in records[..excess].chunks(DELETES_PER_TXN) {
-            let deletes: Vec<Value> = chunk
-                .iter()
-                .map(|key| json!({ "request_delete_range": { "key": b64(key) } }))
-                .collect();
-            self.gateway
-                .call("/v3/kv/txn", &json!({ "success": deletes }), None)
-                .with_context(|| format!("trimming the history of {shown} to {keep} runs"))?;
-        }
+        self.gateway
+            .delete_keys(&records[..excess])
+            .with_context(|| format!("trimming the history of {shown} to {keep} runs"))?;
         Ok(())
     }
 
@@ -750,14 +777,31 @@ impl LockStore for EtcdLock<'_> {
 
     /// A retry of a delete that was applied deletes whatever is there by
     /// then, which is what a reset asks for anyway.
+    ///
+    /// Another job's fencing counter and history in the line (see
+    /// [`owner_of_line`]) are that job's, and stay: the rest of the line is
+    /// then deleted key by key.
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
         let prefix = prefix_of(key);
-        let body = json!({ "key": b64(&prefix), "range_end": b64(&prefix_end(&prefix)) });
-        let answer = self
+        let line = self
             .gateway
-            .call("/v3/kv/deleterange", &body, None)
-            .context("deleting the lock")?;
-        Ok(int(answer.get("deleted")) > 0)
+            .call("/v3/kv/range", &line_of(&prefix), None)
+            .context("reading the lock")?;
+        let line: Vec<(Vec<u8>, i64)> = kvs(Some(&line))
+            .iter()
+            .map(|kv| (unb64(kv.get("key")), int(kv.get("lease"))))
+            .collect();
+        let others = |(key, lease): &(Vec<u8>, i64)| is_fence_counter(key, *lease) || is_history_key(key, *lease);
+        if !line.iter().any(others) {
+            let body = json!({ "key": b64(&prefix), "range_end": b64(&prefix_end(&prefix)) });
+            let answer = self
+                .gateway
+                .call("/v3/kv/deleterange", &body, None)
+                .context("deleting the lock")?;
+            return Ok(int(answer.get("deleted")) > 0);
+        }
+        let ours: Vec<&Vec<u8>> = line.iter().filter(|kv| !others(kv)).map(|(key, _)| key).collect();
+        self.gateway.delete_keys(&ours).context("deleting the lock")
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {
@@ -819,6 +863,27 @@ mod tests {
         assert_eq!(prefix_end(b"cronlock.job/"), b"cronlock.job0");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn another_jobs_counter_and_history_are_passed_over_in_a_line() {
+        let kv = |key: &[u8], rev: i64, lease: i64| json!({ "key": b64(key), "create_revision": rev.to_string(), "lease": lease.to_string() });
+        let inner = b"cronlock.a/b";
+        let lock = key_of(b"cronlock.a", 0x2a);
+        let line = [
+            kv(&fence_counter(inner), 3, 0),
+            kv(&run_key(inner, 5), 4, 0),
+            kv(&succeeded_key(inner), 5, 0),
+            kv(&lock, 9, 0x2a),
+        ];
+        let owner = owner_of_line(&line).unwrap();
+        assert_eq!((owner.key, owner.create_revision, owner.lease), (lock, 9, 0x2a));
+        assert!(owner_of_line(&line[..3]).is_none());
+        // A key without a lease that is no record (`etcdctl put`) holds the
+        // lock, for etcdctl and for us alike.
+        let put = b"cronlock.a/by-hand".to_vec();
+        let owner = owner_of_line(&[kv(&put, 2, 0), line[3].clone()]).unwrap();
+        assert_eq!((owner.key, owner.lease), (put, 0));
     }
 
     #[test]

@@ -235,17 +235,7 @@ impl LockStore for ToozEtcdLock<'_> {
     /// A retry of a delete that was applied deletes whatever is there by
     /// then, which is what a reset asks for anyway.
     fn reset(&mut self, key: &[u8]) -> Result<bool> {
-        let delete: Vec<Value> = keys(key)
-            .iter()
-            .map(|key| json!({ "request_delete_range": { "key": b64(key) } }))
-            .collect();
-        let answer = self
-            .gateway
-            .call("/v3/kv/txn", &json!({ "success": delete }), None)
-            .context("deleting tooz's lock")?;
-        Ok(responses(&answer)
-            .iter()
-            .any(|r| int(r.get("response_delete_range").and_then(|d| d.get("deleted"))) > 0))
+        self.gateway.delete_keys(&keys(key)).context("deleting tooz's lock")
     }
 
     fn renew(&mut self, lease: &Lease, seconds: i64, after_unknown: bool, limit: Duration) -> Renewal {

@@ -283,6 +283,46 @@ fn jobs_named_like_anothers_history_keys_keep_their_own() {
 }
 
 #[test]
+fn a_job_named_like_another_followed_by_a_slash_leaves_its_lock_free() {
+    let etcd = Etcd::start();
+    let base = with(
+        &etcd.env(),
+        &[
+            ("CRONLOCK_FENCING", "on"),
+            ("CRONLOCK_HISTORY", "3"),
+            ("CRONLOCK_GRACE", "-1"),
+        ],
+    );
+    let job = |key: &str| with(&base, &[("CRONLOCK_KEY", key)]);
+    run(&job("nest/inner"), &["true"]).expect(0);
+    run(&job("nest/inner"), &["true"]).expect(0);
+    // The inner job's counter, records and last success stay in the outer
+    // job's line, `cronlock.nest/`, without a lease.
+    let inner: Vec<String> = etcd
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("cronlock.nest/"))
+        .collect();
+    assert_eq!(inner.len(), 4, "{inner:?}");
+    // They are nobody's lock: the outer job runs, and its own lock, kept
+    // for a grace, is still told from them.
+    run(&job("nest"), &["true"]).expect(0);
+    run(&with(&job("nest"), &[("CRONLOCK_GRACE", "300")]), &["true"]).expect(0);
+    run(&job("nest"), &["true"]).expect(200);
+    // A reset of the outer job frees its lock and leaves the inner job's keys.
+    run(&with(&job("nest"), &[("CRONLOCK_RESET", "yes")]), &["true"]).expect(200);
+    let left: Vec<String> = etcd
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("cronlock.nest/"))
+        .collect();
+    assert_eq!(left, inner);
+    run(&job("nest"), &["true"]).expect(0);
+    assert_eq!(history(&base, "nest/inner").len(), 2);
+    assert_eq!(history(&base, "nest").len(), 3);
+}
+
+#[test]
 fn a_lock_held_by_etcdctl_exits_200() {
     let etcd = Etcd::start();
     let dir = TempDir::new("etcdctl-holds");
