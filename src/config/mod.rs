@@ -54,6 +54,7 @@ pub const KNOWN: &[&str] = &[
     "LEASE",
     "HOLD",
     "KEY_STYLE",
+    "TOOZ_NAMESPACE",
     "NODE",
     "SYSLOG",
     "SYSLOG_FACILITY",
@@ -246,6 +247,10 @@ pub struct Config {
     pub node: String,
     /// How the lock's name is derived from the command (`CRONLOCK_KEY_STYLE`).
     pub key_style: KeyStyle,
+    /// tooz's namespace, where its driver for the store has one
+    /// (`CRONLOCK_TOOZ_NAMESPACE`, else the driver's default); `None` for
+    /// the other key styles and stores.
+    pub tooz_namespace: Option<String>,
     /// Print the key in use on stderr (`CRONLOCK_SHOW_KEY`, golock's variable).
     pub show_key: bool,
     /// The config file that was read, if any.
@@ -499,6 +504,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
             key_style.name()
         );
     }
+    let tooz_namespace = tooz_namespace(raw.take("tooz_namespace"), key_style, &store)?;
     let lease = match (key_style, store.row().tooz) {
         (KeyStyle::Tooz, crate::store::Tooz::Expires(seconds)) => lease.or(Some(seconds)),
         _ => lease,
@@ -523,6 +529,7 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         syslog,
         node,
         key_style,
+        tooz_namespace,
         show_key,
         file,
         exported,
@@ -531,6 +538,27 @@ fn build(mut raw: Raw, file: Option<PathBuf>, exported: Vec<(String, String)>, n
         fencing,
         history,
     })
+}
+
+/// `CRONLOCK_TOOZ_NAMESPACE` (`given`): tooz's `?namespace=`, which only
+/// its Redis and ZooKeeper drivers read; each store's row has their default.
+/// Refused with another key style, or on a store whose tooz driver has no
+/// namespace: the lock would be the same without it.
+fn tooz_namespace(given: Option<String>, key_style: KeyStyle, store: &Store) -> Result<Option<String>> {
+    let row = store.row();
+    match (given, key_style, row.tooz_namespace) {
+        (None, KeyStyle::Tooz, default) => Ok(default.map(str::to_string)),
+        (None, _, _) => Ok(None),
+        (Some(_), style, _) if style != KeyStyle::Tooz => bail!(
+            "CRONLOCK_TOOZ_NAMESPACE is tooz's namespace, for CRONLOCK_KEY_STYLE=tooz (the key style is {})",
+            style.name()
+        ),
+        (Some(_), _, None) => bail!(
+            "CRONLOCK_TOOZ_NAMESPACE: tooz's {} driver has no namespace (its Redis and ZooKeeper drivers have one)",
+            row.kind
+        ),
+        (Some(namespace), _, Some(_)) => Ok(Some(namespace)),
+    }
 }
 
 /// The store `url` names (Redis without one), read by that store's own
@@ -661,6 +689,29 @@ pub(crate) mod tests {
         assert_eq!(config.prefix, "cronlock.");
         assert!(!config.verbose && !config.reset && !config.ntpdate);
         assert!(target.sentinel.is_none() && target.tls.is_none());
+    }
+
+    #[test]
+    fn the_tooz_namespace_is_the_drivers_default_unless_set() {
+        let tooz = |more: &[(&str, &str)]| {
+            let mut env = vec![("CRONLOCK_KEY_STYLE", "tooz")];
+            env.extend_from_slice(more);
+            load_env(&env).map(|config| config.tooz_namespace)
+        };
+        assert_eq!(tooz(&[]).unwrap().as_deref(), Some("_tooz"));
+        assert_eq!(
+            tooz(&[("CRONLOCK_TOOZ_NAMESPACE", "ns")]).unwrap().as_deref(),
+            Some("ns")
+        );
+        assert_eq!(tooz(&[("CRONLOCK_URL", "etcd3://h")]).unwrap(), None);
+        assert_eq!(load_env(&[]).unwrap().tooz_namespace, None);
+        let err = tooz(&[("CRONLOCK_URL", "memcached://h"), ("CRONLOCK_TOOZ_NAMESPACE", "ns")]).unwrap_err();
+        assert!(
+            err.to_string().contains("tooz's memcached driver has no namespace"),
+            "{err}"
+        );
+        let err = load_env(&[("CRONLOCK_TOOZ_NAMESPACE", "ns")]).unwrap_err();
+        assert!(err.to_string().contains("for CRONLOCK_KEY_STYLE=tooz"), "{err}");
     }
 
     #[test]

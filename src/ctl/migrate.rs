@@ -504,6 +504,15 @@ struct Backend {
 }
 
 impl Backend {
+    /// tooz's `?namespace=` (Redis and ZooKeeper), as CRONLOCK_TOOZ_NAMESPACE.
+    /// Never empty: `parse_qs` leaves out blank values, so tooz then uses
+    /// its default namespace, as cronlock does.
+    fn namespace(&mut self, url: &ToozUrl) {
+        if let Some(namespace) = url.option("namespace") {
+            self.settings.push(("TOOZ_NAMESPACE", namespace.to_string()));
+        }
+    }
+
     /// Names every option of `url` not in `used` as dropped: those in
     /// `unmatched` with their reason, the rest as ones tooz ignores too.
     fn drop_options(&mut self, url: &ToozUrl, used: &[&str], unmatched: &[(&str, &str)]) {
@@ -577,10 +586,6 @@ fn userinfo(user: Option<&str>, password: Option<&str>) -> String {
     }
 }
 
-/// What the option names that change tooz's key mean for a mixed fleet.
-const OTHER_KEY: &str =
-    "cronlock takes tooz's lock in the default namespace only, so it would not exclude this coolock";
-
 /// CRONLOCK_URL and the settings a tooz URL implies.
 fn backend_url(text: &str) -> Result<Backend> {
     let url = split(text)?;
@@ -610,7 +615,8 @@ fn backend_url(text: &str) -> Result<Backend> {
             }
             out.drop_path(&url, "tooz's Redis driver reads the database from ?db=, so its lock is in database 0 unless that is given");
             out.expiry(&url, "socket_timeout")?;
-            let mut used = vec!["db", "ssl", "timeout", "socket_timeout", "lock_timeout"];
+            out.namespace(&url);
+            let mut used = vec!["db", "ssl", "timeout", "socket_timeout", "lock_timeout", "namespace"];
             if tls {
                 used.extend(["ssl_certfile", "ssl_keyfile"]);
                 if let Some(cert) = url.option("ssl_certfile") {
@@ -632,7 +638,6 @@ fn backend_url(text: &str) -> Result<Backend> {
                 &url,
                 &used,
                 &[
-                    ("namespace", OTHER_KEY),
                     ("encoding", "cronlock writes the lock's name as UTF-8, tooz's default"),
                     ("ssl_certfile", "tooz uses it only with ?ssl=true"),
                     ("ssl_keyfile", "tooz uses it only with ?ssl=true"),
@@ -733,11 +738,11 @@ fn backend_url(text: &str) -> Result<Backend> {
                 );
             }
             out.drop_path(&url, "tooz's ZooKeeper driver does not read it");
+            out.namespace(&url);
             out.drop_options(
                 &url,
-                &["hosts"],
+                &["hosts", "namespace"],
                 &[
-                    ("namespace", OTHER_KEY),
                     ("timeout", "cronlock asks for a session timeout of its own"),
                     ("connection_retry", "cronlock retries as CRONLOCK_RECONNECT_* say"),
                     ("command_retry", "cronlock retries as CRONLOCK_RECONNECT_* say"),
@@ -932,9 +937,14 @@ mod tests {
                 ("LEASE", "60"),
                 ("TLS_CERT_FILE", "/c.pem"),
                 ("TLS_KEY_FILE", "/k.pem"),
+                ("TOOZ_NAMESPACE", "ns"),
             ],
         );
-        assert!(c.dropped.iter().any(|d| d.starts_with("?namespace")), "{:?}", c.dropped);
+        assert!(!c.dropped.iter().any(|d| d.contains("namespace")), "{:?}", c.dropped);
+        // tooz's parse_qs leaves a blank value out: the default namespace.
+        let c = url_of("redis://h?namespace=");
+        assert_eq!(c.get("CRONLOCK_TOOZ_NAMESPACE"), None);
+        assert!(c.dropped.is_empty(), "{:?}", c.dropped);
         let c = url_of(
             "redis://s1:26379?sentinel=main&sentinel_fallback=s2:26379&sentinel_fallback=s3:26379&lock_timeout=2",
         );
@@ -994,7 +1004,8 @@ mod tests {
             "zookeeper://zk1:2181,zk2:2182,zk3",
         );
         assert_eq!(c.get("CRONLOCK_REDIS_TIMEOUT"), None);
-        assert_eq!(c.dropped.len(), 3, "{:?}", c.dropped);
+        assert_eq!(c.get("CRONLOCK_TOOZ_NAMESPACE").as_deref(), Some("ns"));
+        assert_eq!(c.dropped.len(), 2, "{:?}", c.dropped);
         expect_url("zookeeper://", "zookeeper://localhost:2181");
     }
 

@@ -74,6 +74,9 @@ pub struct Row {
     pub clock: &'static str,
     /// How tooz's driver for this store keeps its lock.
     pub tooz: Tooz,
+    /// tooz's default namespace on this store, where its driver has one
+    /// (`?namespace=` in tooz's URL, `CRONLOCK_TOOZ_NAMESPACE` here).
+    pub tooz_namespace: Option<&'static str>,
     /// Its settings parser; `None` when this build left the store out.
     settings: Option<Settings>,
 }
@@ -111,6 +114,7 @@ macro_rules! stores {
             carried_by: $binary:ident,
             clock: $clock:literal,
             tooz: $tooz:expr,
+            tooz_namespace: $tooz_namespace:expr,
             built: cfg($cfg:meta),
             settings: $settings:expr,
             open: $open:expr,
@@ -135,6 +139,7 @@ macro_rules! stores {
                 carried_by: Binary::$binary,
                 clock: $clock,
                 tooz: $tooz,
+                tooz_namespace: $tooz_namespace,
                 settings: {
                     #[cfg($cfg)]
                     let settings: Option<Settings> = Some(|scheme, rest, shared| {
@@ -198,10 +203,14 @@ stores! {
         carried_by: Cronlock,
         clock: "the Redis server's clock",
         tooz: Tooz::Expires(30),
+        tooz_namespace: Some("_tooz"),
         built: cfg(all()),
         settings: |scheme, rest, shared| redis::settings::parse(Some((scheme, rest)), shared),
         open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?)),
-        open_tooz: |_, target, report| Ok(Box::new(redis::tooz::ToozRedisLock::new(target, report)?)),
+        open_tooz: |config, target, report| {
+            let namespace = config.tooz_namespace.as_deref().unwrap_or_default();
+            Ok(Box::new(redis::tooz::ToozRedisLock::new(target, report, namespace)?))
+        },
     }
     /// A table and `GET_LOCK` names in MySQL or MariaDB.
     Mysql(mysql::settings::MysqlTarget) {
@@ -210,6 +219,7 @@ stores! {
         carried_by: Stores,
         clock: "the MySQL server's clock",
         tooz: Tooz::Session,
+        tooz_namespace: None,
         built: cfg(feature = "mysql"),
         settings: |_, rest, shared| mysql::settings::parse(rest, shared),
         open: |config, target, report| Ok(Box::new(mysql::MysqlLock::new(target, report)?.with_key_style(config.key_style))),
@@ -222,6 +232,7 @@ stores! {
         carried_by: Stores,
         clock: "the PostgreSQL server's clock",
         tooz: Tooz::Session,
+        tooz_namespace: None,
         built: cfg(feature = "postgres"),
         settings: |_, rest, shared| postgres::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(postgres::PostgresLock::new(target, report)?)),
@@ -234,6 +245,7 @@ stores! {
         carried_by: Cronlock,
         clock: "the memcached server's clock",
         tooz: Tooz::Expires(30),
+        tooz_namespace: None,
         built: cfg(all()),
         settings: |_, rest, shared| memcached::settings::parse(rest, shared),
         open: |_, target, report| Ok(Box::new(memcached::MemcachedLock::new(target, report))),
@@ -248,6 +260,7 @@ stores! {
         carried_by: Cronlock,
         clock: "etcd's lease timers, counted by its leader",
         tooz: Tooz::Expires(30),
+        tooz_namespace: None,
         built: cfg(all()),
         settings: etcd::settings::parse,
         open: |_, target, report| Ok(Box::new(etcd::EtcdLock::new(target, report)?)),
@@ -260,6 +273,7 @@ stores! {
         carried_by: Stores,
         clock: "the ZooKeeper server's clock",
         tooz: Tooz::Session,
+        tooz_namespace: Some("tooz"),
         built: cfg(feature = "zookeeper"),
         settings: |_, rest, shared| zookeeper::settings::parse(rest, shared),
         open: |config, target, report| Ok(Box::new(zookeeper::ZooKeeperLock::new(config, target, report)?)),
@@ -272,6 +286,7 @@ stores! {
         carried_by: Stores,
         clock: "this host's clock; keep it synchronised",
         tooz: Tooz::NoDriver,
+        tooz_namespace: None,
         built: cfg(feature = "dynamodb"),
         settings: |_, rest, shared| dynamodb::settings::parse(rest, shared),
         open: |config, target, report| {
@@ -286,6 +301,7 @@ stores! {
         carried_by: Cronlock,
         clock: "this host's clock, which every run of this directory shares",
         tooz: Tooz::Session,
+        tooz_namespace: None,
         built: cfg(all()),
         settings: |_, rest, _| directory::settings::parse(rest),
         open: |_, target, _| Ok(Box::new(directory::DirectoryLock::new(&target.path)?)),

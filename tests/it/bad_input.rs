@@ -50,6 +50,8 @@ const TABLE: &[(&str, [&str; 6])] = &[
     ("LEASE", ["ok", "error", "error", "error", "error", "error"]),
     ("HOLD", ["ok", "error", "error", "error", "error", "error"]),
     ("KEY_STYLE", ["ok", "error", "error", "error", "error", "error"]),
+    // Read only with CRONLOCK_KEY_STYLE=tooz: alone, any value is an error.
+    ("TOOZ_NAMESPACE", ["ok", "error", "error", "error", "error", "error"]),
     ("SHOW_KEY", ["ok", "error", "error", "error", "error", "error"]),
     ("WAIT", ["ok", "error", "error", "error", "error", "error"]),
     ("CONCURRENCY", ["ok", "error", "error", "error", "error", "error"]),

@@ -1,6 +1,7 @@
 //! tooz's Redis lock (`CRONLOCK_KEY_STYLE=tooz` on `redis://`), as tooz
 //! 1.67.2 takes it through redis-py 3.5.3's `Lock`: the key
-//! `_tooz_<name>_lock` holds a token of 32 lowercase hex digits (tooz's is a
+//! `<namespace>_<name>_lock` (the namespace `_tooz` unless tooz's URL says
+//! `?namespace=`, `CRONLOCK_TOOZ_NAMESPACE` here) holds a token of 32 lowercase hex digits (tooz's is a
 //! uuid1; only its uniqueness matters, so ours is random), written with
 //! `SET key token NX PX <lease in ms>`; it is released by deleting it while
 //! it still holds that token, and tooz's heartbeat extends it on the same
@@ -37,11 +38,14 @@ pub struct ToozRedisLock<'a> {
     db: i64,
     /// Ours, written as the key's value.
     token: String,
+    /// tooz's namespace, the start of every lock's key.
+    namespace: &'a str,
 }
 
-/// The key tooz's Redis driver (default namespace `_tooz`) locks `name` with.
-pub fn tooz_key(name: &[u8]) -> Vec<u8> {
-    [&b"_tooz_"[..], name, b"_lock"].concat()
+/// The key tooz's Redis driver locks `name` with in `namespace`:
+/// `"%s_%s_lock" % (namespace, name)` (`tooz/drivers/redis.py`, `RedisLock`).
+pub fn tooz_key(namespace: &str, name: &[u8]) -> Vec<u8> {
+    [namespace.as_bytes(), b"_", name, b"_lock"].concat()
 }
 
 /// Whole seconds left of a PTTL in milliseconds, rounded up; a key without
@@ -56,18 +60,19 @@ fn seconds_left(pttl: i64, otherwise: i64) -> i64 {
 
 impl<'a> ToozRedisLock<'a> {
     /// A store on `target`; nothing is sent until the first call.
-    pub fn new(target: &'a RedisTarget, report: &'a Report) -> Result<ToozRedisLock<'a>> {
+    pub fn new(target: &'a RedisTarget, report: &'a Report, namespace: &'a str) -> Result<ToozRedisLock<'a>> {
         Ok(ToozRedisLock {
             session: Session::new(target, report)?,
             db: target.db,
             token: crate::net::random::token(),
+            namespace,
         })
     }
 
     /// `EVAL script 1 key db args...`, as the prelude reads it.
     fn command(&self, script: &str, name: &[u8], args: &[String]) -> ::redis::Cmd {
         let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(script).arg(1).arg(tooz_key(name)).arg(self.db);
+        cmd.arg(script).arg(1).arg(tooz_key(self.namespace, name)).arg(self.db);
         for arg in args {
             cmd.arg(arg);
         }
@@ -191,8 +196,9 @@ mod tests {
 
     #[test]
     fn the_key_is_toozs() {
-        assert_eq!(tooz_key(b"coolock"), b"_tooz_coolock_lock");
-        assert_eq!(tooz_key(b"a b"), b"_tooz_a b_lock");
+        assert_eq!(tooz_key("_tooz", b"coolock"), b"_tooz_coolock_lock");
+        assert_eq!(tooz_key("_tooz", b"a b"), b"_tooz_a b_lock");
+        assert_eq!(tooz_key("ns", b"coolock"), b"ns_coolock_lock");
     }
 
     #[test]

@@ -195,6 +195,9 @@ pub struct ZooKeeperLock<'a> {
     style: Style,
     /// `CRONLOCK_NODE`, the data of tooz's contender node.
     node: &'a str,
+    /// Where tooz's locks live, in the tooz style (`/tooz/locks` in tooz's
+    /// default namespace); empty in the others.
+    tooz_locks: String,
     report: &'a Report,
     session: Option<Session>,
     /// The hold check found the session lost or unconfirmed for too long,
@@ -231,10 +234,15 @@ impl<'a> ZooKeeperLock<'a> {
             KeyStyle::Tooz => Style::Tooz,
             _ => Style::Record,
         };
+        let tooz_locks = match style {
+            Style::Tooz => tooz::locks(config.tooz_namespace.as_deref().unwrap_or(tooz::NAMESPACE))?,
+            _ => String::new(),
+        };
         Ok(ZooKeeperLock {
             target,
             style,
             node: &config.node,
+            tooz_locks,
             report,
             session: None,
             hold_lost: false,
@@ -640,7 +648,7 @@ impl<'a> ZooKeeperLock<'a> {
         Ok(match self.style {
             Style::Record => None,
             Style::Lockex => Some((String::from_utf8_lossy(key).into_owned(), Recipe::Kazoo22)),
-            Style::Tooz => Some((tooz::lock_dir(key)?, Recipe::Kazoo29)),
+            Style::Tooz => Some((tooz::lock_dir(&self.tooz_locks, key)?, Recipe::Kazoo29)),
         })
     }
 
@@ -849,15 +857,16 @@ impl LockStore for ZooKeeperLock<'_> {
     }
 
     /// The locks of the configured style: under `/cronlock` by default,
-    /// under `/lockex` in the lockex style, under `/tooz/locks` in tooz's
-    /// (only the names without a `/`).
+    /// under `/lockex` in the lockex style, under `/tooz/locks` (or the
+    /// namespace's `locks`) in tooz's (only the names without a `/`).
     fn list(&mut self, prefix: &[u8]) -> Result<Vec<Seen>> {
         let style = self.style;
+        let tooz_locks = self.tooz_locks.clone();
         let session = self.session()?;
         let root = match style {
             Style::Record => ROOT,
             Style::Lockex => LOCKEX_ROOT,
-            Style::Tooz => tooz::LOCKS,
+            Style::Tooz => tooz_locks.as_str(),
         };
         let names = match session.call(session.client.list_children(root)) {
             Ok(names) => names,

@@ -39,6 +39,14 @@ pub fn tooz_env(env: &[(String, String)], name: &str) -> Vec<(String, String)> {
     with(env, &[("CRONLOCK_KEY_STYLE", "tooz"), ("CRONLOCK_KEY", name)])
 }
 
+/// A store's `(server, env, url)` in tooz's namespace `ns`: `?namespace=ns`
+/// for coolock, `CRONLOCK_TOOZ_NAMESPACE=ns` for cronlock (Redis and
+/// ZooKeeper, whose tooz drivers read it).
+pub fn namespaced<S>((server, env, url): (S, Vec<(String, String)>, String)) -> (S, Vec<(String, String)>, String) {
+    let env = with(&env, &[("CRONLOCK_TOOZ_NAMESPACE", "ns")]);
+    (server, env, format!("{url}?namespace=ns"))
+}
+
 /// While coolock holds `name`, cronlock exits 200 without running its
 /// command; once coolock has released, cronlock takes the lock.
 pub fn a_coolock_holder_keeps_cronlock_out(coolock: &Coolock, env: &[(String, String)], url: &str) {

@@ -17,6 +17,24 @@ fn setup() -> (RedisServer, Vec<(String, String)>, String) {
 
 crate::tooz::both_ways!(setup());
 
+mod namespaced {
+    crate::tooz::both_ways!(crate::tooz::namespaced(super::setup()));
+}
+
+#[test]
+fn a_namespace_starts_the_key_and_the_default_one_is_another_lock() {
+    let (server, env, _) = crate::tooz::namespaced(setup());
+    while_held(&env, &[("CRONLOCK_GRACE", "-1")], |_| {
+        assert_eq!(server.query(&["EXISTS", "ns_nightly_lock"]), "1");
+        assert_eq!(server.query(&["EXISTS", "_tooz_nightly_lock"]), "0");
+        // An empty setting is tooz's default namespace, `_tooz`: another lock.
+        let default = with(&tooz_env(&env, "nightly"), &[("CRONLOCK_TOOZ_NAMESPACE", "")]);
+        run(&with(&default, &[("CRONLOCK_GRACE", "-1")]), &["true"]).expect(0);
+        run(&tooz_env(&env, "nightly"), &["true"]).expect(200);
+    });
+    assert_eq!(server.query(&["EXISTS", "ns_nightly_lock"]), "0", "released");
+}
+
 #[test]
 fn the_key_holds_a_hex_token_for_thirty_seconds_in_the_chosen_database() {
     let (server, env, _) = setup();
@@ -76,4 +94,32 @@ fn renewals_keep_the_key_past_its_first_lease() {
         assert!(pttl > 0, "the key lapsed (PTTL {pttl})");
         Duration::from_millis(pttl as u64)
     });
+}
+
+/// `cronlockctl migrate coolock` carries the backend URL's `?namespace=`
+/// over: a cronlock on the printed file is kept out by the real coolock on
+/// the same URL.
+#[test]
+fn a_migrated_namespace_shares_coolocks_lock() {
+    let coolock = crate::tooz::coolock_or_skip!();
+    let (_server, _, url) = crate::tooz::namespaced(setup());
+    let dir = TempDir::new("migrate-namespace");
+    let conf = dir.join("coolock.conf");
+    std::fs::write(&conf, format!("coordination-backend: {url}\nlock: nightly\n")).unwrap();
+    let home = [("HOME".to_string(), dir.path().display().to_string())];
+    let out = ctl(&home, &["migrate", "coolock", &conf.display().to_string()]);
+    out.expect(0);
+    assert!(
+        out.stdout().contains("CRONLOCK_TOOZ_NAMESPACE=ns\n"),
+        "{}",
+        out.stdout()
+    );
+    let migrated = dir.join("cronlock.conf");
+    std::fs::write(&migrated, out.stdout()).unwrap();
+    let env = [("CRONLOCK_CONFIG".to_string(), migrated.display().to_string())];
+    let holder = coolock.hold(&url, "nightly", &dir);
+    let marker = dir.join("ran");
+    run(&env, &["touch", &marker.display().to_string()]).expect(200);
+    assert!(!marker.exists(), "cronlock ran while coolock held the lock");
+    holder.finish();
 }

@@ -16,6 +16,42 @@ fn zookeeper() -> (ZooKeeper, Vec<(String, String)>, String) {
 
 crate::tooz::both_ways!(zookeeper());
 
+mod namespaced {
+    crate::tooz::both_ways!(crate::tooz::namespaced(super::zookeeper()));
+}
+
+#[test]
+fn a_namespace_is_the_root_of_the_locks_and_the_default_one_is_another_lock() {
+    let (zk, env, _) = crate::tooz::namespaced(zookeeper());
+    let client = zk.client();
+    crate::tooz::while_held(&env, &[], |_| {
+        let children = client.children("/ns/locks/nightly");
+        assert_eq!(children.len(), 1, "{children:?}");
+        assert!(is_contender_name(&children[0]), "{children:?}");
+        assert_eq!(client.data("/tooz"), None, "nothing in tooz's default namespace");
+        // An empty setting is tooz's default namespace, `tooz`: another lock.
+        run(
+            &with(&tooz_env(&env, "nightly"), &[("CRONLOCK_TOOZ_NAMESPACE", "")]),
+            &["true"],
+        )
+        .expect(0);
+        run(&tooz_env(&env, "nightly"), &["true"]).expect(200);
+    });
+    assert_eq!(client.children("/ns/locks/nightly"), Vec::<String>::new());
+    // A namespace that is no ZooKeeper path is refused with one line.
+    let refused = run(
+        &with(&tooz_env(&env, "nightly"), &[("CRONLOCK_TOOZ_NAMESPACE", "a//b")]),
+        &["true"],
+    );
+    refused.expect(201);
+    assert_eq!(refused.stderr().trim_end().lines().count(), 1, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("CRONLOCK_TOOZ_NAMESPACE"),
+        "{}",
+        refused.stderr()
+    );
+}
+
 #[test]
 fn a_coolock_holder_on_a_kazoo_url_keeps_cronlock_out() {
     let coolock = crate::tooz::coolock_or_skip!();
