@@ -29,6 +29,12 @@ fn a_namespace_is_the_root_of_the_locks_and_the_default_one_is_another_lock() {
         assert_eq!(children.len(), 1, "{children:?}");
         assert!(is_contender_name(&children[0]), "{children:?}");
         assert_eq!(client.data("/tooz"), None, "nothing in tooz's default namespace");
+        // cronlockctl lists the namespace's locks.
+        let listed = ctl(&tooz_env(&env, "nightly"), &["--json", "list"]);
+        listed.expect(0);
+        let lines = listed.json_lines();
+        assert_eq!(lines.len(), 1, "{}", listed.stdout());
+        assert_eq!(lines[0]["key"], "nightly", "{}", listed.stdout());
         // An empty setting is tooz's default namespace, `tooz`: another lock.
         run(
             &with(&tooz_env(&env, "nightly"), &[("CRONLOCK_TOOZ_NAMESPACE", "")]),
