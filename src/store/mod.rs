@@ -208,6 +208,7 @@ stores! {
         settings: |scheme, rest, shared| redis::settings::parse(Some((scheme, rest)), shared),
         open: |_, target, report| Ok(Box::new(redis::RedisLock::new(target, report)?)),
         open_tooz: |config, target, report| {
+            // The settings fill in the row's default, tooz's `_tooz`.
             let namespace = config.tooz_namespace.as_deref().unwrap_or_default();
             Ok(Box::new(redis::tooz::ToozRedisLock::new(target, report, namespace)?))
         },

@@ -128,7 +128,7 @@ impl EtcdLock<'_> {
         for kv in kvs {
             let key = unb64(kv.get("key"));
             let lease = int(kv.get("lease"));
-            if is_fence_counter(&key, lease) || is_history_key(&key, lease) {
+            if is_job_record(&key, lease) {
                 continue;
             }
             let Some(slash) = key.iter().rposition(|&b| b == b'/') else {
@@ -260,12 +260,19 @@ impl Txn {
     }
 }
 
-/// The lock's owner: the first key under `NAME/` that is not another
-/// job's fencing counter or history (see [`owner_of_line`]).
+/// A key in a lock's line (under `NAME/`); the owner is the first that is
+/// no job's record (see [`owner_of_line`]).
 struct Owner {
     key: Vec<u8>,
     create_revision: i64,
     lease: i64,
+}
+
+impl Owner {
+    /// Whether this key is a job's fencing counter or history, not a lock's.
+    fn is_job_record(&self) -> bool {
+        is_job_record(&self.key, self.lease)
+    }
 }
 
 /// The range of the line `prefix` (`NAME/`), oldest first, keys only: the
@@ -292,13 +299,16 @@ fn line_of(prefix: &[u8]) -> Value {
 /// such keys before it are few, one counter, a last success and the
 /// records the other job keeps.
 fn owner_of_line(kvs: &[Value]) -> Option<Owner> {
-    kvs.iter()
-        .map(|kv| Owner {
-            key: unb64(kv.get("key")),
-            create_revision: int(kv.get("create_revision")),
-            lease: int(kv.get("lease")),
-        })
-        .find(|owner| !is_fence_counter(&owner.key, owner.lease) && !is_history_key(&owner.key, owner.lease))
+    in_line(kvs).find(|owner| !owner.is_job_record())
+}
+
+/// The keys of a line read by [`line_of`], oldest first.
+fn in_line(kvs: &[Value]) -> impl Iterator<Item = Owner> + '_ {
+    kvs.iter().map(|kv| Owner {
+        key: unb64(kv.get("key")),
+        create_revision: int(kv.get("create_revision")),
+        lease: int(kv.get("lease")),
+    })
 }
 
 fn now() -> i64 {
@@ -392,6 +402,12 @@ fn run_number() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     micros * 10_000 + u128::from(std::process::id() % 10_000)
+}
+
+/// Whether the key `key` on the lease `lease` is some job's fencing counter
+/// or history, kept beside its lock without a lease, rather than a lock's.
+fn is_job_record(key: &[u8], lease: i64) -> bool {
+    is_fence_counter(key, lease) || is_history_key(key, lease)
 }
 
 /// The range that holds the job key `name`'s run records: the keys that
@@ -787,12 +803,8 @@ impl LockStore for EtcdLock<'_> {
             .gateway
             .call("/v3/kv/range", &line_of(&prefix), None)
             .context("reading the lock")?;
-        let line: Vec<(Vec<u8>, i64)> = kvs(Some(&line))
-            .iter()
-            .map(|kv| (unb64(kv.get("key")), int(kv.get("lease"))))
-            .collect();
-        let others = |(key, lease): &(Vec<u8>, i64)| is_fence_counter(key, *lease) || is_history_key(key, *lease);
-        if !line.iter().any(others) {
+        let (records, ours): (Vec<Owner>, Vec<Owner>) = in_line(kvs(Some(&line))).partition(Owner::is_job_record);
+        if records.is_empty() {
             let body = json!({ "key": b64(&prefix), "range_end": b64(&prefix_end(&prefix)) });
             let answer = self
                 .gateway
@@ -800,7 +812,7 @@ impl LockStore for EtcdLock<'_> {
                 .context("deleting the lock")?;
             return Ok(int(answer.get("deleted")) > 0);
         }
-        let ours: Vec<&Vec<u8>> = line.iter().filter(|kv| !others(kv)).map(|(key, _)| key).collect();
+        let ours: Vec<Vec<u8>> = ours.into_iter().map(|key| key.key).collect();
         self.gateway.delete_keys(&ours).context("deleting the lock")
     }
 

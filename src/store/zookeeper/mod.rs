@@ -235,7 +235,8 @@ impl<'a> ZooKeeperLock<'a> {
             _ => Style::Record,
         };
         let tooz_locks = match style {
-            Style::Tooz => tooz::locks(config.tooz_namespace.as_deref().unwrap_or(tooz::NAMESPACE))?,
+            // The settings fill in the row's default, tooz's `tooz`.
+            Style::Tooz => tooz::locks(config.tooz_namespace.as_deref().unwrap_or_default())?,
             _ => String::new(),
         };
         Ok(ZooKeeperLock {

@@ -49,11 +49,7 @@ pub fn parse(rest: &str, shared: &mut Shared) -> Result<ZooKeeperTarget> {
     let chroot = match chroot.map(|c| c.trim_end_matches('/')) {
         None | Some("") => None,
         Some(path) => {
-            if path
-                .split('/')
-                .skip(1)
-                .any(|part| part.is_empty() || part == "." || part == "..")
-            {
+            if !is_node_path(path) {
                 bail!("CRONLOCK_URL: chroot {path:?} is not a ZooKeeper path (no empty, . or .. parts)");
             }
             Some(path.to_string())
@@ -63,6 +59,15 @@ pub fn parse(rest: &str, shared: &mut Shared) -> Result<ZooKeeperTarget> {
         hosts,
         chroot,
         connection: shared.connection,
+    })
+}
+
+/// Whether ZooKeeper takes `path` as a node's path: absolute, with no
+/// empty, `.` or `..` parts and no trailing `/`.
+pub(super) fn is_node_path(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| {
+        rest.split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
     })
 }
 

@@ -8,8 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 
-/// tooz's default namespace on ZooKeeper (`?namespace=` in its URL).
-pub const NAMESPACE: &str = "tooz";
+use super::settings::is_node_path;
 
 /// kazoo's `paths.join`, which tooz joins its paths with: `/` between the
 /// parts, and a part that starts with `/` starts the path again.
@@ -26,15 +25,6 @@ fn join(parts: &[&str]) -> String {
         }
     }
     path
-}
-
-/// Whether ZooKeeper takes `path` as a node's path: absolute, with no
-/// empty, `.` or `..` parts and no trailing `/`.
-fn is_node_path(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|rest| {
-        rest.split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
-    })
 }
 
 /// Where tooz's locks live in `namespace`: `/<namespace>/locks`, joined as
@@ -66,7 +56,7 @@ mod tests {
 
     #[test]
     fn a_name_is_a_directory_under_tooz_locks() {
-        let locks = locks(NAMESPACE).unwrap();
+        let locks = locks("tooz").unwrap();
         assert_eq!(lock_dir(&locks, b"coolock").unwrap(), "/tooz/locks/coolock");
         assert_eq!(lock_dir(&locks, b"a/b").unwrap(), "/tooz/locks/a/b");
         for bad in [&b""[..], b"/x", b"x/", b"a//b", b"..", b"a/./b", b"\xff"] {
